@@ -1,0 +1,3 @@
+"""convnlp: convolutional neural networks for text."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from convnlp.cli import main
+
+main()

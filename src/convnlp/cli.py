@@ -1,0 +1,168 @@
+"""`convnlp <command> [hydra overrides]`: a thin dispatcher to one Hydra app per command.
+
+Before Hydra runs, the overrides are composed and checked against the typed schemas (every
+value of a ``-m`` sweep too), so a bad group option, a misspelled key or a wrong type fails
+in one line that names the valid choices, before any work starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from convnlp.config import check_resolves, validate
+from convnlp.errors import UserError
+
+USAGE = """usage: convnlp <command> [overrides] [-m] [--help] [--cfg job]
+
+commands:
+  train     train a model            convnlp train task=tagging encoder=dilated data=ud_ewt
+  eval      evaluate a checkpoint    convnlp eval checkpoint=outputs/train/<run>/best data.split=test
+  predict   tag sentences            convnlp predict checkpoint=<dir> < sentences.txt > tags.jsonl
+
+Overrides are Hydra's (group=option, key=value, -m for sweeps). `convnlp <command> --help`
+lists the config groups and options of a command.
+"""
+
+# Which config groups each command's config holds (and so which are validated).
+GROUPS = {"train": ("task", "encoder", "data", "tokenizer", "trainer", "optim"),
+          "eval": ("data",), "predict": ()}
+INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
+              "--package", "-p", "--shell-completion", "-sc"}
+
+def fail(message: str) -> None:
+    print(f"convnlp: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+# --------------------------------------------------------------------- checking overrides
+
+
+def _variants(overrides: list[str]) -> list[list[str]]:
+    """Override lists that together cover every value of every sweep (not their product)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed, sweeps = [], []
+    for o in parsed:
+        if o.get_key_element().lstrip("+~").startswith("hydra"):
+            continue
+        if o.is_sweep_override():
+            try:
+                sweeps.append((o.get_key_element(), list(o.sweep_string_iterator())))
+            except Exception:  # interval sweeps (optuna) have no list of values to check
+                continue
+        else:
+            fixed.append(o.input_line)
+    first = [f"{key}={values[0]}" for key, values in sweeps]
+    variants = [fixed + first]
+    for i, (key, values) in enumerate(sweeps):
+        for value in values[1:]:
+            variants.append(fixed + first[:i] + [f"{key}={value}"] + first[i + 1:])
+    return variants
+
+
+def _explain(error: Exception, command: str, overrides: list[str]) -> str:
+    """One line for a Hydra composition error."""
+    from hydra import compose
+
+    text = str(error)
+    missing = re.search(r"Could not find '([\w/]+)/([^']*)'", text)
+    if missing:
+        group, option = missing.groups()
+        options = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        return f"unknown {group} {option!r}; choose one of: {', '.join(options)}"
+    bad_key = re.search(r"Could not override '([^']+)'", text)
+    if bad_key and "not in struct" in f"{text} {error.__cause__}":
+        key = bad_key.group(1)
+        parent, _, leaf = key.rpartition(".")
+        groups_only = [o for o in overrides if "=" in o and "." not in o.split("=")[0]]
+        try:
+            node = compose(config_name=command, overrides=groups_only)
+            node = node.get(parent) if parent else node
+            valid = ", ".join(k for k in node.keys()) if isinstance(node, DictConfig) else ""
+        except Exception:
+            valid = ""
+        return f"unknown config key {key!r}" + (f"; valid keys in {parent or 'the config'}: {valid}" if valid else "")
+    return text.strip().splitlines()[0]
+
+
+def check_overrides(command: str, args: list[str]) -> None:
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [a for a in args if not a.startswith("-")]
+    try:
+        variants = _variants(overrides)
+    except HydraException as e:
+        fail(f"cannot parse overrides: {str(e).strip().splitlines()[0]}")
+    with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
+        for variant in variants:
+            try:
+                cfg = compose(config_name=command, overrides=variant)
+            except (HydraException, OmegaConfBaseException) as e:
+                fail(_explain(e, command, variant))
+            try:
+                check_resolves(cfg)
+                validate(cfg, GROUPS[command])
+            except UserError as e:
+                fail(str(e))
+
+
+# ---------------------------------------------------------------------------- the commands
+
+
+def run_train(cfg: DictConfig) -> None:
+    from convnlp.train import train
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    train(validate(cfg, GROUPS["train"]), run_dir)
+
+
+def run_eval(cfg: DictConfig) -> None:
+    from convnlp.evaluate import evaluate_checkpoint
+
+    evaluate_checkpoint(validate(cfg, GROUPS["eval"]), Path(HydraConfig.get().runtime.output_dir))
+
+
+def run_predict(cfg: DictConfig) -> None:
+    from convnlp.predict import predict_command
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
+    predict_command(cfg)
+
+
+COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+    if not INFO_FLAGS.intersection(args):
+        check_overrides(command, args)
+
+    def app(cfg: DictConfig) -> None:
+        try:
+            COMMANDS[command](cfg)
+        except UserError as e:
+            fail(str(e))
+
+    app.__name__ = command
+    sys.argv = [f"convnlp {command}", *args]
+    hydra.main(config_path="conf", config_name=command, version_base="1.3")(app)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Typed schemas for every config group, and the check that turns a composed config into
+one clear line when something is wrong.
+
+The YAML files in ``conf/`` hold the defaults and the documentation; the dataclasses here hold
+the types. Each group option carries ``name`` (the file name: ``encoder=dilated`` is
+``conf/encoder/dilated.yaml`` with ``name: dilated``) so that a checkpoint's saved config can
+be rebuilt without Hydra, and so that the schema for that option can be found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import (ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException,
+                              ValidationError)
+
+from convnlp.errors import UserError
+
+# ---------------------------------------------------------------------------------- task
+
+
+@dataclass
+class TaggingConfig:
+    name: str = "tagging"
+    embedding_dim: int = 64
+    embedding_dropout: float = 0.1
+    pooling: str = "first_last"  # first | last | mean | first_last
+    word_layers: int = 3
+    word_kernel: int = 3
+    word_dropout: float = 0.2
+    predict_max_chars: int = 2000
+    predict_context_words: int = 16
+
+
+# ------------------------------------------------------------------------------- encoder
+
+
+@dataclass
+class PlainEncoderConfig:
+    name: str = "plain"
+    width: int = 128
+    layers: int = 4
+    kernel: int = 3
+    activation: str = "relu"
+    norm: str = "layer"
+    dropout: float = 0.1
+
+
+@dataclass
+class DilatedEncoderConfig:
+    name: str = "dilated"
+    width: int = 128
+    kernel: int = 3
+    dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    blocks: int = 2
+    activation: str = "relu"
+    norm: str = "layer"
+    dropout: float = 0.1
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+@dataclass
+class CmudictStressConfig:
+    name: str = "cmudict_stress"
+    split: str = "validation"
+    epochs: int = 20
+    validation_percent: int = 5
+    test_percent: int = 5
+
+
+@dataclass
+class UdEwtConfig:
+    name: str = "ud_ewt"
+    split: str = "validation"
+    epochs: int = 20
+    tagset: str = "upos"
+    data_dir: Optional[str] = None
+    url: str = ""
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class ConlluConfig:
+    name: str = "conllu"
+    split: str = "validation"
+    epochs: int = 20
+    train: Optional[str] = None
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    tagset: str = "upos"
+    encoding: str = "utf-8"
+
+
+@dataclass
+class ConllConfig:
+    name: str = "conll"
+    split: str = "validation"
+    epochs: int = 20
+    train: Optional[str] = None
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    token_column: int = 0
+    tag_column: int = -1
+    encoding: str = "utf-8"
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+@dataclass
+class TokenizerConfig:
+    name: str = "char"  # char | word
+    min_frequency: int = 1
+    lowercase: bool = False
+    max_vocab: int = 0  # 0 = no limit
+
+
+# ------------------------------------------------------------------------- trainer, optim
+
+
+@dataclass
+class TrainerConfig:
+    name: str = "default"
+    max_epochs: int = 20
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    batch_tokens: int = 4000
+    eval_every: int = 0
+    patience: int = 5
+    grad_clip: float = 1.0
+    device: str = "auto"
+    amp: bool = True
+    threads: int = 0
+    resume: Any = False
+    progress: bool = True
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 200
+    schedule: str = "linear"  # linear | cosine | constant
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "task": {"tagging": TaggingConfig},
+    "encoder": {"plain": PlainEncoderConfig, "dilated": DilatedEncoderConfig},
+    "data": {
+        "cmudict_stress": CmudictStressConfig,
+        "ud_ewt": UdEwtConfig,
+        "conllu": ConlluConfig,
+        "conll": ConllConfig,
+    },
+    "tokenizer": {"char": TokenizerConfig, "word": TokenizerConfig},
+    "trainer": {"default": TrainerConfig},
+    "optim": {"adamw": OptimConfig},
+}
+
+# Values that must be one of a few words, checked here so a typo fails before any work.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "task.pooling": ("first", "last", "mean", "first_last"),
+    "encoder.activation": ("relu", "gelu"),
+    "encoder.norm": ("layer", "none"),
+    "data.split": ("train", "validation", "test"),
+    "data.tagset": ("upos", "xpos"),
+    "optim.schedule": ("linear", "cosine", "constant"),
+    "trainer.device": ("auto", "cpu", "cuda"),
+}
+
+
+def validate_group(group: str, node: DictConfig) -> DictConfig:
+    """Merge one group's composed values into its typed schema; raise UserError on a problem."""
+    options = SCHEMAS[group]
+    name = node.get("name") if isinstance(node, DictConfig) else None
+    if name not in options:
+        raise UserError(f"{group}.name={name!r} is not known; choose one of: {', '.join(options)}")
+    try:
+        return OmegaConf.merge(OmegaConf.structured(options[name]), node)
+    except ConfigKeyError as e:
+        valid = ", ".join(f.name for f in options[name].__dataclass_fields__.values())
+        raise UserError(f"unknown key '{group}.{e.key}' for {group}={name}; valid keys: {valid}") from None
+    except ValidationError as e:
+        raise UserError(f"{group}.{e.key}: {str(e).splitlines()[0]}") from None
+
+
+def validate(cfg: DictConfig, groups: tuple[str, ...] = tuple(SCHEMAS)) -> DictConfig:
+    """Check every present group against its schema and the fixed choices; returns a typed copy."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    for group in groups:
+        if group in cfg and isinstance(cfg[group], DictConfig) and "name" in cfg[group]:
+            out[group] = validate_group(group, cfg[group])
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(out, key, default=None)
+        if value is not None and value not in allowed:
+            raise UserError(f"{key}={value!r} is not valid; choose one of: {', '.join(allowed)}")
+    return out
+
+
+def check_resolves(cfg: DictConfig) -> None:
+    """Every interpolation resolves and every mandatory (???) value is given."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        raise UserError(f"{e.full_key} is required: add {e.full_key}=...") from None
+    except OmegaConfBaseException as e:
+        raise UserError(f"config: {str(e).splitlines()[0]}") from None

@@ -1,0 +1,60 @@
+"""Download a file into a cache, checking its SHA-256; never leaves a partial file behind."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from convnlp.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir(configured: str | None = None) -> Path:
+    """cache_dir setting, else $CONVNLP_CACHE_DIR, else $XDG_CACHE_HOME/convnlp or ~/.cache/convnlp."""
+    if configured:
+        return Path(configured).expanduser()
+    if os.environ.get("CONVNLP_CACHE_DIR"):
+        return Path(os.environ["CONVNLP_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "convnlp"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(url: str, target: Path, sha256: str | None, timeout: float = 60.0) -> Path:
+    """Return ``target``, downloading ``url`` there first unless a verified copy exists."""
+    if target.is_file() and (sha256 is None or sha256_of(target) == sha256):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s -> %s", url, target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise UserError(
+                f"{url}: checksum mismatch (expected sha256 {sha256}, got {digest.hexdigest()}); "
+                "the file was not kept"
+            )
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError) as e:
+        raise UserError(f"{url}: download failed: {getattr(e, 'reason', e)}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

@@ -1,0 +1,139 @@
+"""Readers for token-per-line files: CoNLL-U (via the `conllu` library) and whitespace columns
+(CoNLL-2003 and friends). Each returns ``(tokens, tags)``: two lists of sentences.
+
+Every problem is reported as ``file:line: problem`` in a UserError; nothing is skipped
+silently. Lines that are skipped on purpose (CoNLL-U comments, multiword-token ranges and
+empty nodes, ``-DOCSTART-``) are part of the formats, not data loss.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import conllu
+
+from convnlp.errors import UserError
+
+Sentences = tuple[list[list[str]], list[list[str]]]
+
+
+def read_lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
+    """All lines of a text file, without line ends. Undecodable bytes name their line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UserError(f"{path}: file is empty")
+    return decode_lines(raw, str(path), encoding)
+
+
+def decode_lines(raw: bytes, name: str, encoding: str = "utf-8") -> list[str]:
+    """Lines of ``raw`` (from ``name``), decoded one by one so an error can name its line."""
+    lines = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            lines.append(line.decode(encoding).rstrip("\r"))
+        except UnicodeDecodeError as e:
+            raise UserError(
+                f"{name}:{number}: cannot decode byte {line[e.start:e.start + 1]!r} at column "
+                f"{e.start + 1} as {encoding} (set the encoding option)"
+            ) from None
+        except LookupError:
+            raise UserError(f"{name}: unknown encoding {encoding!r}") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _blocks(lines: list[str]):
+    """Yield (first line number, lines) for each blank-line separated block."""
+    block, start = [], 0
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            if not block:
+                start = number
+            block.append(line)
+        elif block:
+            yield start, block
+            block = []
+    if block:
+        yield start, block
+
+
+_CONLLU_ID = re.compile(r"^(\d+|\d+-\d+|\d+\.\d+)$")
+
+
+def read_conllu(path: str | Path, tagset: str = "upos", encoding: str = "utf-8") -> Sentences:
+    """Sentences of a CoNLL-U file with their UPOS (column 4) or XPOS (column 5) tags."""
+    field = {"upos": "upos", "xpos": "xpos"}[tagset]
+    all_tokens, all_tags = [], []
+    for start, block in _blocks(read_lines(path, encoding)):
+        for offset, line in enumerate(block):
+            if line.startswith("#"):
+                continue
+            columns = line.split("\t")
+            where = f"{path}:{start + offset}"
+            if len(columns) != 10:
+                raise UserError(f"{where}: expected 10 tab-separated columns, found {len(columns)}")
+            if not _CONLLU_ID.match(columns[0]):
+                raise UserError(f"{where}: ID column is {columns[0]!r}, expected 1, 2-3 or 4.1")
+        try:
+            sentence = conllu.parse("\n".join(block) + "\n\n")[0]
+        except Exception as e:  # conllu raises several types; all mean a malformed block
+            raise UserError(f"{path}:{start}: malformed CoNLL-U sentence: {e}") from None
+        tokens, tags = [], []
+        for offset, token in enumerate(t for t in sentence if isinstance(t["id"], int)):
+            tag = token[field]
+            if tag in (None, "_", ""):
+                raise UserError(f"{path}:{start}: token {token['form']!r} has no {tagset.upper()} tag")
+            tokens.append(token["form"])
+            tags.append(tag)
+        if tokens:
+            all_tokens.append(tokens)
+            all_tags.append(tags)
+    if not all_tokens:
+        raise UserError(f"{path}: no sentences found")
+    return all_tokens, all_tags
+
+
+def read_conll(
+    path: str | Path, token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8"
+) -> Sentences:
+    """Sentences of a whitespace-column file: blank lines end sentences, -DOCSTART- is ignored."""
+    all_tokens, all_tags = [], []
+    width = None  # every token line of a file has the same number of columns
+    for start, block in _blocks(read_lines(path, encoding)):
+        tokens, tags = [], []
+        for offset, line in enumerate(block):
+            columns = line.split()
+            if columns[0] == "-DOCSTART-":
+                continue
+            if width is None:
+                width = len(columns)
+                if -width <= token_column < width and -width <= tag_column < width and (
+                    token_column % width == tag_column % width
+                ):
+                    raise UserError(
+                        f"{path}:{start + offset}: token column {token_column} and tag column "
+                        f"{tag_column} are the same column of {width}"
+                    )
+            if len(columns) != width:
+                raise UserError(
+                    f"{path}:{start + offset}: line has {len(columns)} column(s), earlier lines have {width}"
+                )
+            try:
+                tokens.append(columns[token_column])
+                tags.append(columns[tag_column])
+            except IndexError:
+                raise UserError(
+                    f"{path}:{start + offset}: line has {len(columns)} column(s), need columns "
+                    f"{token_column} (token) and {tag_column} (tag)"
+                ) from None
+        if tokens:
+            all_tokens.append(tokens)
+            all_tags.append(tags)
+    if not all_tokens:
+        raise UserError(f"{path}: no sentences found")
+    return all_tokens, all_tags

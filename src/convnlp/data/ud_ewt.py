@@ -1,0 +1,34 @@
+"""Universal Dependencies English Web Treebank (UD_English-EWT, release 2.16, CC BY-SA 4.0)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from convnlp.data import download
+from convnlp.data.readers import read_conllu
+
+# Release file name parts and their SHA-256, for the split names convnlp uses.
+FILES = {
+    "train": ("train", "3fb78e2b55482c8ee00caa653af436c88c9e5bc9a73ce26e4ae3ddc79d2b7e7b"),
+    "validation": ("dev", "531a54ff90d6ab12201c5a50c3e78e6ddac4de69abc4bce5d275d3cd29efe2b6"),
+    "test": ("test", "e266e515a0a7547657ed3d90d9ba46487d6bd251f27ad4269d4e8a427c8555cd"),
+}
+
+
+def resolve(split: str, data_dir: str | None, url: str, cache: str | None) -> Path:
+    """The local file for a split: from the data directory if there, else downloaded to the cache."""
+    part, sha256 = FILES[split]
+    data_dir = data_dir or os.environ.get("CONVNLP_DATA_DIR")
+    if data_dir:
+        for candidate in (Path(data_dir) / "ud_en_ewt" / f"{part}.conllu",
+                          Path(data_dir) / f"en_ewt-ud-{part}.conllu",
+                          Path(data_dir) / "ud_en_ewt" / f"en_ewt-ud-{part}.conllu"):
+            if candidate.is_file():
+                return candidate
+    target = download.cache_dir(cache) / "ud_en_ewt" / f"en_ewt-ud-{part}.conllu"
+    return download.fetch(url.format(split=part), target, sha256)
+
+
+def load(tagset: str, data_dir: str | None, url: str, cache_dir: str | None, splits=tuple(FILES)):
+    return {s: read_conllu(resolve(s, data_dir, url, cache_dir), tagset) for s in splits}

@@ -1,0 +1,61 @@
+"""Small pieces the convolutional encoders compose. All work in the (B, C, T) layout.
+
+Every convolution here first zeroes masked (padding) positions, so padding never leaks into
+real positions, whatever the padding is and however much of it there is.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+
+class MaskedConv1d(nn.Conv1d):
+    """A same-length 1-D convolution that ignores padding: masked inputs are zeroed first."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, dilation: int = 1):
+        if kernel % 2 != 1:
+            raise ValueError(f"kernel must be odd to keep the length, got {kernel}")
+        super().__init__(in_channels, out_channels, kernel, dilation=dilation,
+                         padding=dilation * (kernel - 1) // 2)
+
+    @property
+    def receptive_field_growth(self) -> int:
+        """How many input positions this layer adds to the receptive field."""
+        return self.dilation[0] * (self.kernel_size[0] - 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: (B, C, T), mask: (B, 1, T) with 1.0 for real positions
+        return super().forward(x * mask)
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels at each position of a (B, C, T) tensor: no mixing across time."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # layer_norm normalizes trailing dims, so move channels last and back: (B, T, C)
+        y = F.layer_norm(x.transpose(1, 2), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.transpose(1, 2)
+
+
+def make_norm(norm: str, channels: int) -> nn.Module:
+    if norm == "layer":
+        return ChannelNorm(channels)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be 'layer' or 'none', got {norm!r}")
+
+
+def make_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()

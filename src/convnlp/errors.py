@@ -1,0 +1,9 @@
+"""The one exception type users see: a problem with their input, config or files.
+
+The CLI prints ``convnlp: error: <message>`` and exits with status 2, no traceback. Messages
+name the file, line and problem where there is one ("data/train.conllu:12: expected 10 columns").
+"""
+
+
+class UserError(Exception):
+    """A problem the user can fix: bad input data, a bad config value, a missing file."""

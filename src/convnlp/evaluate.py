@@ -1,0 +1,41 @@
+"""`convnlp eval`: metrics of a checkpoint on a data split."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from convnlp import checkpoint
+from convnlp.config import validate_group
+from convnlp.data import load_splits
+from convnlp.errors import UserError
+from convnlp.tasks import tagging
+from convnlp.train import pick_device
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
+    device = pick_device(cfg.device)
+    model, config, tokenizer, labels = checkpoint.load(cfg.checkpoint, device)
+    split = cfg.data.split
+    if "name" in cfg.data:  # data=... given on the command line
+        data_cfg = cfg.data
+    else:                   # the checkpoint's own data, with the requested split
+        data_cfg = validate_group("data", OmegaConf.merge(OmegaConf.create(config["data"]), {"split": split}))
+    if data_cfg.name in ("conllu", "conll") and not data_cfg.get(split):
+        raise UserError(f"data={data_cfg.name} has no {split} file: set data.{split}=PATH")
+    data = load_splits(data_cfg, splits=(split,))[split]
+    tagging.encode_split(data["tokens"], data["tags"], tokenizer, labels, split)
+    task = config["task"]
+    predicted = tagging.predict(model, tokenizer, labels, data["tokens"], device, cfg.batch_tokens,
+                                task["predict_max_chars"], task["predict_context_words"])
+    metrics = tagging.metrics(data["tags"], predicted)
+    result = {"checkpoint": str(cfg.checkpoint), "data": data_cfg.name, "split": split, **metrics}
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    log.info("wrote %s", run_dir / "metrics.json")
+    return result

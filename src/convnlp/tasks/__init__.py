@@ -1,0 +1,5 @@
+"""Tasks: each file holds its head, loss, metrics, encoding and prediction."""
+
+from convnlp.tasks import tagging
+
+TASKS = {"tagging": tagging}

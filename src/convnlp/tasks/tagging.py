@@ -1,0 +1,170 @@
+"""Tagging: one label per token (part of speech, named entities, stress).
+
+The encoder reads symbols (characters by default); this head pools a vector per word from its
+first / last / all symbols, reads the word sequence with a small dilated convolution stack,
+and scores tags with a linear layer. Also here: the loss, the metrics, and how sentences of
+any length are tagged (in overlapping windows when longer than ``predict_max_chars``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from convnlp.data import tokenizer as tok
+from convnlp.data.batching import IGNORE, collate, token_batches
+from convnlp.encoders.dilated import DilatedEncoder
+
+log = logging.getLogger(__name__)
+
+
+class TaggingHead(nn.Module):
+    """``forward(h[B, T, C], mask[B, T], batch) -> logits[B, W, num_tags]`` using ``batch``'s
+    ``first``, ``last`` (B, W) symbol indices of each word and ``word_mask`` (B, W)."""
+
+    def __init__(self, input_dim: int, num_tags: int, pooling: str = "first_last",
+                 word_layers: int = 3, word_kernel: int = 3, word_dropout: float = 0.2):
+        super().__init__()
+        self.pooling = pooling
+        pooled_dim = 2 * input_dim if pooling == "first_last" else input_dim
+        self.context = None
+        if word_layers > 0:
+            self.context = DilatedEncoder(pooled_dim, width=input_dim, kernel=word_kernel,
+                                          dilations=tuple(2**i for i in range(word_layers)),
+                                          blocks=1, dropout=word_dropout)
+        self.output = nn.Linear(input_dim if word_layers > 0 else pooled_dim, num_tags)
+
+    def pool(self, h: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        def at(index):  # (B, W) -> (B, W, C)
+            return h.gather(1, index[..., None].expand(-1, -1, h.shape[-1]))
+
+        if self.pooling == "first":
+            return at(first)
+        if self.pooling == "last":
+            return at(last)
+        if self.pooling == "first_last":
+            return torch.cat([at(first), at(last)], dim=-1)
+        # mean over first..last: differences of a running sum, (B, T + 1, C)
+        running = F.pad(h.cumsum(dim=1), (0, 0, 1, 0))
+        expand = (-1, -1, h.shape[-1])
+        total = running.gather(1, (last + 1)[..., None].expand(*expand)) - running.gather(
+            1, first[..., None].expand(*expand))
+        return total / (last - first + 1).clamp(min=1)[..., None].to(h.dtype)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, batch: dict) -> torch.Tensor:
+        words = self.pool(h, batch["first"], batch["last"])  # (B, W, C')
+        words = words * batch["word_mask"][..., None].to(words.dtype)
+        if self.context is not None:
+            words = self.context(words, batch["word_mask"])   # (B, W, C)
+        return self.output(words)                             # (B, W, num_tags)
+
+
+def loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over real words with a known tag, and how many such words."""
+    targets = batch["tags"]
+    count = int((targets != IGNORE).sum())
+    value = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
+                            reduction="sum")
+    return value / max(count, 1), count
+
+
+# ------------------------------------------------------------------------------- encoding
+
+
+def encode_split(tokens: list[list[str]], tags: list[list[str]], tokenizer, labels: list[str],
+                 where: str) -> dict[str, list]:
+    """Symbol ids, word positions and tag ids. Tags unknown to the label vocabulary are kept
+    as IGNORE (they count as errors in evaluation) and reported once."""
+    ids, firsts, lasts = tok.encode(tokenizer, tokens)
+    index = {label: i for i, label in enumerate(labels)}
+    unseen = Counter(t for sentence in tags for t in sentence if t not in index)
+    if unseen:
+        total = sum(unseen.values())
+        shown = ", ".join(f"{t} ({n})" for t, n in unseen.most_common(5))
+        log.warning("%s: %d token(s) carry tags never seen in training: %s; they count as errors",
+                    where, total, shown)
+    tag_ids = [[index.get(t, IGNORE) for t in sentence] for sentence in tags]
+    return {"ids": ids, "first": firsts, "last": lasts, "tags": tag_ids}
+
+
+def label_vocabulary(tags: list[list[str]]) -> list[str]:
+    return sorted({t for sentence in tags for t in sentence})
+
+
+# -------------------------------------------------------------------------------- metrics
+
+_BIO = re.compile(r"^(O|[BIESL]-.+)$")
+
+
+def metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+    """Token accuracy; entity precision / recall / F1 (seqeval) when the tags are BIO-style."""
+    pairs = [(g, p) for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)]
+    result = {"accuracy": sum(g == p for g, p in pairs) / max(len(pairs), 1), "tokens": len(pairs)}
+    tagset = {g for g, _ in pairs}
+    if tagset and all(_BIO.match(t) for t in tagset) and tagset != {"O"}:
+        from seqeval.metrics import f1_score, precision_score, recall_score
+
+        result.update(precision=precision_score(gold, predicted), recall=recall_score(gold, predicted),
+                      f1=f1_score(gold, predicted))
+    return result
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def windows(word_lengths: list[int], max_chars: int, context: int) -> list[tuple[int, int, int, int]]:
+    """Split a sentence into (window_start, window_end, core_start, core_end) word spans.
+
+    Each window holds at most ``max_chars`` characters (words plus separating spaces) where
+    possible, and ``context`` words on either side of its core; every word is in exactly one
+    core, so every word gets a tag.
+    """
+    n = len(word_lengths)
+    prefix = [0]
+    for length in word_lengths:
+        prefix.append(prefix[-1] + length + 1)
+
+    def chars(a, b):
+        return prefix[b] - prefix[a] - 1
+
+    if chars(0, n) <= max_chars:
+        return [(0, n, 0, n)]
+    spans, start = [], 0
+    while start < n:
+        left, end = max(0, start - context), start + 1
+        while end < n and chars(left, min(n, end + 1 + context)) <= max_chars:
+            end += 1
+        spans.append((left, min(n, end + context), start, end))
+        start = end
+    return spans
+
+
+@torch.no_grad()
+def predict(model: nn.Module, tokenizer, labels: list[str], sentences: list[list[str]],
+            device: torch.device, batch_tokens: int = 8000, max_chars: int = 2000,
+            context: int = 16) -> list[list[str]]:
+    """Tags for every word of every sentence, however long."""
+    model.eval()
+    pieces = []  # (sentence, window start, core start, core end)
+    for s, words in enumerate(sentences):
+        if words:
+            for a, b, c, d in windows([len(w) for w in words], max_chars, context):
+                pieces.append((s, a, b, c, d))
+    texts = [sentences[s][a:b] for s, a, b, _, _ in pieces]
+    ids, firsts, lasts = tok.encode(tokenizer, texts)
+    out = [[None] * len(words) for words in sentences]
+    for batch_index in token_batches([len(i) for i in ids], batch_tokens, shuffle=False):
+        batch = collate([ids[i] for i in batch_index], [firsts[i] for i in batch_index],
+                        [lasts[i] for i in batch_index])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        best = model(batch).argmax(-1).cpu().tolist()  # (B, W)
+        for row, i in enumerate(batch_index):
+            s, a, _, c, d = pieces[i]
+            for w in range(c, d):
+                out[s][w] = labels[best[row][w - a]]
+    return out

@@ -1,0 +1,292 @@
+"""The training recipe, top to bottom: seed -> data -> tokenizer -> model -> optimizer ->
+loop (step, log, evaluate, checkpoint, stop early) -> final evaluation of the best model.
+
+Everything the run produces lands in its Hydra run directory:
+    train.log, .hydra/            the log and the resolved config
+    tensorboard/                  loss, learning rate, gradient norm, tokens/s, validation metrics
+    best/, last/                  checkpoints (see checkpoint.py); last/ can be resumed
+    metrics.json                  final validation and test metrics, timings, model size
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from convnlp import checkpoint
+from convnlp.data import DESCRIPTIONS, load_splits
+from convnlp.data import tokenizer as tok
+from convnlp.data.batching import collate, token_batches
+from convnlp.errors import UserError
+from convnlp.model import build_model, count_parameters
+from convnlp.tasks import tagging
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("trainer.device=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def lr_factor(step: int, progress: float, warmup: int, schedule: str) -> float:
+    """Linear warmup over ``warmup`` steps, then decay to 0 as ``progress`` goes from 0 to 1."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def find_resume_dir(resume, run_dir: Path) -> Path | None:
+    """``trainer.resume``: false, a path to a last/ directory, or true for the newest
+    unfinished run beside this one (same parent directory) that has a last/ checkpoint."""
+    if resume in (False, None, "false", "False"):
+        return None
+    if resume not in (True, "true", "True"):
+        path = Path(str(resume))
+        path = path / "last" if (path / "last").is_dir() else path
+        if not (path / "training_state.pt").is_file():
+            raise UserError(f"trainer.resume={resume}: no resumable checkpoint (last/training_state.pt) there")
+        return path
+    candidates = []
+    for last in run_dir.parent.glob("*/last"):
+        if last.parent != run_dir and (last / "training_state.pt").is_file():
+            state = json.loads((last / "metrics.json").read_text())
+            if not state.get("finished", False):
+                candidates.append(last)
+    if not candidates:
+        raise UserError(f"trainer.resume=true: no unfinished run with a last/ checkpoint in {run_dir.parent}")
+    return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def evaluate(model, tokenizer, labels, split, cfg, device) -> dict:
+    start = time.perf_counter()
+    predicted = tagging.predict(model, tokenizer, labels, split["tokens"], device,
+                                batch_tokens=2 * cfg.trainer.batch_tokens,
+                                max_chars=cfg.task.predict_max_chars,
+                                context=cfg.task.predict_context_words)
+    seconds = time.perf_counter() - start
+    result = tagging.metrics(split["tags"], predicted)
+    result["words_per_s"] = result["tokens"] / max(seconds, 1e-9)
+    return result
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    tc = cfg.trainer
+
+    # ---- setup: seed, device, threads
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    device = pick_device(tc.device)
+    use_amp = tc.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    # ---- data and vocabularies
+    log.info("data: %s (data=%s)", DESCRIPTIONS.get(cfg.data.name, cfg.data.name), cfg.data.name)
+    data = load_splits(cfg.data)
+    train_split = data["train"]
+    tokenizer = tok.build(cfg.tokenizer.name, train_split["tokens"], cfg.tokenizer.min_frequency,
+                          cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
+    labels = tagging.label_vocabulary(train_split["tags"])
+    encoded = tagging.encode_split(train_split["tokens"], train_split["tags"], tokenizer, labels, "train")
+    lengths = [len(ids) for ids in encoded["ids"]]
+    validation = data["validation"] if "validation" in data else None
+    if validation is not None:
+        tagging.encode_split(validation["tokens"], validation["tags"], tokenizer, labels, "validation")
+        validation = {"tokens": validation["tokens"], "tags": validation["tags"]}
+    log.info("train: %d sentences, %d words, %d symbols; vocabulary %d %s symbols, %d labels",
+             len(lengths), sum(len(f) for f in encoded["first"]), sum(lengths),
+             tokenizer.get_vocab_size(), cfg.tokenizer.name, len(labels))
+
+    # ---- model and optimizer
+    model = build_model(config["task"], config["encoder"], tokenizer.get_vocab_size(), len(labels)).to(device)
+    n_params = count_parameters(model)
+    log.info("model: %s encoder, %d parameters, receptive field %d symbols",
+             cfg.encoder.name, n_params, model.encoder.receptive_field)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                  weight_decay=cfg.optim.weight_decay)
+    steps_per_epoch = len(token_batches(lengths, tc.batch_tokens, shuffle=False))
+    total_steps = tc.max_epochs * steps_per_epoch
+    if tc.max_steps > 0:
+        total_steps = min(total_steps, tc.max_steps)
+    max_seconds = 60.0 * tc.max_minutes
+
+    # ---- state, possibly resumed
+    step, epoch, batch_in_epoch, elapsed_before = 0, 0, 0, 0.0
+    best_score, best_step, bad_evals = -1.0, 0, 0
+    resume_dir = find_resume_dir(tc.resume, run_dir)
+    if resume_dir is not None:
+        state = checkpoint.load_training_state(resume_dir)
+        model.load_state_dict(load_file(resume_dir / "model.safetensors", device=str(device)))
+        optimizer.load_state_dict(state["optimizer"])
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        best_score, best_step, bad_evals = state["best_score"], state["best_step"], state["bad_evals"]
+        elapsed_before = state["elapsed"]
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        if (resume_dir.parent / "best").is_dir():
+            # carry the best checkpoint over, so this run's best/ is the best of both runs
+            shutil.copytree(resume_dir.parent / "best", run_dir / "best", dirs_exist_ok=True)
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", resume_dir, step, epoch, batch_in_epoch)
+
+    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    revision = git_revision()
+    log.info("training: %d steps/epoch, up to %d epochs / %d steps%s on %s; run directory %s",
+             steps_per_epoch, tc.max_epochs, total_steps,
+             f" / {tc.max_minutes:g} min" if max_seconds else "", device, run_dir)
+
+    def save_checkpoint(name: str, metrics: dict, finished: bool = False):
+        training_state = None
+        if name == "last":
+            training_state = {
+                "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
+                "batch_in_epoch": batch_in_epoch, "best_score": best_score, "best_step": best_step,
+                "bad_evals": bad_evals, "elapsed": elapsed(),
+                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+            }
+        meta = {**metrics, "step": step, "epoch": epoch, "finished": finished, "git_revision": revision}
+        checkpoint.save(run_dir / name, model, config, tokenizer, labels, meta, training_state)
+
+    start_time = time.perf_counter()
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - start_time
+
+    # ---- the loop
+    stop_reason = None
+    window_symbols, window_start = 0, time.perf_counter()
+    while stop_reason is None:
+        batches = token_batches(lengths, tc.batch_tokens, shuffle=True, seed=cfg.seed * 1000 + epoch)
+        bar = tqdm(total=len(batches), initial=batch_in_epoch, desc=f"epoch {epoch + 1}",
+                   disable=None if tc.progress else True, leave=False, dynamic_ncols=True)
+        model.train()
+        while batch_in_epoch < len(batches):
+            indices = batches[batch_in_epoch]
+            batch = collate(*([encoded[k][i] for i in indices] for k in ("ids", "first", "last", "tags")))
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            progress = max(step / max(total_steps, 1), elapsed() / max_seconds if max_seconds else 0.0)
+            lr = cfg.optim.lr * lr_factor(step, progress, cfg.optim.warmup_steps, cfg.optim.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                logits = model(batch)                                   # (B, W, num_labels)
+            loss, _ = tagging.loss(logits, batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or float("inf"))
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            batch_in_epoch += 1
+            window_symbols += int(batch["mask"].sum())
+            bar.update(1)
+
+            if step % 50 == 0 or step == 1:
+                now = time.perf_counter()
+                tokens_per_s = window_symbols / max(now - window_start, 1e-9)
+                window_symbols, window_start = 0, now
+                writer.add_scalar("train/loss", loss.item(), step)
+                writer.add_scalar("train/lr", lr, step)
+                writer.add_scalar("train/grad_norm", float(grad_norm), step)
+                writer.add_scalar("train/tokens_per_s", tokens_per_s, step)
+                bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens_per_s:.0f}")
+
+            end_of_epoch = batch_in_epoch == len(batches)
+            if step >= total_steps:
+                stop_reason = f"reached {total_steps} steps"
+            elif max_seconds and elapsed() >= max_seconds:
+                stop_reason = f"reached {tc.max_minutes:g} minutes"
+            if (tc.eval_every and step % tc.eval_every == 0) or (not tc.eval_every and end_of_epoch) \
+                    or stop_reason:
+                if end_of_epoch:
+                    epoch, batch_in_epoch = epoch + 1, 0
+                metrics = {}
+                if validation is not None:
+                    metrics = evaluate(model, tokenizer, labels, validation, cfg, device)
+                    for key, value in metrics.items():
+                        writer.add_scalar(f"validation/{key}", value, step)
+                    score = metrics["accuracy"]
+                    improved = score > best_score
+                    if improved:
+                        best_score, best_step, bad_evals = score, step, 0
+                        save_checkpoint("best", metrics)
+                    else:
+                        bad_evals += 1
+                    log.info("step %d epoch %.2f: validation accuracy %.4f%s (best %.4f at step %d), "
+                             "%.1f min", step, epoch + batch_in_epoch / len(batches), score,
+                             " *" if improved else "", best_score, best_step, elapsed() / 60)
+                    if tc.patience and bad_evals >= tc.patience and not stop_reason:
+                        stop_reason = f"no improvement in {tc.patience} evaluations"
+                model.train()
+                save_checkpoint("last", metrics)
+                if end_of_epoch:
+                    break
+            if stop_reason:
+                break
+        bar.close()
+        if stop_reason is None and epoch >= tc.max_epochs:
+            stop_reason = f"reached {tc.max_epochs} epochs"
+    train_seconds = elapsed()
+    log.info("stopped: %s after %d steps, %.1f min", stop_reason, step, train_seconds / 60)
+
+    # ---- final evaluation with the best weights (the last ones without validation data)
+    save_checkpoint("last", {}, finished=True)  # resume=true skips finished runs
+    if validation is None or not (run_dir / "best").is_dir():
+        save_checkpoint("best", {})
+    model.load_state_dict(load_file(run_dir / "best" / "model.safetensors", device=str(device)))
+    results = {"git_revision": revision, "stop_reason": stop_reason, "steps": step,
+               "best_step": best_step, "train_seconds": train_seconds, "parameters": n_params,
+               "receptive_field": model.encoder.receptive_field}
+    for name in ("validation", "test"):
+        if name in data:
+            results[name] = evaluate(model, tokenizer, labels, data[name], cfg, device)
+            log.info("%s (best model): %s", name, _format(results[name]))
+            for key, value in results[name].items():
+                writer.add_scalar(f"final_{name}/{key}", value, step)
+    best_meta = json.loads((run_dir / "best" / "metrics.json").read_text())
+    checkpoint.save(run_dir / "best", model, config, tokenizer, labels, {**best_meta, **results})
+    writer.close()
+    results["total_seconds"] = time.perf_counter() - t0
+    (run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    log.info("checkpoint: %s", run_dir / "best")
+    return results
+
+
+def _format(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
