@@ -52,6 +52,8 @@ def fetch(url: str, target: Path, sha256: str | None, timeout: float = 60.0) -> 
                 "the file was not kept"
             )
         os.replace(tmp, target)
+    except urllib.error.HTTPError as e:
+        raise UserError(f"{url}: download failed: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
         raise UserError(f"{url}: download failed: {getattr(e, 'reason', e)}") from None
     finally:

@@ -67,7 +67,7 @@ _CONLLU_ID = re.compile(r"^(\d+|\d+-\d+|\d+\.\d+)$")
 
 def read_conllu(path: str | Path, tagset: str = "upos", encoding: str = "utf-8") -> Sentences:
     """Sentences of a CoNLL-U file with their UPOS (column 4) or XPOS (column 5) tags."""
-    field = {"upos": "upos", "xpos": "xpos"}[tagset]
+    field, tag_column = {"upos": ("upos", 3), "xpos": ("xpos", 4)}[tagset]
     all_tokens, all_tags = [], []
     for start, block in _blocks(read_lines(path, encoding)):
         for offset, line in enumerate(block):
@@ -79,17 +79,14 @@ def read_conllu(path: str | Path, tagset: str = "upos", encoding: str = "utf-8")
                 raise UserError(f"{where}: expected 10 tab-separated columns, found {len(columns)}")
             if not _CONLLU_ID.match(columns[0]):
                 raise UserError(f"{where}: ID column is {columns[0]!r}, expected 1, 2-3 or 4.1")
+            if columns[0].isdigit() and columns[tag_column] in ("", "_"):
+                raise UserError(f"{where}: token {columns[1]!r} has no {tagset.upper()} tag")
         try:
             sentence = conllu.parse("\n".join(block) + "\n\n")[0]
         except Exception as e:  # conllu raises several types; all mean a malformed block
             raise UserError(f"{path}:{start}: malformed CoNLL-U sentence: {e}") from None
-        tokens, tags = [], []
-        for offset, token in enumerate(t for t in sentence if isinstance(t["id"], int)):
-            tag = token[field]
-            if tag in (None, "_", ""):
-                raise UserError(f"{path}:{start}: token {token['form']!r} has no {tagset.upper()} tag")
-            tokens.append(token["form"])
-            tags.append(tag)
+        words = [t for t in sentence if isinstance(t["id"], int)]  # not ranges, not empty nodes
+        tokens, tags = [t["form"] for t in words], [t[field] for t in words]
         if tokens:
             all_tokens.append(tokens)
             all_tags.append(tags)

@@ -1,0 +1,78 @@
+"""Shared fixtures: small real data files, the shared datasets folder, a tiny trained run."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+NAMES = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi"]
+PLACES = ["Paris", "Berlin", "Oslo", "Lima", "Cairo", "Delhi"]
+VERBS = ["met", "saw", "called", "visited", "left"]
+
+
+def bio_sentences(n: int, seed: int) -> list[list[tuple[str, str]]]:
+    """Small, learnable named-entity data: names are B-PER, places B-LOC / I-LOC."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        sentence = [(rng.choice(NAMES), "B-PER"), (rng.choice(VERBS), "O")]
+        if rng.random() < 0.5:
+            sentence += [("in", "O"), ("New", "B-LOC"), (rng.choice(PLACES), "I-LOC")]
+        else:
+            sentence += [(rng.choice(NAMES), "B-PER"), ("in", "O"), (rng.choice(PLACES), "B-LOC")]
+        sentence.append((".", "O"))
+        out.append(sentence)
+    return out
+
+
+def write_conll(path: Path, sentences, docstart: bool = True) -> Path:
+    lines = ["-DOCSTART- -X- O", ""] if docstart else []
+    for sentence in sentences:
+        lines += [f"{word} X {tag}" for word, tag in sentence] + [""]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def conll_files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("conll")
+    return {split: write_conll(root / f"{split}.txt", bio_sentences(n, seed))
+            for split, n, seed in (("train", 200, 1), ("validation", 40, 2), ("test", 40, 3))}
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    if not (SHARED / "ud_en_ewt" / "dev.conllu").is_file():
+        pytest.skip(f"shared datasets not found at {SHARED}")
+    return SHARED
+
+
+TINY = ["encoder.width=16", "encoder.dilations=[1,2]", "encoder.blocks=1", "task.embedding_dim=8",
+        "task.word_layers=1", "trainer.batch_tokens=600", "trainer.progress=false"]
+
+
+def conll_args(files: dict[str, Path]) -> list[str]:
+    return ["data=conll", f"data.train={files['train']}", f"data.validation={files['validation']}",
+            f"data.test={files['test']}"]
+
+
+def convnlp(*args: str, cwd: Path, input: str | None = None, check: bool = True,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (as a user would), in ``cwd``."""
+    result = subprocess.run([sys.executable, "-m", "convnlp", *args], cwd=cwd, input=input,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"convnlp {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def run_dirs(cwd: Path, command: str = "train") -> list[Path]:
+    return sorted((cwd / "outputs" / command).glob("*/"))

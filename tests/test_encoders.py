@@ -1,0 +1,84 @@
+"""Encoder contract: shapes, padding invariance, exact receptive field."""
+
+import pytest
+import torch
+
+from convnlp.encoders import ENCODERS, build_encoder
+
+CONFIGS = {
+    "plain": [dict(width=12, layers=1, kernel=3), dict(width=12, layers=4, kernel=5)],
+    "dilated": [dict(width=12, kernel=3, dilations=(1, 2, 4), blocks=1),
+                dict(width=12, kernel=3, dilations=(1, 2, 4, 8), blocks=2),
+                dict(width=12, kernel=5, dilations=(1, 3), blocks=3)],
+}
+CASES = [(name, kwargs) for name, options in CONFIGS.items() for kwargs in options]
+
+
+def make(name, kwargs, input_dim=6, **extra):
+    torch.manual_seed(0)
+    encoder = ENCODERS[name](input_dim=input_dim, dropout=0.0, **kwargs, **extra).double()
+    return encoder.eval()
+
+
+def test_every_family_is_covered():
+    assert set(CONFIGS) == set(ENCODERS)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES)
+def test_shapes(name, kwargs):
+    encoder = make(name, kwargs)
+    x = torch.randn(3, 17, 6, dtype=torch.double)
+    out = encoder(x, torch.ones(3, 17, dtype=torch.bool))
+    assert out.shape == (3, 17, encoder.output_dim)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES)
+def test_respects_masking(name, kwargs):
+    """Same sentence alone, or padded with garbage in a longer batch: identical real outputs."""
+    encoder = make(name, kwargs)
+    sentence = torch.randn(1, 7, 6, dtype=torch.double)
+    alone = encoder(sentence, torch.ones(1, 7, dtype=torch.bool))[0]
+    batch = torch.randn(2, 40, 6, dtype=torch.double) * 100  # garbage where padding is
+    batch[0, :7] = sentence[0]
+    mask = torch.zeros(2, 40, dtype=torch.bool)
+    mask[0, :7] = True
+    mask[1, :40] = True
+    padded = encoder(batch, mask)
+    torch.testing.assert_close(padded[0, :7], alone, rtol=0, atol=1e-10)
+    assert padded[0, 7:].abs().max() == 0  # masked outputs are zero
+
+
+@pytest.mark.parametrize("name,kwargs", CASES)
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_receptive_field_is_exact(name, kwargs, activation):
+    """Input positions with non-zero gradient for one output = exactly the receptive field."""
+    encoder = make(name, kwargs, activation=activation)
+    rf = encoder.receptive_field
+    length = rf + 30
+    centre = length // 2
+    x = torch.randn(1, length, 6, dtype=torch.double, requires_grad=True)
+    out = encoder(x, torch.ones(1, length, dtype=torch.bool))
+    # a random projection: the plain sum of a LayerNorm output is constant, with zero gradient
+    (out[0, centre] * torch.randn(encoder.output_dim, dtype=torch.double)).sum().backward()
+    seen = (x.grad[0].abs().sum(-1) > 0).nonzero().flatten().tolist()
+    half = (rf - 1) // 2
+    if activation == "gelu":  # smooth: every path carries gradient, so the set is exact
+        assert seen == list(range(centre - half, centre + half + 1))
+    else:  # relu may switch paths off, never on: never more than the receptive field
+        assert min(seen) >= centre - half and max(seen) <= centre + half
+
+
+def test_receptive_field_formulas():
+    assert make("plain", dict(width=4, layers=4, kernel=3)).receptive_field == 9
+    assert make("dilated", dict(width=4, kernel=3, dilations=(1, 2, 4, 8), blocks=2)).receptive_field == 61
+
+
+def test_build_from_config_dict():
+    encoder = build_encoder({"name": "dilated", "width": 8, "kernel": 3, "dilations": [1, 2],
+                             "blocks": 1, "activation": "relu", "norm": "none", "dropout": 0.0}, 5)
+    assert encoder.output_dim == 8 and encoder.receptive_field == 7
+
+
+def test_even_kernel_is_rejected():
+    with pytest.raises(ValueError, match="odd"):
+        make("plain", dict(width=4, layers=2, kernel=4))
