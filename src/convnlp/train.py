@@ -228,14 +228,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens_per_s:.0f}")
 
             end_of_epoch = batch_in_epoch == len(batches)
+            if end_of_epoch:  # counted before evaluating, so last/ resumes at the next epoch
+                epoch, batch_in_epoch = epoch + 1, 0
             if step >= total_steps:
                 stop_reason = f"reached {total_steps} steps"
             elif max_seconds and elapsed() >= max_seconds:
                 stop_reason = f"reached {tc.max_minutes:g} minutes"
             if (tc.eval_every and step % tc.eval_every == 0) or (not tc.eval_every and end_of_epoch) \
                     or stop_reason:
-                if end_of_epoch:
-                    epoch, batch_in_epoch = epoch + 1, 0
                 metrics = {}
                 if validation is not None:
                     metrics = evaluate(model, tokenizer, labels, validation, cfg, device)
@@ -255,9 +255,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                         stop_reason = f"no improvement in {tc.patience} evaluations"
                 model.train()
                 save_checkpoint("last", metrics)
-                if end_of_epoch:
-                    break
-            if stop_reason:
+            if stop_reason or end_of_epoch:
                 break
         bar.close()
         if stop_reason is None and epoch >= tc.max_epochs:
