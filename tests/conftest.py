@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+# ../shared/datasets beside the checkout (as in CI), or wherever CONVNLP_DATA_DIR points
+SHARED = Path(os.environ.get("CONVNLP_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 NAMES = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi"]
 PLACES = ["Paris", "Berlin", "Oslo", "Lima", "Cairo", "Delhi"]
 VERBS = ["met", "saw", "called", "visited", "left"]
