@@ -112,10 +112,14 @@ def test_resume_after_a_killed_run_gives_the_same_model(tmp_path, conll_files):
 
 
 def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
-    convnlp("train", "-m", "encoder=plain,dilated", "trainer.max_steps=3", *conll_args(conll_files),
-            "trainer.progress=false", "encoder.width=8", cwd=tmp_path)
+    convnlp("train", "-m", "encoder=plain,dilated", "tokenizer=char,word", "trainer.max_steps=3",
+            *conll_args(conll_files), "trainer.progress=false", "encoder.width=8", cwd=tmp_path)
     runs = sorted(tmp_path.glob("outputs/train-multirun/*/*/best/config.json"))
-    assert [json.loads(p.read_text())["encoder"]["name"] for p in runs] == ["plain", "dilated"]
+    configs = [json.loads(p.read_text()) for p in runs]
+    assert [(c["encoder"]["name"], c["tokenizer"]["name"]) for c in configs] == [
+        ("plain", "char"), ("plain", "word"), ("dilated", "char"), ("dilated", "word")]
+    assert all(json.loads((p.parent.parent / "metrics.json").read_text())["test"]["tokens"] == 240
+               for p in runs)
 
 
 @pytest.mark.parametrize("args,message", [
