@@ -66,9 +66,11 @@ def conll_args(files: dict[str, Path]) -> list[str]:
 def convnlp(*args: str, cwd: Path, input: str | None = None, check: bool = True,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (as a user would), in ``cwd``."""
-    result = subprocess.run([sys.executable, "-m", "convnlp", *args], cwd=cwd, input=input,
-                            capture_output=True, text=True, timeout=600,
+    result = subprocess.run([sys.executable, "-m", "convnlp", *args], cwd=cwd,
+                            input=input.encode("utf-8") if isinstance(input, str) else input,
+                            capture_output=True, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
     if check and result.returncode != 0:
         raise AssertionError(f"convnlp {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

@@ -51,7 +51,9 @@ def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatc
 @pytest.mark.parametrize("damage,message", [
     (lambda d: (d / "model.safetensors").unlink(), "checkpoint is missing model.safetensors"),
     (lambda d: (d / "labels.json").write_text("{oops"), "labels.json: not valid JSON"),
-    (lambda d: (d / "labels.json").write_text('["A"]'), "checkpoint does not match its config"),
+    (lambda d: (d / "labels.json").write_text('["A"]'), "model.safetensors: does not match the checkpoint's config"),
+    (lambda d: (d / "model.safetensors").write_bytes(b"\0" * 100), "model.safetensors: does not match"),
+    (lambda d: (d / "config.json").write_text('{"task": {}}'), "config.json: not a usable model config"),
     (lambda d: (d / "tokenizer.json").write_text("{}"), "tokenizer.json: not a valid tokenizer file"),
 ])
 def test_damaged_checkpoint_fails_in_one_line(tmp_path, damage, message):
@@ -67,6 +69,20 @@ def test_loading_never_instantiates_targets_from_the_config(tmp_path):
     config = json.loads((tmp_path / "ck" / "config.json").read_text())
     config["encoder"] = {"_target_": "os.system", "name": "os.system", "command": "touch pwned"}
     (tmp_path / "ck" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UserError, match="does not match its config"):
+    with pytest.raises(UserError, match="encoder.name='os.system' is not known"):
         checkpoint.load(tmp_path / "ck")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_save_killed_between_renames_falls_back_to_the_previous_version(tmp_path):
+    make_checkpoint(tmp_path / "last")
+    (tmp_path / "last").rename(tmp_path / ".last.old")  # the moment between the two renames
+    model, *_ = checkpoint.load(tmp_path / "last")
+    assert model is not None
+
+
+def test_damaged_training_state_is_one_line(tmp_path):
+    make_checkpoint(tmp_path / "last")
+    (tmp_path / "last" / "training_state.pt").write_bytes(b"not a torch file")
+    with pytest.raises(UserError, match="training_state.pt: cannot read the training state"):
+        checkpoint.load_training_state(tmp_path / "last")

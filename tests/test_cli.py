@@ -74,6 +74,12 @@ def test_predict_tags_every_line_and_every_word(trained, tmp_path):
     convnlp("predict", f"checkpoint={run_dir / 'best'}", f"input={tmp_path / 'in.txt'}",
             f"output={tmp_path / 'out.jsonl'}", cwd=cwd)
     assert (tmp_path / "out.jsonl").read_text() == result.stdout
+    bad = convnlp("predict", f"checkpoint={run_dir / 'best'}", "output=/nonexistent/out.jsonl", cwd=cwd,
+                  input=text, check=False)
+    assert bad.returncode == 2 and bad.stderr == "convnlp: error: /nonexistent/out.jsonl: cannot open (No such file or directory)\n"
+    latin = convnlp("predict", f"checkpoint={run_dir / 'best'}", cwd=cwd, input="ok\ncaf\xe9 x\n".encode("latin-1"),
+                    check=False)
+    assert latin.returncode == 2 and "<stdin>:2: cannot decode byte b'\\xe9' at column 4 as utf-8" in latin.stderr
 
 
 def test_resume_after_a_killed_run_gives_the_same_model(tmp_path, conll_files):
@@ -109,6 +115,11 @@ def test_resume_after_a_killed_run_gives_the_same_model(tmp_path, conll_files):
     b = load_file(resumed / "last" / "model.safetensors")
     assert all((a[k] == b[k]).all() for k in a), "resumed run diverged from the uninterrupted one"
     assert json.loads((resumed / "metrics.json").read_text())["steps"] == 300
+    # the interrupted run was resumed once: resume=true does not pick it again
+    again = convnlp("train", *args, "trainer.resume=true", cwd=killed_cwd, check=False)
+    assert "no unfinished run of this config" in again.stderr
+    other = convnlp("train", *args, "encoder.width=32", f"trainer.resume={killed}", cwd=killed_cwd, check=False)
+    assert "was trained with another config (encoder.width: 16 there, 32 now)" in other.stderr
 
 
 def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):

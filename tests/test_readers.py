@@ -122,3 +122,18 @@ def test_ud_ewt_from_data_dir(shared_datasets):
     data = load_splits(cfg, splits=("validation",))
     assert data["validation"].num_rows == 2001
     assert sum(len(t) for t in data["validation"]["tokens"]) == 25147
+
+
+def test_byte_order_mark_is_not_part_of_the_first_token(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeffthe O\n".encode("utf-8"))
+    assert read_conll(path)[0] == [["the"]]
+    conllu_path = tmp_path / "bom.conllu"
+    conllu_path.write_bytes(("\ufeff" + CONLLU).encode("utf-8"))
+    assert read_conllu(conllu_path)[0][1] == ["Hi"]
+
+
+def test_utf16_files_decode_whole(tmp_path):
+    path = tmp_path / "u16.txt"
+    path.write_bytes("naïve O\n\nok O\n".encode("utf-16"))
+    assert read_conll(path, encoding="utf-16")[0] == [["naïve"], ["ok"]]

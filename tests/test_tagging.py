@@ -46,6 +46,8 @@ def test_windows_cover_every_word_once():
     for a, b, c, d in spans:
         assert a <= c < d <= b and sum(lengths[a:b]) + (b - a - 1) <= 60
     assert tagging.windows([4000], max_chars=60, context=3) == [(0, 1, 0, 1)]  # one huge word
+    for a, b, c, d in tagging.windows([30] * 4, max_chars=70, context=16):  # context shrinks to fit
+        assert a <= c < d <= b and 30 * (b - a) + (b - a - 1) <= 70
 
 
 def test_long_sentence_is_tagged_completely_and_like_a_full_pass():

@@ -35,3 +35,20 @@ def test_word_ids_one_per_word(tmp_path):
     assert firsts == lasts == [[0, 1, 2, 3]]
     tok.save(tokenizer, tmp_path / "t.json")
     assert tok.kind_of(tok.load(tmp_path / "t.json")) == "word"
+
+
+def test_special_symbols_in_text_are_ordinary_text():
+    tokenizer = tok.build("char", [["x", "<unk>", "<pad>"]])
+    ids, firsts, lasts = tok.encode(tokenizer, [["x", "<unk>", "<pad>"]])
+    assert len(ids[0]) == len("x <unk> <pad>") and tok.PAD_ID not in ids[0]
+    assert firsts == [[0, 2, 8]] and lasts == [[0, 6, 12]]
+    words = tok.build("word", [["a", "x<pad>y", "b"]])
+    ids, firsts, _ = tok.encode(words, [["a", "x<pad>y", "b"]])
+    assert len(ids[0]) == 3 and tok.PAD_ID not in ids[0] and firsts == [[0, 1, 2]]
+
+
+def test_lowercasing_that_changes_length_keeps_word_positions():
+    tokenizer = tok.build("char", [["İstanbul", "is"]], lowercase=True)
+    ids, firsts, lasts = tok.encode(tokenizer, [["İstanbul", "is"]])
+    assert len(ids[0]) == len("i̇stanbul is")  # "İ" lowercases to two code points
+    assert firsts == [[0, 10]] and lasts == [[8, 11]]

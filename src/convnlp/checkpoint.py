@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
 from convnlp.data import tokenizer as tok
@@ -34,6 +35,9 @@ def save(directory: Path, model: Model, config: dict, tokenizer, labels: list[st
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is an ordinary directory
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, tmp / "model.safetensors")
@@ -60,23 +64,39 @@ def _read_json(path: Path):
         raise UserError(f"{path}: not valid JSON ({e})") from None
 
 
-def load(directory: str | Path, device: str | torch.device = "cpu"):
-    """(model, config, tokenizer, labels) from a checkpoint directory. Executes nothing from it."""
+def existing(directory: str | Path) -> Path:
+    """The checkpoint directory, or the previous version a save was replacing when it was killed."""
     directory = Path(directory)
+    old = directory.with_name(f".{directory.name}.old")
+    if not directory.is_dir() and old.is_dir():
+        return old
     if not directory.is_dir():
         raise UserError(f"{directory}: checkpoint directory not found")
+    return directory
+
+
+def load(directory: str | Path, device: str | torch.device = "cpu"):
+    """(model, config, tokenizer, labels) from a checkpoint directory. Executes nothing from it."""
+    from convnlp.config import validate_group
+
+    directory = existing(directory)
     for name in REQUIRED:
         if not (directory / name).is_file():
             raise UserError(f"{directory}: checkpoint is missing {name}")
     config = _read_json(directory / "config.json")
     labels = _read_json(directory / "labels.json")
     tokenizer = tok.load(directory / "tokenizer.json")
-    try:
+    try:  # the task and encoder configs pass the same checks as on the command line
+        for group in ("task", "encoder"):
+            config[group] = OmegaConf.to_container(validate_group(group, OmegaConf.create(config[group])))
         model = build_model(config["task"], config["encoder"], tokenizer.get_vocab_size(), len(labels))
-        state = load_file(directory / "model.safetensors", device="cpu")
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise UserError(f"{directory}: checkpoint does not match its config ({str(e).splitlines()[0]})") from None
+    except (UserError, KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{directory}/config.json: not a usable model config ({str(e).splitlines()[0]})") from None
+    try:
+        model.load_state_dict(load_file(directory / "model.safetensors", device="cpu"))
+    except Exception as e:  # safetensors raises its own error type for damaged files
+        raise UserError(f"{directory}/model.safetensors: does not match the checkpoint's config "
+                        f"({str(e).splitlines()[0]})") from None
     return model.to(device), config, tokenizer, labels
 
 
@@ -84,4 +104,7 @@ def load_training_state(directory: Path) -> dict:
     path = Path(directory) / "training_state.pt"
     if not path.is_file():
         raise UserError(f"{directory}: no training_state.pt, cannot resume from it")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged or foreign file: torch raises several error types
+        raise UserError(f"{path}: cannot read the training state ({str(e).splitlines()[0]})") from None

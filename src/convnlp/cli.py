@@ -8,6 +8,7 @@ in one line that names the valid choices, before any work starts.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -33,6 +34,8 @@ lists the config groups and options of a command.
 # Which config groups each command's config holds (and so which are validated).
 GROUPS = {"train": ("task", "encoder", "data", "tokenizer", "trainer", "optim"),
           "eval": ("data",), "predict": ()}
+VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
+               "--experimental-rerun", "--package", "-p", "--cfg", "-c"}
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
               "--package", "-p", "--shell-completion", "-sc"}
 
@@ -98,7 +101,11 @@ def check_overrides(command: str, args: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = [a for a in args if not a.startswith("-")]
+    overrides, skip = [], False
+    for arg in args:  # leave out flags, and the values of flags that take one
+        if not skip and not arg.startswith("-"):
+            overrides.append(arg)
+        skip = arg in VALUE_FLAGS
     try:
         variants = _variants(overrides)
     except HydraException as e:
@@ -143,7 +150,14 @@ COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict}
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # e.g. `convnlp predict ... | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+def dispatch(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return

@@ -172,6 +172,53 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.tagset": ("upos", "xpos"),
     "optim.schedule": ("linear", "cosine", "constant"),
     "trainer.device": ("auto", "cpu", "cuda"),
+    "device": ("auto", "cpu", "cuda"),  # eval and predict
+}
+
+
+def _odd(v):
+    return isinstance(v, int) and v >= 1 and v % 2 == 1
+
+
+def _fraction(v):
+    return 0.0 <= v < 1.0
+
+
+# Ranges, checked up front so a bad value fails before data loading, in one line.
+RULES: dict[str, tuple] = {
+    "task.embedding_dim": (lambda v: v >= 1, "must be at least 1"),
+    "task.embedding_dropout": (_fraction, "must be in [0, 1)"),
+    "task.word_layers": (lambda v: v >= 0, "must be 0 or more"),
+    "task.word_kernel": (_odd, "must be an odd number (the length is kept)"),
+    "task.word_dropout": (_fraction, "must be in [0, 1)"),
+    "task.predict_max_chars": (lambda v: v >= 1, "must be at least 1"),
+    "task.predict_context_words": (lambda v: v >= 0, "must be 0 or more"),
+    "encoder.width": (lambda v: v >= 1, "must be at least 1"),
+    "encoder.layers": (lambda v: v >= 1, "must be at least 1"),
+    "encoder.kernel": (_odd, "must be an odd number (the length is kept)"),
+    "encoder.dilations": (lambda v: len(v) >= 1 and min(v) >= 1, "must be a non-empty list of numbers >= 1"),
+    "encoder.blocks": (lambda v: v >= 1, "must be at least 1"),
+    "encoder.dropout": (_fraction, "must be in [0, 1)"),
+    "data.validation_percent": (lambda v: 0 <= v < 100, "must be in [0, 100)"),
+    "data.test_percent": (lambda v: 0 <= v < 100, "must be in [0, 100)"),
+    "data.epochs": (lambda v: v >= 1, "must be at least 1"),
+    "tokenizer.min_frequency": (lambda v: v >= 1, "must be at least 1"),
+    "tokenizer.max_vocab": (lambda v: v >= 0, "must be 0 (no limit) or more"),
+    "trainer.max_epochs": (lambda v: v >= 1, "must be at least 1"),
+    "trainer.max_steps": (lambda v: v >= 0, "must be 0 (no limit) or more"),
+    "trainer.max_minutes": (lambda v: v >= 0, "must be 0 (no limit) or more"),
+    "trainer.batch_tokens": (lambda v: v >= 1, "must be at least 1"),
+    "trainer.eval_every": (lambda v: v >= 0, "must be 0 (every epoch) or more"),
+    "trainer.patience": (lambda v: v >= 0, "must be 0 (never stop early) or more"),
+    "trainer.grad_clip": (lambda v: v >= 0, "must be 0 (no clipping) or more"),
+    "trainer.threads": (lambda v: v >= 0, "must be 0 (torch's default) or more"),
+    "optim.lr": (lambda v: v > 0, "must be positive"),
+    "optim.weight_decay": (lambda v: v >= 0, "must be 0 or more"),
+    "optim.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two numbers in [0, 1)"),
+    "optim.warmup_steps": (lambda v: v >= 0, "must be 0 or more"),
+    # eval and predict
+    "batch_tokens": (lambda v: isinstance(v, int) and v >= 1, "must be a whole number, at least 1"),
+    "batch_sentences": (lambda v: isinstance(v, int) and v >= 1, "must be a whole number, at least 1"),
 }
 
 
@@ -200,7 +247,18 @@ def validate(cfg: DictConfig, groups: tuple[str, ...] = tuple(SCHEMAS)) -> DictC
         value = OmegaConf.select(out, key, default=None)
         if value is not None and value not in allowed:
             raise UserError(f"{key}={value!r} is not valid; choose one of: {', '.join(allowed)}")
+    for key, (ok, requirement) in RULES.items():
+        value = OmegaConf.select(out, key, default=None)
+        if value is not None and not _holds(ok, value):
+            raise UserError(f"{key}={value} {requirement}")
     return out
+
+
+def _holds(ok, value) -> bool:
+    try:
+        return bool(ok(value))
+    except TypeError:  # e.g. a string where a number belongs
+        return False
 
 
 def check_resolves(cfg: DictConfig) -> None:

@@ -29,12 +29,13 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     if data_cfg.name in ("conllu", "conll") and not data_cfg.get(split):
         raise UserError(f"data={data_cfg.name} has no {split} file: set data.{split}=PATH")
     data = load_splits(data_cfg, splits=(split,))[split]
-    tagging.encode_split(data["tokens"], data["tags"], tokenizer, labels, split)
+    unseen = tagging.encode_split(data["tokens"], data["tags"], tokenizer, labels, split)["unseen_tags"]
     task = config["task"]
     predicted = tagging.predict(model, tokenizer, labels, data["tokens"], device, cfg.batch_tokens,
                                 task["predict_max_chars"], task["predict_context_words"])
     metrics = tagging.metrics(data["tags"], predicted)
-    result = {"checkpoint": str(cfg.checkpoint), "data": data_cfg.name, "split": split, **metrics}
+    result = {"checkpoint": str(cfg.checkpoint), "data": data_cfg.name, "split": split, **metrics,
+              "unseen_tags": unseen}  # tags training never saw: each of their tokens is an error
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     log.info("wrote %s", run_dir / "metrics.json")

@@ -45,7 +45,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def lr_factor(step: int, progress: float, warmup: int, schedule: str) -> float:
-    """Linear warmup over ``warmup`` steps, then decay to 0 as ``progress`` goes from 0 to 1."""
+    """Linear warmup over ``warmup`` steps, then decay to 0 as ``progress`` (the fraction of
+    the budget after warmup that is used up) goes from 0 to 1."""
     if step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":
@@ -65,9 +66,23 @@ def git_revision() -> str | None:
         return None
 
 
-def find_resume_dir(resume, run_dir: Path) -> Path | None:
-    """``trainer.resume``: false, a path to a last/ directory, or true for the newest
-    unfinished run beside this one (same parent directory) that has a last/ checkpoint."""
+MODEL_GROUPS = ("task", "encoder", "tokenizer", "data")  # what a resumed run must share
+
+
+def config_difference(saved: dict, current: dict) -> str | None:
+    """The first model-defining key where two run configs differ, or None."""
+    for group in MODEL_GROUPS:
+        a = {k: v for k, v in saved.get(group, {}).items() if k != "split"}
+        b = {k: v for k, v in current[group].items() if k != "split"}
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return f"{group}.{key}: {a.get(key)!r} there, {b.get(key)!r} now"
+    return None
+
+
+def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
+    """``trainer.resume``: false, a path to a run or its last/ directory, or true for the newest
+    unfinished, not yet resumed run with the same config beside this one (same parent directory)."""
     if resume in (False, None, "false", "False"):
         return None
     if resume not in (True, "true", "True"):
@@ -78,12 +93,17 @@ def find_resume_dir(resume, run_dir: Path) -> Path | None:
         return path
     candidates = []
     for last in run_dir.parent.glob("*/last"):
-        if last.parent != run_dir and (last / "training_state.pt").is_file():
-            state = json.loads((last / "metrics.json").read_text())
-            if not state.get("finished", False):
-                candidates.append(last)
+        if last.parent == run_dir or (last.parent / "resumed_by").exists():
+            continue
+        if not (last / "training_state.pt").is_file() or not (last / "config.json").is_file():
+            continue
+        if json.loads((last / "metrics.json").read_text()).get("finished", False):
+            continue
+        if config_difference(json.loads((last / "config.json").read_text()), config) is None:
+            candidates.append(last)
     if not candidates:
-        raise UserError(f"trainer.resume=true: no unfinished run with a last/ checkpoint in {run_dir.parent}")
+        raise UserError(f"trainer.resume=true: no unfinished run of this config with a last/ checkpoint "
+                        f"in {run_dir.parent}; give its path instead: trainer.resume=DIR")
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
@@ -119,9 +139,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     log.info("data: %s (data=%s)", DESCRIPTIONS.get(cfg.data.name, cfg.data.name), cfg.data.name)
     data = load_splits(cfg.data)
     train_split = data["train"]
-    tokenizer = tok.build(cfg.tokenizer.name, train_split["tokens"], cfg.tokenizer.min_frequency,
-                          cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
-    labels = tagging.label_vocabulary(train_split["tags"])
+    resume_dir = find_resume_dir(tc.resume, run_dir, config)
+    if resume_dir is None:
+        tokenizer = tok.build(cfg.tokenizer.name, train_split["tokens"], cfg.tokenizer.min_frequency,
+                              cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
+        labels = tagging.label_vocabulary(train_split["tags"])
+    else:  # the vocabularies the saved weights were trained with
+        _, saved_config, tokenizer, labels = checkpoint.load(resume_dir)
+        difference = config_difference(saved_config, config)
+        if difference:
+            raise UserError(f"trainer.resume: {resume_dir} was trained with another config ({difference})")
     encoded = tagging.encode_split(train_split["tokens"], train_split["tags"], tokenizer, labels, "train")
     lengths = [len(ids) for ids in encoded["ids"]]
     validation = data["validation"] if "validation" in data else None
@@ -144,11 +171,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if tc.max_steps > 0:
         total_steps = min(total_steps, tc.max_steps)
     max_seconds = 60.0 * tc.max_minutes
+    warmup = cfg.optim.warmup_steps
+    if warmup >= total_steps and not max_seconds:
+        warmup = total_steps // 10
+        log.warning("optim.warmup_steps=%d is not below the %d training steps; warming up for %d",
+                    cfg.optim.warmup_steps, total_steps, warmup)
 
     # ---- state, possibly resumed
     step, epoch, batch_in_epoch, elapsed_before = 0, 0, 0, 0.0
     best_score, best_step, bad_evals = -1.0, 0, 0
-    resume_dir = find_resume_dir(tc.resume, run_dir)
     if resume_dir is not None:
         state = checkpoint.load_training_state(resume_dir)
         model.load_state_dict(load_file(resume_dir / "model.safetensors", device=str(device)))
@@ -158,9 +189,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         elapsed_before = state["elapsed"]
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
+        if device.type == "cuda" and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        scaler.load_state_dict(state["scaler"])
         if (resume_dir.parent / "best").is_dir():
             # carry the best checkpoint over, so this run's best/ is the best of both runs
             shutil.copytree(resume_dir.parent / "best", run_dir / "best", dirs_exist_ok=True)
+        (resume_dir.parent / "resumed_by").write_text(f"{run_dir}\n")  # resume=true won't pick it again
         log.info("resumed from %s at step %d (epoch %d, batch %d)", resume_dir, step, epoch, batch_in_epoch)
 
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
@@ -177,6 +212,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 "batch_in_epoch": batch_in_epoch, "best_score": best_score, "best_step": best_step,
                 "bad_evals": bad_evals, "elapsed": elapsed(),
                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                "scaler": scaler.state_dict(),
             }
         meta = {**metrics, "step": step, "epoch": epoch, "finished": finished, "git_revision": revision}
         checkpoint.save(run_dir / name, model, config, tokenizer, labels, meta, training_state)
@@ -198,8 +235,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             indices = batches[batch_in_epoch]
             batch = collate(*([encoded[k][i] for i in indices] for k in ("ids", "first", "last", "tags")))
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            progress = max(step / max(total_steps, 1), elapsed() / max_seconds if max_seconds else 0.0)
-            lr = cfg.optim.lr * lr_factor(step, progress, cfg.optim.warmup_steps, cfg.optim.schedule)
+            progress = max((step - warmup) / max(total_steps - warmup, 1),
+                           elapsed() / max_seconds if max_seconds else 0.0)
+            lr = cfg.optim.lr * lr_factor(step, progress, warmup, cfg.optim.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr
 

@@ -30,21 +30,21 @@ def read_lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
 
 
 def decode_lines(raw: bytes, name: str, encoding: str = "utf-8") -> list[str]:
-    """Lines of ``raw`` (from ``name``), decoded one by one so an error can name its line."""
-    lines = []
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        try:
-            lines.append(line.decode(encoding).rstrip("\r"))
-        except UnicodeDecodeError as e:
-            raise UserError(
-                f"{name}:{number}: cannot decode byte {line[e.start:e.start + 1]!r} at column "
-                f"{e.start + 1} as {encoding} (set the encoding option)"
-            ) from None
-        except LookupError:
-            raise UserError(f"{name}: unknown encoding {encoding!r}") from None
-    if lines and lines[-1] == "":
+    """Lines of ``raw`` (read from ``name``), without line ends or a leading byte-order mark.
+    An undecodable byte is reported with its line and column."""
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise UserError(f"{name}:{line}: cannot decode byte {raw[e.start:e.start + 1]!r} at column "
+                        f"{column} as {encoding} (set the encoding option)") from None
+    except LookupError:
+        raise UserError(f"{name}: unknown encoding {encoding!r}") from None
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
         lines.pop()
-    return lines
+    return [line.rstrip("\r") for line in lines]
 
 
 def _blocks(lines: list[str]):

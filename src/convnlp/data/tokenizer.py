@@ -11,12 +11,13 @@ symbol: the task head pools word vectors from those positions. The tokenizer is 
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
-from tokenizers.trainers import WordLevelTrainer
 
 from convnlp.errors import UserError
 
@@ -26,25 +27,33 @@ PAD_ID = 0
 
 def build(kind: str, sentences: Iterable[list[str]], min_frequency: int = 1,
           lowercase: bool = False, max_vocab: int = 0) -> Tokenizer:
-    """Train a character or word vocabulary on tokenized sentences (the training split)."""
-    tokenizer = Tokenizer(WordLevel(unk_token=UNK))
-    if lowercase:
-        tokenizer.normalizer = normalizers.Lowercase()
-    if kind == "char":
-        # Every character, spaces and newlines included, is its own piece.
-        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-        texts = (" ".join(words) for words in sentences)
-    elif kind == "word":
-        texts = (word for words in sentences for word in words)
-    else:
+    """Train a character or word vocabulary on tokenized sentences (the training split).
+
+    The vocabulary is counted here and handed to ``WordLevel`` with no added special tokens,
+    so text that happens to contain ``<unk>`` or ``<pad>`` is read as ordinary characters.
+    """
+    if kind not in ("char", "word"):
         raise UserError(f"tokenizer={kind!r} is not known; choose one of: char, word")
-    trainer = WordLevelTrainer(
-        vocab_size=(max_vocab + 2) if max_vocab else 1 << 30,
-        min_frequency=min_frequency,
-        special_tokens=[PAD, UNK],  # PAD gets id 0, which the model's embedding keeps at zero
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
+    normalizer = normalizers.Lowercase() if lowercase else None
+    def normalize(text: str) -> str:
+        return normalizer.normalize_str(text) if normalizer else text
+
+    counts: Counter[str] = Counter()
+    for words in sentences:
+        if kind == "char":
+            counts.update(normalize(" ".join(words)))  # a string counts as its characters
+        else:
+            counts.update(normalize(w) for w in words)
+    kept = sorted((s for s, n in counts.items() if n >= min_frequency and s not in (PAD, UNK)),
+                  key=lambda s: (-counts[s], s))
+    if max_vocab:
+        kept = kept[:max_vocab]
+    vocab = {s: i for i, s in enumerate([PAD, UNK, *kept])}  # PAD_ID is 0
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK))
+    if normalizer:
+        tokenizer.normalizer = normalizer
+    if kind == "char":  # every character, spaces and newlines included, is its own piece
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     return tokenizer
 
 
@@ -58,18 +67,24 @@ def encode(tokenizer: Tokenizer, sentences: list[list[str]]) -> tuple[list, list
         encodings = tokenizer.encode_batch([list(s) for s in sentences], is_pretokenized=True,
                                            add_special_tokens=False)
         ids = [e.ids for e in encodings]
+        for words, row in zip(sentences, ids):
+            if len(row) != len(words):
+                raise UserError(f"word tokenizer gave {len(row)} ids for {len(words)} words: {' '.join(words)[:80]}")
         firsts = [list(range(len(s))) for s in sentences]
         return ids, firsts, firsts
     encodings = tokenizer.encode_batch([" ".join(s) for s in sentences], add_special_tokens=False)
     ids, firsts, lasts = [], [], []
     for words, encoding in zip(sentences, encodings):
+        # Symbols map back to character spans of the joined text (a normalizer such as
+        # lowercasing may turn one character into two symbols, so count through the offsets).
+        starts = [start for start, _ in encoding.offsets]
         first, last, position = [], [], 0
         for word in words:
-            first.append(position)
-            last.append(position + max(len(word), 1) - 1)
+            a = bisect_left(starts, position)
+            b = bisect_left(starts, position + max(len(word), 1)) - 1
+            first.append(min(a, len(starts) - 1))
+            last.append(max(b, first[-1]))
             position += len(word) + 1
-        if len(encoding.ids) != max(position - 1, 0):  # one id per character, or the offsets lie
-            raise UserError(f"tokenizer produced {len(encoding.ids)} symbols for {position - 1} characters")
         ids.append(encoding.ids)
         firsts.append(first)
         lasts.append(last)

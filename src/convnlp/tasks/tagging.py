@@ -89,7 +89,8 @@ def encode_split(tokens: list[list[str]], tags: list[list[str]], tokenizer, labe
         log.warning("%s: %d token(s) carry tags never seen in training: %s; they count as errors",
                     where, total, shown)
     tag_ids = [[index.get(t, IGNORE) for t in sentence] for sentence in tags]
-    return {"ids": ids, "first": firsts, "last": lasts, "tags": tag_ids}
+    return {"ids": ids, "first": firsts, "last": lasts, "tags": tag_ids,
+            "unseen_tags": dict(unseen.most_common())}
 
 
 def label_vocabulary(tags: list[list[str]]) -> list[str]:
@@ -120,9 +121,10 @@ def metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, floa
 def windows(word_lengths: list[int], max_chars: int, context: int) -> list[tuple[int, int, int, int]]:
     """Split a sentence into (window_start, window_end, core_start, core_end) word spans.
 
-    Each window holds at most ``max_chars`` characters (words plus separating spaces) where
-    possible, and ``context`` words on either side of its core; every word is in exactly one
-    core, so every word gets a tag.
+    Each window holds at most ``max_chars`` characters (words plus separating spaces), with up
+    to ``context`` words on either side of its core (fewer where they would not fit). Every word
+    is in exactly one core, so every word gets a tag; only a single word longer than
+    ``max_chars`` makes a longer window.
     """
     n = len(word_lengths)
     prefix = [0]
@@ -136,10 +138,13 @@ def windows(word_lengths: list[int], max_chars: int, context: int) -> list[tuple
         return [(0, n, 0, n)]
     spans, start = [], 0
     while start < n:
-        left, end = max(0, start - context), start + 1
-        while end < n and chars(left, min(n, end + 1 + context)) <= max_chars:
+        margin = context  # shrink the context until one core word and its context fit
+        while margin > 0 and chars(max(0, start - margin), min(n, start + 1 + margin)) > max_chars:
+            margin -= 1
+        left, end = max(0, start - margin), start + 1
+        while end < n and chars(left, min(n, end + 1 + margin)) <= max_chars:
             end += 1
-        spans.append((left, min(n, end + context), start, end))
+        spans.append((left, min(n, end + margin), start, end))
         start = end
     return spans
 
