@@ -1,16 +1,26 @@
 """Encoder contract: shapes, padding invariance, exact receptive field."""
 
+import math
+
 import pytest
 import torch
 
 from convnlp.encoders import ENCODERS, build_encoder
 
 CONFIGS = {
-    "plain": [dict(width=12, layers=1, kernel=3), dict(width=12, layers=4, kernel=5)],
+    "plain": [dict(width=12, layers=1, kernel=3), dict(width=12, layers=4, kernel=5),
+              dict(width=12, layers=16, kernel=3)],
+    "residual": [dict(width=12, layers=1, kernel=3), dict(width=12, layers=8, kernel=3),
+                 dict(width=12, layers=3, kernel=7)],
+    "dense": [dict(width=8, growth=4, layers_per_block=2, blocks=1, kernel=3),
+              dict(width=8, growth=4, layers_per_block=3, blocks=3, kernel=3, bottleneck=False),
+              dict(width=8, growth=6, layers_per_block=4, blocks=2, kernel=5, compression=0.3)],
     "dilated": [dict(width=12, kernel=3, dilations=(1, 2, 4), blocks=1),
                 dict(width=12, kernel=3, dilations=(1, 2, 4, 8), blocks=2),
-                dict(width=12, kernel=5, dilations=(1, 3), blocks=3)],
+                dict(width=12, kernel=5, dilations=(1, 3), blocks=3),
+                dict(width=12, kernel=3, dilations=(1, 2, 4), blocks=3, shared=True)],
 }
+RECURRENT = [("lstm", dict(hidden=7, bidirectional=False)), ("bilstm", dict(hidden=7, layers=2))]
 CASES = [(name, kwargs) for name, options in CONFIGS.items() for kwargs in options]
 
 
@@ -21,10 +31,10 @@ def make(name, kwargs, input_dim=6, **extra):
 
 
 def test_every_family_is_covered():
-    assert set(CONFIGS) == set(ENCODERS)
+    assert set(CONFIGS) | {name for name, _ in RECURRENT} == set(ENCODERS)
 
 
-@pytest.mark.parametrize("name,kwargs", CASES)
+@pytest.mark.parametrize("name,kwargs", CASES + RECURRENT)
 def test_shapes(name, kwargs):
     encoder = make(name, kwargs)
     x = torch.randn(3, 17, 6, dtype=torch.double)
@@ -32,7 +42,7 @@ def test_shapes(name, kwargs):
     assert out.shape == (3, 17, encoder.output_dim)
 
 
-@pytest.mark.parametrize("name,kwargs", CASES)
+@pytest.mark.parametrize("name,kwargs", CASES + RECURRENT)
 def test_respects_masking(name, kwargs):
     """Same sentence alone, or padded with garbage in a longer batch: identical real outputs."""
     encoder = make(name, kwargs)
@@ -44,7 +54,7 @@ def test_respects_masking(name, kwargs):
     mask[0, :7] = True
     mask[1, :40] = True
     padded = encoder(batch, mask)
-    torch.testing.assert_close(padded[0, :7], alone, rtol=0, atol=1e-10)
+    torch.testing.assert_close(padded[0, :7], alone, rtol=0, atol=1e-9)
     assert padded[0, 7:].abs().max() == 0  # masked outputs are zero
 
 
@@ -70,7 +80,29 @@ def test_receptive_field_is_exact(name, kwargs, activation):
 
 def test_receptive_field_formulas():
     assert make("plain", dict(width=4, layers=4, kernel=3)).receptive_field == 9
+    assert make("residual", dict(width=4, layers=8, kernel=3)).receptive_field == 17
+    assert make("dense", dict(width=4, growth=2, layers_per_block=4, blocks=2)).receptive_field == 17
     assert make("dilated", dict(width=4, kernel=3, dilations=(1, 2, 4, 8), blocks=2)).receptive_field == 61
+    assert make("lstm", dict(hidden=4)).receptive_field == math.inf
+
+
+def test_shared_dilated_blocks_reuse_weights():
+    shared = make("dilated", dict(width=8, dilations=(1, 2, 4), blocks=3, shared=True))
+    separate = make("dilated", dict(width=8, dilations=(1, 2, 4), blocks=3))
+    assert shared.receptive_field == separate.receptive_field == 1 + 3 * 2 * (1 + 2 + 4)
+    assert len(shared.convs) == 3 and len(separate.convs) == 9
+
+
+def test_recurrent_output_depends_on_the_whole_sentence():
+    """The BiLSTM reads both directions: the first output changes when the last input does."""
+    encoder = make("bilstm", dict(hidden=5))
+    x = torch.randn(1, 8, 6, dtype=torch.double)
+    mask = torch.ones(1, 8, dtype=torch.bool)
+    y = x.clone()
+    y[0, -1] += 1
+    assert not torch.equal(encoder(x, mask)[0, 0], encoder(y, mask)[0, 0])
+    lstm = make("lstm", dict(hidden=5, bidirectional=False))
+    assert torch.equal(lstm(x, mask)[0, 0], lstm(y, mask)[0, 0])  # left to right only
 
 
 def test_build_from_config_dict():

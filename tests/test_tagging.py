@@ -11,7 +11,7 @@ from convnlp.tasks import tagging
 TASK = {"name": "tagging", "embedding_dim": 8, "embedding_dropout": 0.0, "pooling": "first_last",
         "word_layers": 2, "word_kernel": 3, "word_dropout": 0.0, "predict_max_chars": 2000,
         "predict_context_words": 16}
-ENCODER = {"name": "dilated", "width": 12, "kernel": 3, "dilations": [1, 2], "blocks": 1,
+ENCODER = {"name": "dilated", "width": 12, "kernel": 3, "dilations": [1, 2], "blocks": 1, "shared": False,
            "activation": "relu", "norm": "layer", "dropout": 0.0}
 
 

@@ -1,18 +1,28 @@
 """Encoder families, one per file, all with one contract:
 
 ``forward(x: FloatTensor[B, T, C_in], mask: BoolTensor[B, T]) -> FloatTensor[B, T, output_dim]``,
-plus ``output_dim`` and ``receptive_field`` (input positions, exact). Padding never reaches
-real positions.
+plus ``output_dim`` and ``receptive_field`` (input positions, exact; ``math.inf`` for the
+recurrent baselines). Padding never reaches real positions.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from convnlp.encoders.dense import DenseEncoder
 from convnlp.encoders.dilated import DilatedEncoder
 from convnlp.encoders.plain import PlainEncoder
+from convnlp.encoders.recurrent import RecurrentEncoder
+from convnlp.encoders.residual import ResidualEncoder
 
-ENCODERS: dict[str, type[nn.Module]] = {"plain": PlainEncoder, "dilated": DilatedEncoder}
+ENCODERS: dict[str, type[nn.Module]] = {
+    "plain": PlainEncoder,
+    "residual": ResidualEncoder,
+    "dense": DenseEncoder,
+    "dilated": DilatedEncoder,
+    "lstm": RecurrentEncoder,    # bidirectional: false
+    "bilstm": RecurrentEncoder,  # bidirectional: true
+}
 
 
 def build_encoder(cfg: dict, input_dim: int) -> nn.Module:
