@@ -46,6 +46,7 @@ def test_tensorboard_events_hold_the_scalars(trained):
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s",
             "validation/accuracy", "validation/f1"} <= scalars
+    assert {"grad_norm/encoder.project", "grad_norm/encoder.convs.0", "grad_norm/encoder.convs.1"} <= scalars
     losses = [e.value for e in events.Scalars("train/loss")]
     assert losses[-1] < losses[0]
     assert max(e.value for e in events.Scalars("train/lr")) <= 2e-3
@@ -133,8 +134,19 @@ def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
                for p in runs)
 
 
+def test_every_encoder_family_trains_through_the_cli(tmp_path, conll_files):
+    families = ["plain", "residual", "dense", "dilated", "lstm", "bilstm"]
+    convnlp("train", "-m", f"encoder={','.join(families)}", "trainer.max_steps=3", *conll_args(conll_files),
+            "trainer.progress=false", "task.embedding_dim=8", cwd=tmp_path)
+    runs = sorted(tmp_path.glob("outputs/train-multirun/*/*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0]))
+    metrics = [json.loads(p.read_text()) for p in runs]
+    assert [json.loads((p.parent / "best" / "config.json").read_text())["encoder"]["name"] for p in runs] == families
+    assert [m["receptive_field"] for m in metrics][4:] == ["unbounded", "unbounded"]
+    assert all(m["test"]["tokens"] == 240 for m in metrics)
+
+
 @pytest.mark.parametrize("args,message", [
-    (["train", "encoder=dialted"], "unknown encoder 'dialted'; choose one of: dilated, plain"),
+    (["train", "encoder=dialted"], "unknown encoder 'dialted'; choose one of: bilstm, dense, dilated, lstm, plain, residual"),
     (["train", "trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'; valid keys in trainer:"),
     (["train", "trainer.max_steps=many"], "trainer.max_steps: Value 'many' of type 'str' could not"),
     (["train", "-m", "encoder=plain,nope"], "unknown encoder 'nope'"),
@@ -142,7 +154,7 @@ def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
     (["predict"], "checkpoint is required: add checkpoint=..."),
     (["train", "data=conll"], "data=conll needs a training file: data.train=PATH"),
     (["train", "data=conllu", "data.train=nope.conllu"], "nope.conllu: no such file"),
-    (["tran"], "unknown command 'tran'; choose one of: train, eval, predict"),
+    (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, inspect"),
 ])
 def test_errors_are_one_line(tmp_path, args, message):
     result = convnlp(*args, cwd=tmp_path, check=False)
@@ -163,7 +175,8 @@ def test_malformed_training_file_names_file_and_line(tmp_path):
 def test_help_lists_commands_and_groups(tmp_path):
     assert "train" in convnlp("--help", cwd=tmp_path).stdout
     groups = convnlp("train", "--help", cwd=tmp_path).stdout
-    assert "encoder: dilated, plain" in groups and "data: cmudict_stress, conll, conllu, ud_ewt" in groups
+    assert "encoder: bilstm, dense, dilated, lstm, plain, residual" in groups
+    assert "data: cmudict_stress, conll, conllu, probe_longrange, ud_ewt" in groups
 
 
 def test_ud_ewt_and_the_default_data_train_through_the_cli(tmp_path, shared_datasets):

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from convnlp.data import cmudict_stress, load_splits
+from convnlp.data import cmudict_stress, load_splits, probe_longrange
 from convnlp.data.readers import read_conll, read_conllu
 from convnlp.errors import UserError
 from omegaconf import OmegaConf
@@ -137,3 +137,14 @@ def test_utf16_files_decode_whole(tmp_path):
     path = tmp_path / "u16.txt"
     path.write_bytes("naïve O\n\nok O\n".encode("utf-16"))
     assert read_conll(path, encoding="utf-16")[0] == [["naïve"], ["ok"]]
+
+
+def test_probe_longrange_tags_the_token_distance_earlier():
+    data = probe_longrange.load(distance=3, length=12, alphabet=5, train_size=20, eval_size=4, seed=1)
+    tokens, tags = data["train"]
+    assert len(tokens) == 20 and len(data["test"][0]) == 4
+    for words, labels in zip(tokens, tags):
+        assert labels[:3] == ["_"] * 3 and labels[3:] == words[:-3]
+        assert set(words) <= set("abcde")
+    assert probe_longrange.load(3, 12, 5, 20, 4, seed=1) == data
+    assert data["validation"] != data["test"]

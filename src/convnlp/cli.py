@@ -26,6 +26,7 @@ commands:
   train     train a model            convnlp train task=tagging encoder=dilated data=ud_ewt
   eval      evaluate a checkpoint    convnlp eval checkpoint=outputs/train/<run>/best data.split=test
   predict   tag sentences            convnlp predict checkpoint=<dir> < sentences.txt > tags.jsonl
+  inspect   layers, receptive field  convnlp inspect encoder=dilated effective_rf=true gradient_flow=true
 
 Overrides are Hydra's (group=option, key=value, -m for sweeps). `convnlp <command> --help`
 lists the config groups and options of a command.
@@ -33,7 +34,7 @@ lists the config groups and options of a command.
 
 # Which config groups each command's config holds (and so which are validated).
 GROUPS = {"train": ("task", "encoder", "data", "tokenizer", "trainer", "optim"),
-          "eval": ("data",), "predict": ()}
+          "eval": ("data",), "predict": (), "inspect": ("task", "encoder")}
 VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
                "--experimental-rerun", "--package", "-p", "--cfg", "-c"}
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
@@ -146,7 +147,13 @@ def run_predict(cfg: DictConfig) -> None:
     predict_command(cfg)
 
 
-COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict}
+def run_inspect(cfg: DictConfig) -> None:
+    from convnlp.inspect import inspect_command
+
+    inspect_command(validate(cfg, GROUPS["inspect"]), Path(HydraConfig.get().runtime.output_dir))
+
+
+COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict, "inspect": run_inspect}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,8 +55,44 @@ class DilatedEncoderConfig:
     kernel: int = 3
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     blocks: int = 2
+    shared: bool = False
     activation: str = "relu"
     norm: str = "layer"
+    dropout: float = 0.1
+
+
+@dataclass
+class ResidualEncoderConfig:
+    name: str = "residual"
+    width: int = 128
+    layers: int = 8
+    kernel: int = 3
+    activation: str = "relu"
+    norm: str = "layer"
+    dropout: float = 0.1
+
+
+@dataclass
+class DenseEncoderConfig:
+    name: str = "dense"
+    width: int = 64
+    growth: int = 32
+    layers_per_block: int = 4
+    blocks: int = 2
+    kernel: int = 3
+    bottleneck: bool = True
+    compression: float = 0.5
+    activation: str = "relu"
+    norm: str = "layer"
+    dropout: float = 0.1
+
+
+@dataclass
+class RecurrentEncoderConfig:
+    name: str = "bilstm"
+    hidden: int = 128
+    layers: int = 1
+    bidirectional: bool = True
     dropout: float = 0.1
 
 
@@ -70,6 +106,19 @@ class CmudictStressConfig:
     epochs: int = 20
     validation_percent: int = 5
     test_percent: int = 5
+
+
+@dataclass
+class ProbeLongrangeConfig:
+    name: str = "probe_longrange"
+    split: str = "validation"
+    epochs: int = 10
+    distance: int = 4
+    length: int = 48
+    alphabet: int = 10
+    train_size: int = 4000
+    eval_size: int = 500
+    seed: int = 0
 
 
 @dataclass
@@ -151,9 +200,12 @@ class OptimConfig:
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "task": {"tagging": TaggingConfig},
-    "encoder": {"plain": PlainEncoderConfig, "dilated": DilatedEncoderConfig},
+    "encoder": {"plain": PlainEncoderConfig, "residual": ResidualEncoderConfig,
+                "dense": DenseEncoderConfig, "dilated": DilatedEncoderConfig,
+                "lstm": RecurrentEncoderConfig, "bilstm": RecurrentEncoderConfig},
     "data": {
         "cmudict_stress": CmudictStressConfig,
+        "probe_longrange": ProbeLongrangeConfig,
         "ud_ewt": UdEwtConfig,
         "conllu": ConlluConfig,
         "conll": ConllConfig,
@@ -173,6 +225,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.schedule": ("linear", "cosine", "constant"),
     "trainer.device": ("auto", "cpu", "cuda"),
     "device": ("auto", "cpu", "cuda"),  # eval and predict
+    "norm": ("layer", "none"),          # inspect
 }
 
 
@@ -198,10 +251,19 @@ RULES: dict[str, tuple] = {
     "encoder.kernel": (_odd, "must be an odd number (the length is kept)"),
     "encoder.dilations": (lambda v: len(v) >= 1 and min(v) >= 1, "must be a non-empty list of numbers >= 1"),
     "encoder.blocks": (lambda v: v >= 1, "must be at least 1"),
+    "encoder.growth": (lambda v: v >= 1, "must be at least 1"),
+    "encoder.layers_per_block": (lambda v: v >= 1, "must be at least 1"),
+    "encoder.compression": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "encoder.hidden": (lambda v: v >= 1, "must be at least 1"),
     "encoder.dropout": (_fraction, "must be in [0, 1)"),
     "data.validation_percent": (lambda v: 0 <= v < 100, "must be in [0, 100)"),
     "data.test_percent": (lambda v: 0 <= v < 100, "must be in [0, 100)"),
     "data.epochs": (lambda v: v >= 1, "must be at least 1"),
+    "data.distance": (lambda v: v >= 1, "must be at least 1"),
+    "data.length": (lambda v: v >= 1, "must be at least 1"),
+    "data.alphabet": (lambda v: 2 <= v <= 26, "must be in [2, 26]"),
+    "data.train_size": (lambda v: v >= 1, "must be at least 1"),
+    "data.eval_size": (lambda v: v >= 1, "must be at least 1"),
     "tokenizer.min_frequency": (lambda v: v >= 1, "must be at least 1"),
     "tokenizer.max_vocab": (lambda v: v >= 0, "must be 0 (no limit) or more"),
     "trainer.max_epochs": (lambda v: v >= 1, "must be at least 1"),
@@ -219,6 +281,13 @@ RULES: dict[str, tuple] = {
     # eval and predict
     "batch_tokens": (lambda v: isinstance(v, int) and v >= 1, "must be a whole number, at least 1"),
     "batch_sentences": (lambda v: isinstance(v, int) and v >= 1, "must be a whole number, at least 1"),
+    # inspect
+    "length": (lambda v: isinstance(v, int) and v >= 1, "must be a whole number, at least 1"),
+    "samples": (lambda v: isinstance(v, int) and v >= 1, "must be a whole number, at least 1"),
+    "depths": (lambda v: len(v) >= 1 and all(isinstance(d, int) and d >= 4 and d % 4 == 0 for d in v),
+               "must be a list of multiples of 4 (the dilated schedule is 1-2-4-8 per block)"),
+    "families": (lambda v: len(v) >= 1 and set(v) <= {"plain", "residual", "dense", "dilated"},
+                 "must list convolutional families: plain, residual, dense, dilated"),
 }
 
 

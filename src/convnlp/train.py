@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file
+from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -162,8 +163,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # ---- model and optimizer
     model = build_model(config["task"], config["encoder"], tokenizer.get_vocab_size(), len(labels)).to(device)
     n_params = count_parameters(model)
-    log.info("model: %s encoder, %d parameters, receptive field %d symbols",
-             cfg.encoder.name, n_params, model.encoder.receptive_field)
+    receptive_field = model.encoder.receptive_field
+    receptive_field = int(receptive_field) if math.isfinite(receptive_field) else "unbounded"
+    log.info("model: %s encoder, %d parameters, receptive field %s symbols",
+             cfg.encoder.name, n_params, receptive_field)
+    layer_weights = [(f"encoder.{name}", module.weight) for name, module in model.encoder.named_modules()
+                     if isinstance(module, nn.Conv1d)]
+    layer_weights += [(f"encoder.{name}", parameter) for name, parameter in model.encoder.named_parameters()
+                      if name.startswith("lstm.weight_ih")]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                   weight_decay=cfg.optim.weight_decay)
     steps_per_epoch = len(token_batches(lengths, tc.batch_tokens, shuffle=False))
@@ -263,6 +270,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 writer.add_scalar("train/lr", lr, step)
                 writer.add_scalar("train/grad_norm", float(grad_norm), step)
                 writer.add_scalar("train/tokens_per_s", tokens_per_s, step)
+                for name, parameter in layer_weights:  # gradient flow, layer by layer
+                    if parameter.grad is not None:
+                        writer.add_scalar(f"grad_norm/{name}", parameter.grad.norm().item(), step)
                 bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens_per_s:.0f}")
 
             end_of_epoch = batch_in_epoch == len(batches)
@@ -308,7 +318,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     model.load_state_dict(load_file(run_dir / "best" / "model.safetensors", device=str(device)))
     results = {"git_revision": revision, "stop_reason": stop_reason, "steps": step,
                "best_step": best_step, "train_seconds": train_seconds, "parameters": n_params,
-               "receptive_field": model.encoder.receptive_field}
+               "receptive_field": receptive_field}
     for name in ("validation", "test"):
         if name in data:
             results[name] = evaluate(model, tokenizer, labels, data[name], cfg, device)

@@ -14,6 +14,7 @@ SPLITS = ("train", "validation", "test")
 DESCRIPTIONS = {
     "cmudict_stress": "CMUdict lexical stress (phonemes -> stress digit per vowel), offline; "
                       "for real text use data=ud_ewt, data=conllu or data=conll",
+    "probe_longrange": "synthetic long-range probe (tag = the token `distance` positions earlier)",
     "ud_ewt": "Universal Dependencies English-EWT",
     "conllu": "CoNLL-U files",
     "conll": "whitespace-column files",
@@ -25,10 +26,13 @@ def load_splits(cfg: DictConfig, splits: tuple[str, ...] = SPLITS) -> datasets.D
 
     Splits a file-based config leaves empty (``data.test: null``) are left out, except ``train``.
     """
-    from convnlp.data import cmudict_stress, readers, ud_ewt
+    from convnlp.data import cmudict_stress, probe_longrange, readers, ud_ewt
 
     if cfg.name == "cmudict_stress":
         raw = cmudict_stress.load(cfg.validation_percent, cfg.test_percent)
+        raw = {s: raw[s] for s in splits}
+    elif cfg.name == "probe_longrange":
+        raw = probe_longrange.load(cfg.distance, cfg.length, cfg.alphabet, cfg.train_size, cfg.eval_size, cfg.seed)
         raw = {s: raw[s] for s in splits}
     elif cfg.name == "ud_ewt":
         raw = ud_ewt.load(cfg.tagset, cfg.data_dir, cfg.url, cfg.cache_dir, splits)

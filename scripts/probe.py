@@ -1,0 +1,82 @@
+"""Long-range probe: accuracy against dependency distance for a plain and a dilated encoder of
+equal depth and (nearly) equal parameters. Accuracy should stay high while the dependency lies
+inside the encoder's receptive field and drop to chance beyond it.
+
+    python scripts/probe.py                         # distances 1 2 4 8 16, both encoders
+    python scripts/probe.py --distances 2 4 --epochs 4 --out outputs/probe-quick
+
+Prints a table, writes probe.json and probe.png to --out. Set the thread count with --threads
+(the figures in the README used 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_module
+
+from convnlp.config import validate
+from convnlp.inspect import plot_curves
+from convnlp.train import train
+
+ENCODERS = {  # 4 kernel-wide layers each, width 64: receptive fields 9 and 31 characters
+    "plain": ["encoder=plain", "encoder.layers=4", "encoder.width=64"],
+    "dilated": ["encoder=dilated", "encoder.dilations=[1,2,4,8]", "encoder.blocks=1", "encoder.width=64"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--distances", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("outputs/probe"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    results = []
+    with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
+        for name, overrides in ENCODERS.items():
+            for distance in args.distances:
+                cfg = validate(compose(config_name="train", overrides=[
+                    *overrides, "data=probe_longrange", f"data.distance={distance}", "task.word_layers=0",
+                    f"trainer.max_epochs={args.epochs}", "trainer.progress=false", "trainer.patience=0",
+                    f"trainer.threads={args.threads}"]))
+                start = time.perf_counter()
+                metrics = train(cfg, args.out / f"{name}-d{distance}")
+                length, alphabet = cfg.data.length, cfg.data.alphabet
+                chance = distance / length + (1 - distance / length) / alphabet
+                results.append({"encoder": name, "distance_tokens": distance, "distance_chars": 2 * distance,
+                                "receptive_field": metrics["receptive_field"], "parameters": metrics["parameters"],
+                                "test_accuracy": metrics["test"]["accuracy"], "chance": chance,
+                                "seconds": time.perf_counter() - start})
+                print(f"{name:8} distance {distance:3} tokens ({2 * distance:3} chars): "
+                      f"test accuracy {metrics['test']['accuracy']:.3f} (chance {chance:.3f})", flush=True)
+
+    fields = {r["encoder"]: (r["receptive_field"], r["parameters"]) for r in results}
+    print(f"\n{'distance (chars)':>17} " + " ".join(
+        f"{f'{n} RF {rf}, {p:,} params':>32}" for n, (rf, p) in fields.items()) + f" {'chance':>8}")
+    for distance in args.distances:
+        row = [r for r in results if r["distance_tokens"] == distance]
+        print(f"{2 * distance:>17} " + " ".join(f"{r['test_accuracy']:>32.3f}" for r in row)
+              + f" {row[0]['chance']:>8.3f}")
+    (args.out / "probe.json").write_text(json.dumps({"threads": args.threads, "epochs": args.epochs,
+                                                     "results": results}, indent=2))
+    curves = {f"{n} (receptive field {rf})": ([2 * r["distance_tokens"] for r in results if r["encoder"] == n],
+                                              [r["test_accuracy"] for r in results if r["encoder"] == n])
+              for n, (rf, _) in fields.items()}
+    curves["chance"] = ([2 * d for d in args.distances], [r["chance"] for r in results if r["encoder"] == "plain"])
+    plot_curves(args.out / "probe.png", "long-range probe: tag = token `distance` to the left",
+                "distance in characters", "test accuracy", curves)
+    print(f"wrote {args.out / 'probe.json'} and {args.out / 'probe.png'}")
+
+
+if __name__ == "__main__":
+    main()
