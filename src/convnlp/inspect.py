@@ -143,8 +143,10 @@ def plot_curves(path: Path, title: str, xlabel: str, ylabel: str, curves: dict, 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for label, (xs, ys) in curves.items():
-        ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, label=label)
+    markers = ["o", "s", "^", "D", "v", "x"]  # distinct, so curves that coincide stay visible
+    for i, (label, (xs, ys)) in enumerate(curves.items()):
+        ax.plot(xs, ys, marker=markers[i % len(markers)] if len(xs) < 20 else None,
+                linestyle="-" if i % 2 == 0 else "--", label=label)
     if log_y:
         ax.set_yscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)

@@ -232,7 +232,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     # ---- the loop
     stop_reason = None
-    window_symbols, window_start = 0, time.perf_counter()
+    window_symbols, window_start, trained_symbols = 0, time.perf_counter(), 0
+    loop_start = time.perf_counter()
     while stop_reason is None:
         batches = token_batches(lengths, tc.batch_tokens, shuffle=True, seed=cfg.seed * 1000 + epoch)
         bar = tqdm(total=len(batches), initial=batch_in_epoch, desc=f"epoch {epoch + 1}",
@@ -259,7 +260,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             scaler.update()
             step += 1
             batch_in_epoch += 1
-            window_symbols += int(batch["mask"].sum())
+            symbols = int(batch["mask"].sum())
+            window_symbols += symbols
+            trained_symbols += symbols
             bar.update(1)
 
             if step % 50 == 0 or step == 1:
@@ -309,6 +312,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if stop_reason is None and epoch >= tc.max_epochs:
             stop_reason = f"reached {tc.max_epochs} epochs"
     train_seconds = elapsed()
+    # symbols per second of this process's training, evaluations included (what a user waits)
+    train_symbols_per_s = trained_symbols / max(time.perf_counter() - loop_start, 1e-9)
     log.info("stopped: %s after %d steps, %.1f min", stop_reason, step, train_seconds / 60)
 
     # ---- final evaluation with the best weights (the last ones without validation data)
@@ -318,7 +323,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     model.load_state_dict(load_file(run_dir / "best" / "model.safetensors", device=str(device)))
     results = {"git_revision": revision, "stop_reason": stop_reason, "steps": step,
                "best_step": best_step, "train_seconds": train_seconds, "parameters": n_params,
-               "receptive_field": receptive_field}
+               "receptive_field": receptive_field, "train_symbols_per_s": train_symbols_per_s,
+               "threads": torch.get_num_threads()}
     for name in ("validation", "test"):
         if name in data:
             results[name] = evaluate(model, tokenizer, labels, data[name], cfg, device)
