@@ -40,6 +40,7 @@ VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
               "--package", "-p", "--shell-completion", "-sc"}
 
+
 def fail(message: str) -> None:
     print(f"convnlp: error: {message}", file=sys.stderr)
     sys.exit(2)
