@@ -29,7 +29,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     if data_cfg.name in ("conllu", "conll") and not data_cfg.get(split):
         raise UserError(f"data={data_cfg.name} has no {split} file: set data.{split}=PATH")
     data = load_splits(data_cfg, splits=(split,))[split]
-    unseen = tagging.encode_split(data["tokens"], data["tags"], tokenizer, labels, split)["unseen_tags"]
+    unseen = tagging.report_unseen_tags(data["tags"], labels, split)
     task = config["task"]
     predicted = tagging.predict(model, tokenizer, labels, data["tokens"], device, cfg.batch_tokens,
                                 task["predict_max_chars"], task["predict_context_words"])

@@ -154,7 +154,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     lengths = [len(ids) for ids in encoded["ids"]]
     validation = data["validation"] if "validation" in data else None
     if validation is not None:
-        tagging.encode_split(validation["tokens"], validation["tags"], tokenizer, labels, "validation")
+        tagging.report_unseen_tags(validation["tags"], labels, "validation")  # predict() encodes it
         validation = {"tokens": validation["tokens"], "tags": validation["tags"]}
     log.info("train: %d sentences, %d words, %d symbols; vocabulary %d %s symbols, %d labels",
              len(lengths), sum(len(f) for f in encoded["first"]), sum(lengths),

@@ -76,21 +76,26 @@ def loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, int]:
 # ------------------------------------------------------------------------------- encoding
 
 
+def report_unseen_tags(tags: list[list[str]], labels: list[str], where: str) -> dict[str, int]:
+    """Counts of tags the label vocabulary lacks, warned about once; they count as errors."""
+    known = set(labels)
+    unseen = Counter(t for sentence in tags for t in sentence if t not in known)
+    if unseen:
+        shown = ", ".join(f"{t} ({n})" for t, n in unseen.most_common(5))
+        log.warning("%s: %d token(s) carry tags never seen in training: %s; they count as errors",
+                    where, sum(unseen.values()), shown)
+    return dict(unseen.most_common())
+
+
 def encode_split(tokens: list[list[str]], tags: list[list[str]], tokenizer, labels: list[str],
                  where: str) -> dict[str, list]:
     """Symbol ids, word positions and tag ids. Tags unknown to the label vocabulary are kept
     as IGNORE (they count as errors in evaluation) and reported once."""
     ids, firsts, lasts = tok.encode(tokenizer, tokens)
     index = {label: i for i, label in enumerate(labels)}
-    unseen = Counter(t for sentence in tags for t in sentence if t not in index)
-    if unseen:
-        total = sum(unseen.values())
-        shown = ", ".join(f"{t} ({n})" for t, n in unseen.most_common(5))
-        log.warning("%s: %d token(s) carry tags never seen in training: %s; they count as errors",
-                    where, total, shown)
+    unseen = report_unseen_tags(tags, labels, where)
     tag_ids = [[index.get(t, IGNORE) for t in sentence] for sentence in tags]
-    return {"ids": ids, "first": firsts, "last": lasts, "tags": tag_ids,
-            "unseen_tags": dict(unseen.most_common())}
+    return {"ids": ids, "first": firsts, "last": lasts, "tags": tag_ids, "unseen_tags": unseen}
 
 
 def label_vocabulary(tags: list[list[str]]) -> list[str]:
