@@ -56,6 +56,7 @@ def shared_datasets() -> Path:
 
 TINY = ["encoder.width=16", "encoder.dilations=[1,2]", "encoder.blocks=1", "task.embedding_dim=8",
         "task.word_layers=1", "trainer.batch_tokens=600", "trainer.progress=false"]
+TINY_CLASSIFIER = [a for a in TINY if not a.startswith("task.word_layers")]
 
 
 def conll_args(files: dict[str, Path]) -> list[str]:
@@ -79,3 +80,41 @@ def convnlp(*args: str, cwd: Path, input: str | None = None, check: bool = True,
 
 def run_dirs(cwd: Path, command: str = "train") -> list[Path]:
     return sorted((cwd / "outputs" / command).glob("*/"))
+
+
+GOOD = ["great", "superb", "lovely", "fun", "moving"]
+BAD = ["awful", "dull", "boring", "weak", "messy"]
+FILLER = ["the", "film", "was", "really", "quite", "a", "story", "and", "plot", "so"]
+
+
+def review_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    """Small, learnable sentiment data: the label is the polarity of the one opinion word."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(["pos", "neg"])
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 8))]
+        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label == "pos" else BAD))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def review_files(tmp_path_factory) -> dict[str, Path]:
+    """CSV files with a header (text, label) for train, validation and test."""
+    import csv
+
+    root = tmp_path_factory.mktemp("reviews")
+    files = {}
+    for split, n, seed in (("train", 300, 1), ("validation", 60, 2), ("test", 60, 3)):
+        files[split] = root / f"{split}.csv"
+        with open(files[split], "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "text", "label"])
+            writer.writerows((i, text, label) for i, (text, label) in enumerate(review_rows(n, seed)))
+    return files
+
+
+def review_args(files: dict[str, Path]) -> list[str]:
+    return ["task=classification", "data=csv", f"data.train={files['train']}",
+            f"data.validation={files['validation']}", f"data.test={files['test']}"]

@@ -11,7 +11,7 @@ import pytest
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import TINY, conll_args, convnlp, run_dirs
+from tests.conftest import TINY, TINY_CLASSIFIER, conll_args, convnlp, review_args, run_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -155,6 +155,11 @@ def test_every_encoder_family_trains_through_the_cli(tmp_path, conll_files):
     (["train", "data=conll"], "data=conll needs a training file: data.train=PATH"),
     (["train", "data=conllu", "data.train=nope.conllu"], "nope.conllu: no such file"),
     (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, inspect"),
+    (["train", "task=classification", "data=ud_ewt"], "data=ud_ewt is tagging data; task=classification needs one of:"),
+    (["train", "task=classification", "task.pooling=first"], "task.pooling='first' is not valid; choose one of: max, mean, attention"),
+    (["train", "task=classification", "data=mr", "data.fold=10"], "data.fold=10 must be in 0..9"),
+    (["train", "task=classification", "data=hub"], "data.path is required: add data.path=..."),
+    (["train", "task=classification", "data=jsonl", "data.train=none.jsonl"], "none.jsonl: no such file"),
 ])
 def test_errors_are_one_line(tmp_path, args, message):
     result = convnlp(*args, cwd=tmp_path, check=False)
@@ -176,7 +181,8 @@ def test_help_lists_commands_and_groups(tmp_path):
     assert "train" in convnlp("--help", cwd=tmp_path).stdout
     groups = convnlp("train", "--help", cwd=tmp_path).stdout
     assert "encoder: bilstm, dense, dilated, lstm, plain, residual" in groups
-    assert "data: cmudict_stress, conll, conllu, probe_longrange, ud_ewt" in groups
+    assert "data: cmudict_stress, cmudict_syllables, conll, conllu, csv, hub, jsonl, mr, probe_longrange, sst2, tsv, ud_ewt" in groups
+    assert "task: classification, tagging" in groups
 
 
 def test_ud_ewt_and_the_default_data_train_through_the_cli(tmp_path, shared_datasets):
@@ -186,3 +192,84 @@ def test_ud_ewt_and_the_default_data_train_through_the_cli(tmp_path, shared_data
     first, second = [json.loads((d / "metrics.json").read_text()) for d in run_dirs(tmp_path)]
     assert first["test"]["tokens"] == 25094 and "validation" in first   # UD English-EWT test split
     assert second["test"]["tokens"] > 40000                               # CMUdict stress
+
+
+# ------------------------------------------------------------------------------ classification
+
+
+@pytest.fixture(scope="module")
+def classified(tmp_path_factory, review_files):
+    cwd = tmp_path_factory.mktemp("classification")
+    result = convnlp("train", *review_args(review_files), *TINY_CLASSIFIER, "tokenizer=word",
+                     "trainer.max_epochs=15", "trainer.batch_tokens=150", "optim.warmup_steps=10", cwd=cwd)
+    (run_dir,) = run_dirs(cwd)
+    return cwd, run_dir, result
+
+
+def test_classification_trains_and_logs_a_confusion_matrix(classified):
+    _, run_dir, _ = classified
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["accuracy"] > 0.9 and metrics["test"]["macro_f1"] > 0.9
+    assert metrics["test"]["confusion_labels"] == ["neg", "pos"]
+    assert sum(map(sum, metrics["test"]["confusion"])) == metrics["test"]["examples"] == 60
+    assert json.loads((run_dir / "best" / "labels.json").read_text()) == ["neg", "pos"]
+    assert json.loads((run_dir / "best" / "config.json").read_text())["tokenizer"]["name"] == "word"
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert {"validation/accuracy", "validation/macro_f1", "train/loss"} <= set(events.Tags()["scalars"])
+    assert "validation/confusion" in events.Tags()["images"]
+    image = events.Images("validation/confusion")[-1]
+    assert image.encoded_image_string.startswith(b"\x89PNG") and image.width > 100
+
+
+def test_classification_eval_and_predict(classified, review_files, tmp_path):
+    cwd, run_dir, _ = classified
+    result = convnlp("eval", f"checkpoint={run_dir / 'best'}", "data.split=test", cwd=cwd)
+    printed = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    final = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert printed["accuracy"] == final["accuracy"] and printed["unseen_labels"] == {}
+    text = "the film was great\n\nreally dull and boring plot\n"
+    rows = [json.loads(line) for line in convnlp("predict", f"checkpoint={run_dir / 'best'}", cwd=cwd,
+                                                  input=text).stdout.splitlines()]
+    assert [r["label"] for r in rows] == ["pos", None, "neg"]
+    assert rows[0]["probabilities"]["pos"] > 0.5 and rows[1]["error"] == "empty text"
+    # a label never seen in training: warned about, counted as an error
+    other = tmp_path / "other.csv"
+    other.write_text("text,label\nthe film was great,pos\nso so,mixed\n")
+    result = convnlp("eval", f"checkpoint={run_dir / 'best'}", "data=csv", f"data.train={review_files['train']}",
+                     f"data.test={other}", "data.split=test", cwd=cwd)
+    printed = json.loads(result.stdout[result.stdout.index("{\n"): result.stdout.rindex("}") + 1])
+    assert printed["unseen_labels"] == {"mixed": 1} and printed["accuracy"] <= 0.5
+    assert "1 text(s) carry labels never seen in training: mixed (1)" in result.stderr + result.stdout
+
+
+def test_every_encoder_family_classifies_through_the_cli(tmp_path, review_files):
+    families = ["plain", "residual", "dense", "dilated", "lstm", "bilstm"]
+    convnlp("train", "-m", f"encoder={','.join(families)}", "task.pooling=attention", "task.conv_blocks=2",
+            "trainer.max_steps=3", *review_args(review_files), "trainer.progress=false", "task.embedding_dim=8",
+            cwd=tmp_path)
+    runs = sorted(tmp_path.glob("outputs/train-multirun/*/*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0]))
+    assert [json.loads((p.parent / "best" / "config.json").read_text())["encoder"]["name"] for p in runs] == families
+    assert all(json.loads(p.read_text())["test"]["examples"] == 60 for p in runs)
+
+
+def test_classification_file_errors_name_file_and_line(tmp_path, review_files):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\ngood,pos\nbad,\n")
+    result = convnlp("train", "task=classification", "data=csv", f"data.train={bad}", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and result.stderr == f"convnlp: error: {bad}:3: no label in column 'label'\n"
+    result = convnlp("train", *review_args(review_files), "data.text_column=body", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "no text column 'body'; the header has: id, text, label" in result.stderr
+
+
+def test_sst2_mr_and_the_default_classification_data_through_the_cli(tmp_path, shared_datasets):
+    env = {"CONVNLP_DATA_DIR": str(shared_datasets)}
+    convnlp("train", "task=classification", "data=sst2", "tokenizer=bpe", *TINY_CLASSIFIER, "trainer.max_steps=3",
+            cwd=tmp_path, env=env)
+    convnlp("train", "task=classification", "data=mr", "data.fold=3", *TINY_CLASSIFIER, "trainer.max_steps=3",
+            cwd=tmp_path, env=env)
+    convnlp("train", "task=classification", *TINY_CLASSIFIER, "trainer.max_steps=3", cwd=tmp_path)
+    sst2, mr, default = [json.loads((d / "metrics.json").read_text()) for d in run_dirs(tmp_path)]
+    assert sst2["test"]["examples"] == 1821 and sst2["validation"]["examples"] == 872
+    assert mr["test"]["examples"] in (1066, 1067)
+    assert default["test"]["examples"] > 5000 and len(default["test"]["confusion_labels"]) > 5  # syllable counts

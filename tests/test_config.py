@@ -7,6 +7,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from convnlp.config import SCHEMAS, validate
+from convnlp.data import DATA_TASKS
 from convnlp.errors import UserError
 from convnlp.model import build_model
 
@@ -22,23 +23,44 @@ def test_every_option_file_has_a_schema_and_a_command_comment():
         assert options(group) == sorted(schemas), group
         for option in options(group):
             text = (CONF / group / f"{option}.yaml").read_text()
+            node = OmegaConf.create(text)
+            if text.startswith("# @package _global_\n"):  # a task that picks its default data
+                text, node = text.split("\n", 1)[1], node[group]
             assert text.startswith("# convnlp ") or text.startswith("# CONVNLP_"), (group, option)
-            assert OmegaConf.create(text).name == option
+            assert node.name == option
 
 
-@pytest.mark.parametrize("encoder", options("encoder"))
-@pytest.mark.parametrize("task", options("task"))
-@pytest.mark.parametrize("data", options("data"))
-@pytest.mark.parametrize("tokenizer", options("tokenizer"))
+COMBINATIONS = (  # every data set with each task; every encoder and tokenizer with each task
+    [(task, "dilated", data, "char") for task in options("task") for data in options("data")]
+    + [(task, encoder, None, tokenizer) for task in options("task") for encoder in options("encoder")
+       for tokenizer in options("tokenizer")])
+
+
+@pytest.mark.parametrize("task,encoder,data,tokenizer", COMBINATIONS)
 def test_compose_validate_and_build(task, encoder, data, tokenizer):
+    overrides = [f"task={task}", f"encoder={encoder}", f"tokenizer={tokenizer}"]
+    if data is not None:
+        overrides += [f"data={data}"] + (["data.path=somewhere"] if data == "hub" else [])
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"task={task}", f"encoder={encoder}",
-                                                      f"data={data}", f"tokenizer={tokenizer}"])
+        cfg = compose(config_name="train", overrides=overrides)
+    data = cfg.data.name
+    if task not in DATA_TASKS[data]:
+        with pytest.raises(UserError, match=f"data={data} is .* data; task={task} needs one of: "):
+            validate(cfg)
+        return
     cfg = validate(cfg)
     assert cfg.trainer.max_epochs == cfg.data.epochs
     config = OmegaConf.to_container(cfg, resolve=True)
     model = build_model(config["task"], config["encoder"], vocab_size=30, num_labels=4)
     assert model.encoder.receptive_field > 1
+
+
+def test_each_task_has_its_default_data():
+    with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
+        assert compose(config_name="train").data.name == "cmudict_stress"
+        assert compose(config_name="train", overrides=["task=classification"]).data.name == "cmudict_syllables"
+        assert compose(config_name="train", overrides=["task=classification", "data=sst2"]).data.name == "sst2"
+        assert compose(config_name="train", overrides=["data=sst2", "task=classification"]).data.name == "sst2"
 
 
 @pytest.mark.parametrize("override,message", [

@@ -34,6 +34,18 @@ class TaggingConfig:
     predict_context_words: int = 16
 
 
+@dataclass
+class ClassificationConfig:
+    name: str = "classification"
+    embedding_dim: int = 64
+    embedding_dropout: float = 0.1
+    pooling: str = "max"  # max | mean | attention
+    conv_blocks: int = 0  # DPCNN reduction blocks before pooling (0 = none)
+    conv_kernel: int = 3
+    hidden: int = 0
+    dropout: float = 0.3
+
+
 # ------------------------------------------------------------------------------- encoder
 
 
@@ -157,15 +169,76 @@ class ConllConfig:
     encoding: str = "utf-8"
 
 
+@dataclass
+class CmudictSyllablesConfig:
+    name: str = "cmudict_syllables"
+    split: str = "validation"
+    epochs: int = 5
+    validation_percent: int = 5
+    test_percent: int = 5
+
+
+@dataclass
+class Sst2Config:
+    name: str = "sst2"
+    split: str = "validation"
+    epochs: int = 10
+    data_dir: Optional[str] = None
+    url: str = ""
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class MrConfig:
+    name: str = "mr"
+    split: str = "validation"
+    epochs: int = 10
+    fold: int = 0
+    data_dir: Optional[str] = None
+    url: str = ""
+    cache_dir: Optional[str] = None
+    encoding: str = "latin-1"
+
+
+@dataclass
+class LabeledFilesConfig:  # csv, tsv, jsonl
+    name: str = "csv"
+    split: str = "validation"
+    epochs: int = 10
+    train: Optional[str] = None
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"
+    skip_empty: bool = False
+
+
+@dataclass
+class HubConfig:
+    name: str = "hub"
+    split: str = "validation"
+    epochs: int = 10
+    path: str = "???"
+    subset: Optional[str] = None
+    revision: Optional[str] = None
+    train_split: Optional[str] = "train"
+    validation_split: Optional[str] = "validation"
+    test_split: Optional[str] = "test"
+    text_column: str = "text"
+    label_column: str = "label"
+    skip_empty: bool = False
+
+
 # ----------------------------------------------------------------------------- tokenizer
 
 
 @dataclass
 class TokenizerConfig:
-    name: str = "char"  # char | word
+    name: str = "char"  # char | word | bpe
     min_frequency: int = 1
     lowercase: bool = False
-    max_vocab: int = 0  # 0 = no limit
+    max_vocab: int = 0  # 0 = no limit; bpe: the vocabulary size to learn
 
 
 # ------------------------------------------------------------------------- trainer, optim
@@ -199,7 +272,7 @@ class OptimConfig:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "task": {"tagging": TaggingConfig},
+    "task": {"tagging": TaggingConfig, "classification": ClassificationConfig},
     "encoder": {"plain": PlainEncoderConfig, "residual": ResidualEncoderConfig,
                 "dense": DenseEncoderConfig, "dilated": DilatedEncoderConfig,
                 "lstm": RecurrentEncoderConfig, "bilstm": RecurrentEncoderConfig},
@@ -209,15 +282,23 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "ud_ewt": UdEwtConfig,
         "conllu": ConlluConfig,
         "conll": ConllConfig,
+        "cmudict_syllables": CmudictSyllablesConfig,
+        "sst2": Sst2Config,
+        "mr": MrConfig,
+        "csv": LabeledFilesConfig,
+        "tsv": LabeledFilesConfig,
+        "jsonl": LabeledFilesConfig,
+        "hub": HubConfig,
     },
-    "tokenizer": {"char": TokenizerConfig, "word": TokenizerConfig},
+    "tokenizer": {"char": TokenizerConfig, "word": TokenizerConfig, "bpe": TokenizerConfig},
     "trainer": {"default": TrainerConfig},
     "optim": {"adamw": OptimConfig},
 }
 
 # Values that must be one of a few words, checked here so a typo fails before any work.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "task.pooling": ("first", "last", "mean", "first_last"),
+    "tagging.pooling": ("first", "last", "mean", "first_last"),
+    "classification.pooling": ("max", "mean", "attention"),
     "encoder.activation": ("relu", "gelu"),
     "encoder.norm": ("layer", "none"),
     "data.split": ("train", "validation", "test"),
@@ -246,6 +327,10 @@ RULES: dict[str, tuple] = {
     "task.word_dropout": (_fraction, "must be in [0, 1)"),
     "task.predict_max_chars": (lambda v: v >= 1, "must be at least 1"),
     "task.predict_context_words": (lambda v: v >= 0, "must be 0 or more"),
+    "task.conv_blocks": (lambda v: v >= 0, "must be 0 (no reduction) or more"),
+    "task.conv_kernel": (_odd, "must be an odd number (the length is kept)"),
+    "task.hidden": (lambda v: v >= 0, "must be 0 (no hidden layer) or more"),
+    "task.dropout": (_fraction, "must be in [0, 1)"),
     "encoder.width": (lambda v: v >= 1, "must be at least 1"),
     "encoder.layers": (lambda v: v >= 1, "must be at least 1"),
     "encoder.kernel": (_odd, "must be an odd number (the length is kept)"),
@@ -264,6 +349,7 @@ RULES: dict[str, tuple] = {
     "data.alphabet": (lambda v: 2 <= v <= 26, "must be in [2, 26]"),
     "data.train_size": (lambda v: v >= 1, "must be at least 1"),
     "data.eval_size": (lambda v: v >= 1, "must be at least 1"),
+    "data.fold": (lambda v: 0 <= v <= 9, "must be in 0..9 (10-fold cross-validation)"),
     "tokenizer.min_frequency": (lambda v: v >= 1, "must be at least 1"),
     "tokenizer.max_vocab": (lambda v: v >= 0, "must be 0 (no limit) or more"),
     "trainer.max_epochs": (lambda v: v >= 1, "must be at least 1"),
@@ -312,10 +398,21 @@ def validate(cfg: DictConfig, groups: tuple[str, ...] = tuple(SCHEMAS)) -> DictC
     for group in groups:
         if group in cfg and isinstance(cfg[group], DictConfig) and "name" in cfg[group]:
             out[group] = validate_group(group, cfg[group])
+    task = OmegaConf.select(out, "task.name", default=None)
     for key, allowed in CHOICES.items():
+        prefix, _, leaf = key.partition(".")
+        if prefix in SCHEMAS["task"]:  # a choice that depends on the task
+            if prefix != task:
+                continue
+            key = f"task.{leaf}"
         value = OmegaConf.select(out, key, default=None)
         if value is not None and value not in allowed:
             raise UserError(f"{key}={value!r} is not valid; choose one of: {', '.join(allowed)}")
+    data = OmegaConf.select(out, "data.name", default=None)
+    if task is not None and data is not None:
+        from convnlp.data import check_task
+
+        check_task(data, task)
     for key, (ok, requirement) in RULES.items():
         value = OmegaConf.select(out, key, default=None)
         if value is not None and not _holds(ok, value):

@@ -12,7 +12,7 @@ from convnlp import checkpoint
 from convnlp.config import validate_group
 from convnlp.data import load_splits
 from convnlp.errors import UserError
-from convnlp.tasks import tagging
+from convnlp.tasks import TASKS
 from convnlp.train import pick_device
 
 log = logging.getLogger(__name__)
@@ -26,16 +26,15 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         data_cfg = cfg.data
     else:                   # the checkpoint's own data, with the requested split
         data_cfg = validate_group("data", OmegaConf.merge(OmegaConf.create(config["data"]), {"split": split}))
-    if data_cfg.name in ("conllu", "conll") and not data_cfg.get(split):
+    if split in data_cfg and not data_cfg.get(split):  # file-based data without this split's file
         raise UserError(f"data={data_cfg.name} has no {split} file: set data.{split}=PATH")
-    data = load_splits(data_cfg, splits=(split,))[split]
-    unseen = tagging.report_unseen_tags(data["tags"], labels, split)
-    task = config["task"]
-    predicted = tagging.predict(model, tokenizer, labels, data["tokens"], device, cfg.batch_tokens,
-                                task["predict_max_chars"], task["predict_context_words"])
-    metrics = tagging.metrics(data["tags"], predicted)
+    task = TASKS[config["task"]["name"]]
+    data = load_splits(data_cfg, splits=(split,), task=config["task"]["name"])[split]
+    unseen = task.report_unseen(data, labels, split)
+    metrics = task.evaluate(model, tokenizer, labels, data, config["task"], device, cfg.batch_tokens)
+    # labels training never saw: each of their tokens or texts is an error
     result = {"checkpoint": str(cfg.checkpoint), "data": data_cfg.name, "split": split, **metrics,
-              "unseen_tags": unseen}  # tags training never saw: each of their tokens is an error
+              "unseen_labels": unseen}
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     log.info("wrote %s", run_dir / "metrics.json")

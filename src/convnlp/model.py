@@ -7,7 +7,6 @@ from torch import nn
 
 from convnlp.data.tokenizer import PAD_ID
 from convnlp.encoders import build_encoder
-from convnlp.tasks.tagging import TaggingHead
 
 
 class Model(nn.Module):
@@ -26,13 +25,14 @@ class Model(nn.Module):
 
 
 def build_model(task: dict, encoder: dict, vocab_size: int, num_labels: int) -> Model:
-    """The model for a task and encoder config (plain dicts, e.g. a checkpoint's config.json)."""
-    enc = build_encoder(encoder, input_dim=task["embedding_dim"])
-    if task["name"] != "tagging":
+    """The model for a task and encoder config (plain dicts, e.g. a checkpoint's config.json).
+    The head comes from the fixed table of tasks, never from a name or path in the config."""
+    from convnlp.tasks import TASKS
+
+    if task["name"] not in TASKS:
         raise ValueError(f"unknown task {task['name']!r}")
-    head = TaggingHead(enc.output_dim, num_labels, pooling=task["pooling"],
-                       word_layers=task["word_layers"], word_kernel=task["word_kernel"],
-                       word_dropout=task["word_dropout"])
+    enc = build_encoder(encoder, input_dim=task["embedding_dim"])
+    head = TASKS[task["name"]].build_head(task, enc.output_dim, num_labels)
     return Model(vocab_size, task["embedding_dim"], task["embedding_dropout"], enc, head)
 
 

@@ -1,11 +1,14 @@
-"""`convnlp predict`: tag sentences from a file or standard input, write JSON lines.
+"""`convnlp predict`: label lines of text from a file or standard input, write JSON lines.
 
-Input is read and tagged ``batch_sentences`` lines at a time, so output streams from a pipe.
+Tagging reads one sentence per line (whitespace-separated tokens) and writes its tags;
+classification reads one text per line and writes its label and class probabilities. Input
+is read and labeled ``batch_sentences`` lines at a time, so output streams from a pipe.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -15,12 +18,14 @@ from omegaconf import DictConfig
 
 from convnlp import checkpoint
 from convnlp.errors import UserError
-from convnlp.tasks import tagging
+from convnlp.tasks import TASKS
 from convnlp.train import pick_device
 
+log = logging.getLogger(__name__)
 
-def read_sentences(stream, name: str, encoding: str) -> Iterator[list[str]]:
-    """One sentence per line, whitespace-separated tokens; an empty line is an empty sentence."""
+
+def read_lines(stream, name: str, encoding: str) -> Iterator[str]:
+    """Decoded lines, without line ends; an undecodable byte names its line."""
     for number, raw in enumerate(stream, start=1):
         try:
             line = raw.decode(encoding)
@@ -29,7 +34,7 @@ def read_sentences(stream, name: str, encoding: str) -> Iterator[list[str]]:
                             f"{e.start + 1} as {encoding} (set encoding=...)") from None
         except LookupError:
             raise UserError(f"unknown encoding {encoding!r}") from None
-        yield (line.removeprefix("\ufeff") if number == 1 else line).split()
+        yield (line.removeprefix("\ufeff") if number == 1 else line).rstrip("\r\n")
 
 
 def _open(path: str, mode: str, stack: ExitStack):
@@ -42,14 +47,17 @@ def _open(path: str, mode: str, stack: ExitStack):
 def predict_command(cfg: DictConfig) -> None:
     device = pick_device(cfg.device)
     model, config, tokenizer, labels = checkpoint.load(cfg.checkpoint, device)
-    task = config["task"]
+    task = TASKS[config["task"]["name"]]
+    empty = 0
     with ExitStack() as stack:
         source = sys.stdin.buffer if cfg.input == "-" else _open(cfg.input, "rb", stack)
         out = sys.stdout if cfg.output == "-" else _open(cfg.output, "w", stack)
-        sentences = read_sentences(source, "<stdin>" if cfg.input == "-" else cfg.input, cfg.encoding)
-        while chunk := list(islice(sentences, cfg.batch_sentences)):
-            tags = tagging.predict(model, tokenizer, labels, chunk, device,
-                                   max_chars=task["predict_max_chars"], context=task["predict_context_words"])
-            for words, word_tags in zip(chunk, tags):
-                out.write(json.dumps({"tokens": words, "tags": word_tags}, ensure_ascii=False) + "\n")
+        lines = read_lines(source, "<stdin>" if cfg.input == "-" else cfg.input, cfg.encoding)
+        while chunk := list(islice(lines, cfg.batch_sentences)):
+            inputs = [task.read_input(line) for line in chunk]
+            empty += sum(not x for x in inputs)
+            for record in task.predict_records(model, tokenizer, labels, inputs, device, config["task"]):
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
+    if empty:
+        log.warning("%d empty input line(s): each has an empty result", empty)

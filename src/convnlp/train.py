@@ -29,10 +29,10 @@ from tqdm import tqdm
 from convnlp import checkpoint
 from convnlp.data import DESCRIPTIONS, load_splits
 from convnlp.data import tokenizer as tok
-from convnlp.data.batching import collate, token_batches
+from convnlp.data.batching import token_batches
 from convnlp.errors import UserError
 from convnlp.model import build_model, count_parameters
-from convnlp.tasks import tagging
+from convnlp.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -108,23 +108,15 @@ def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
-def evaluate(model, tokenizer, labels, split, cfg, device) -> dict:
-    start = time.perf_counter()
-    predicted = tagging.predict(model, tokenizer, labels, split["tokens"], device,
-                                batch_tokens=2 * cfg.trainer.batch_tokens,
-                                max_chars=cfg.task.predict_max_chars,
-                                context=cfg.task.predict_context_words)
-    seconds = time.perf_counter() - start
-    result = tagging.metrics(split["tags"], predicted)
-    result["words_per_s"] = result["tokens"] / max(seconds, 1e-9)
-    return result
-
-
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     tc = cfg.trainer
+    task = TASKS[cfg.task.name]
+
+    def evaluate(split) -> dict:
+        return task.evaluate(model, tokenizer, labels, split, config["task"], device, 2 * tc.batch_tokens)
 
     # ---- setup: seed, device, threads
     random.seed(cfg.seed)
@@ -138,27 +130,26 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     # ---- data and vocabularies
     log.info("data: %s (data=%s)", DESCRIPTIONS.get(cfg.data.name, cfg.data.name), cfg.data.name)
-    data = load_splits(cfg.data)
+    data = load_splits(cfg.data, task=cfg.task.name)
     train_split = data["train"]
     resume_dir = find_resume_dir(tc.resume, run_dir, config)
     if resume_dir is None:
-        tokenizer = tok.build(cfg.tokenizer.name, train_split["tokens"], cfg.tokenizer.min_frequency,
-                              cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
-        labels = tagging.label_vocabulary(train_split["tags"])
+        tokenizer = tok.build(cfg.tokenizer.name, task.tokenizer_examples(train_split),
+                              cfg.tokenizer.min_frequency, cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
+        labels = task.label_vocabulary(train_split)
     else:  # the vocabularies the saved weights were trained with
         _, saved_config, tokenizer, labels = checkpoint.load(resume_dir)
         difference = config_difference(saved_config, config)
         if difference:
             raise UserError(f"trainer.resume: {resume_dir} was trained with another config ({difference})")
-    encoded = tagging.encode_split(train_split["tokens"], train_split["tags"], tokenizer, labels, "train")
+    encoded = task.encode(train_split, tokenizer, labels, "train")
     lengths = [len(ids) for ids in encoded["ids"]]
     validation = data["validation"] if "validation" in data else None
     if validation is not None:
-        tagging.report_unseen_tags(validation["tags"], labels, "validation")  # predict() encodes it
-        validation = {"tokens": validation["tokens"], "tags": validation["tags"]}
-    log.info("train: %d sentences, %d words, %d symbols; vocabulary %d %s symbols, %d labels",
-             len(lengths), sum(len(f) for f in encoded["first"]), sum(lengths),
-             tokenizer.get_vocab_size(), cfg.tokenizer.name, len(labels))
+        task.report_unseen(validation, labels, "validation")  # evaluate() encodes it
+        validation = {column: validation[column] for column in task.COLUMNS}  # read from Arrow once
+    log.info("train: %s, %d symbols; vocabulary %d %s symbols, %d labels", task.describe(encoded),
+             sum(lengths), tokenizer.get_vocab_size(), cfg.tokenizer.name, len(labels))
 
     # ---- model and optimizer
     model = build_model(config["task"], config["encoder"], tokenizer.get_vocab_size(), len(labels)).to(device)
@@ -241,7 +232,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         model.train()
         while batch_in_epoch < len(batches):
             indices = batches[batch_in_epoch]
-            batch = collate(*([encoded[k][i] for i in indices] for k in ("ids", "first", "last", "tags")))
+            batch = task.make_batch(encoded, indices)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             progress = max((step - warmup) / max(total_steps - warmup, 1),
                            elapsed() / max_seconds if max_seconds else 0.0)
@@ -250,8 +241,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 group["lr"] = lr
 
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(batch)                                   # (B, W, num_labels)
-            loss, _ = tagging.loss(logits, batch)
+                logits = model(batch)                        # (B, W, num_labels) or (B, num_labels)
+            loss, _ = task.loss(logits, batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -289,9 +280,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     or stop_reason:
                 metrics = {}
                 if validation is not None:
-                    metrics = evaluate(model, tokenizer, labels, validation, cfg, device)
-                    for key, value in metrics.items():
-                        writer.add_scalar(f"validation/{key}", value, step)
+                    metrics = evaluate(validation)
+                    task.log_metrics(writer, "validation", metrics, step)
                     score = metrics["accuracy"]
                     improved = score > best_score
                     if improved:
@@ -327,10 +317,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "threads": torch.get_num_threads()}
     for name in ("validation", "test"):
         if name in data:
-            results[name] = evaluate(model, tokenizer, labels, data[name], cfg, device)
+            results[name] = evaluate(data[name])
             log.info("%s (best model): %s", name, _format(results[name]))
-            for key, value in results[name].items():
-                writer.add_scalar(f"final_{name}/{key}", value, step)
+            task.log_metrics(writer, f"final_{name}", results[name], step)
     best_meta = json.loads((run_dir / "best" / "metrics.json").read_text())
     checkpoint.save(run_dir / "best", model, config, tokenizer, labels, {**best_meta, **results})
     writer.close()
@@ -341,4 +330,5 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 def _format(metrics: dict) -> str:
-    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+                     if isinstance(v, (int, float)))

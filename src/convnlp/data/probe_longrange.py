@@ -7,6 +7,11 @@ characters with spaces, that token lies ``2 * distance`` characters to the left,
 same-length convolutional encoder can solve the task only if its receptive field reaches that
 far: ``(receptive_field - 1) / 2 >= 2 * distance``. Beyond it, accuracy falls to chance,
 ``1 / alphabet``.
+
+For classification the text is the same letters and the label says whether the first token
+equals the token ``distance`` positions later (``same`` or ``different``, half each): some
+position must see both, ``2 * distance + 1`` characters apart, so again only a receptive field
+that reaches that far beats chance (50%).
 """
 
 from __future__ import annotations
@@ -26,8 +31,24 @@ def generate(count: int, length: int, distance: int, alphabet: int, seed: int) -
     return tokens, tags
 
 
-def load(distance: int, length: int, alphabet: int, train_size: int, eval_size: int, seed: int):
-    """{split: (tokens, tags)}; the three splits use different seeds, so they never overlap by design."""
+def generate_classification(count: int, length: int, distance: int, alphabet: int, seed: int) -> tuple[list, list]:
+    rng = random.Random(seed)
+    letters = string.ascii_lowercase[:alphabet]
+    texts, labels = [], []
+    for _ in range(count):
+        sentence = [rng.choice(letters) for _ in range(max(length, distance + 1))]
+        same = rng.random() < 0.5
+        sentence[distance] = sentence[0] if same else rng.choice([c for c in letters if c != sentence[0]])
+        texts.append(" ".join(sentence))
+        labels.append("same" if same else "different")
+    return texts, labels
+
+
+def load(distance: int, length: int, alphabet: int, train_size: int, eval_size: int, seed: int,
+         task: str = "tagging"):
+    """{split: (tokens, tags)} or, for classification, {split: (texts, labels)}; the three
+    splits use different seeds, so they never overlap by design."""
+    make = generate_classification if task == "classification" else generate
     sizes = {"train": train_size, "validation": eval_size, "test": eval_size}
-    return {split: generate(n, length, distance, alphabet, seed * 3 + i)
+    return {split: make(n, length, distance, alphabet, seed * 3 + i)
             for i, (split, n) in enumerate(sizes.items())}

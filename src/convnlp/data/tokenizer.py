@@ -2,47 +2,78 @@
 
 - ``char``: one symbol per character. A sentence is read as its words joined by single spaces,
   so the model sees word boundaries; we record where each word starts and ends.
-- ``word``: one symbol per word.
+- ``word``: one symbol per word (``WordLevel``). Tokenized sentences keep their words; raw text
+  is split on whitespace and punctuation.
+- ``bpe``: subwords (HF ``BPE`` with an end-of-word marker) trained on the training split.
 
-Either way, ``encode`` returns the symbol ids and, per word, the index of its first and last
-symbol: the task head pools word vectors from those positions. The tokenizer is saved as
-``tokenizer.json`` in every checkpoint.
+A vocabulary is trained on either tokenized sentences (lists of words: tagging) or raw texts
+(strings: classification). ``encode`` returns the symbol ids and, per word, the index of its
+first and last symbol: the tagging head pools word vectors from those positions. The tokenizer
+is saved as ``tokenizer.json`` in every checkpoint.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
-from tokenizers.models import WordLevel
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import BPE, WordLevel
+from tokenizers.trainers import BpeTrainer
 
 from convnlp.errors import UserError
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID = 0
+KINDS = ("char", "word", "bpe")
+END_OF_WORD = "</w>"
 
 
-def build(kind: str, sentences: Iterable[list[str]], min_frequency: int = 1,
+def _word_splitter() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+
+
+def build(kind: str, examples: Sequence[str] | Sequence[list[str]], min_frequency: int = 1,
           lowercase: bool = False, max_vocab: int = 0) -> Tokenizer:
-    """Train a character or word vocabulary on tokenized sentences (the training split).
+    """Train a vocabulary on the training split: tokenized sentences or raw texts.
 
-    The vocabulary is counted here and handed to ``WordLevel`` with no added special tokens,
-    so text that happens to contain ``<unk>`` or ``<pad>`` is read as ordinary characters.
+    ``char`` and ``word`` vocabularies are counted here and handed to ``WordLevel`` with no
+    added special tokens, so text that happens to contain ``<unk>`` or ``<pad>`` is read as
+    ordinary text. For ``bpe``, ``max_vocab`` is the vocabulary size to learn.
     """
-    if kind not in ("char", "word"):
-        raise UserError(f"tokenizer={kind!r} is not known; choose one of: char, word")
+    if kind not in KINDS:
+        raise UserError(f"tokenizer={kind!r} is not known; choose one of: {', '.join(KINDS)}")
+    raw = bool(examples) and isinstance(examples[0], str)
+    texts = examples if raw else [" ".join(words) for words in examples]
     normalizer = normalizers.Lowercase() if lowercase else None
+
     def normalize(text: str) -> str:
         return normalizer.normalize_str(text) if normalizer else text
 
+    if kind == "bpe":
+        tokenizer = Tokenizer(BPE(unk_token=UNK, end_of_word_suffix=END_OF_WORD))
+        tokenizer.pre_tokenizer = _word_splitter()
+        tokenizer.decoder = decoders.BPEDecoder(suffix=END_OF_WORD)
+        if normalizer:
+            tokenizer.normalizer = normalizer
+        trainer = BpeTrainer(vocab_size=max_vocab or 8000, min_frequency=min_frequency,
+                             special_tokens=[PAD, UNK], end_of_word_suffix=END_OF_WORD,
+                             show_progress=False)
+        tokenizer.train_from_iterator(texts, trainer)
+        return tokenizer
+
+    splitter = _word_splitter() if kind == "word" and raw else None
     counts: Counter[str] = Counter()
-    for words in sentences:
-        if kind == "char":
-            counts.update(normalize(" ".join(words)))  # a string counts as its characters
-        else:
+    if kind == "char":
+        for text in texts:
+            counts.update(normalize(text))  # a string counts as its characters
+    elif splitter is not None:
+        for text in texts:
+            counts.update(piece for piece, _ in splitter.pre_tokenize_str(normalize(text)))
+    else:
+        for words in examples:
             counts.update(normalize(w) for w in words)
     kept = sorted((s for s, n in counts.items() if n >= min_frequency and s not in (PAD, UNK)),
                   key=lambda s: (-counts[s], s))
@@ -54,16 +85,25 @@ def build(kind: str, sentences: Iterable[list[str]], min_frequency: int = 1,
         tokenizer.normalizer = normalizer
     if kind == "char":  # every character, spaces and newlines included, is its own piece
         tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    elif splitter is not None:
+        tokenizer.pre_tokenizer = splitter
     return tokenizer
 
 
+def encode_texts(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Symbol ids of raw texts."""
+    return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
 def kind_of(tokenizer: Tokenizer) -> str:
-    return "char" if tokenizer.pre_tokenizer is not None else "word"
+    if isinstance(tokenizer.model, BPE):
+        return "bpe"
+    return "char" if isinstance(tokenizer.pre_tokenizer, pre_tokenizers.Split) else "word"
 
 
 def encode(tokenizer: Tokenizer, sentences: list[list[str]]) -> tuple[list, list, list]:
     """Symbol ids and each word's first and last symbol index, for a batch of sentences."""
-    if kind_of(tokenizer) == "word":
+    if kind_of(tokenizer) == "word":  # one id per given word, whatever it holds
         encodings = tokenizer.encode_batch([list(s) for s in sentences], is_pretokenized=True,
                                            add_special_tokens=False)
         ids = [e.ids for e in encodings]
@@ -76,7 +116,8 @@ def encode(tokenizer: Tokenizer, sentences: list[list[str]]) -> tuple[list, list
     ids, firsts, lasts = [], [], []
     for words, encoding in zip(sentences, encodings):
         # Symbols map back to character spans of the joined text (a normalizer such as
-        # lowercasing may turn one character into two symbols, so count through the offsets).
+        # lowercasing may turn one character into two symbols, and a word may be several
+        # subwords, so count through the offsets).
         starts = [start for start, _ in encoding.offsets]
         first, last, position = [], [], 0
         for word in words:

@@ -1,5 +1,23 @@
-"""Tasks: each file holds its head, loss, metrics, encoding and prediction."""
+"""Tasks: each file holds its head, loss, metrics, encoding and prediction.
 
-from convnlp.tasks import tagging
+Every task module offers the same functions, which the trainer, ``eval`` and ``predict`` call:
 
-TASKS = {"tagging": tagging}
+    COLUMNS                                  the data set's column names
+    build_head(task_cfg, input_dim, num_labels) -> nn.Module
+    label_vocabulary(train_split) -> list[str]
+    tokenizer_examples(train_split)          what the vocabulary is trained on
+    report_unseen(split, labels, where)      warn about labels training never saw; their counts
+    encode(split, tokenizer, labels, where)  lists the training batches are cut from ("ids" first)
+    make_batch(encoded, indices)             padded tensors, "ids" and "mask" included
+    describe(encoded)                        "12544 sentences, 204577 words" for the log
+    loss(logits, batch) -> (mean loss, count)
+    evaluate(model, tokenizer, labels, split, task_cfg, device, batch_tokens) -> metrics
+                                             ("accuracy" selects the best checkpoint)
+    log_metrics(writer, prefix, metrics, step)   to TensorBoard
+    read_input(line)                         one line of `convnlp predict` input
+    predict_records(model, tokenizer, labels, inputs, device, task_cfg) -> JSON-ready dicts
+"""
+
+from convnlp.tasks import classification, tagging
+
+TASKS = {"tagging": tagging, "classification": classification}

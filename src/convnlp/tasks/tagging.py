@@ -4,12 +4,16 @@ The encoder reads symbols (characters by default); this head pools a vector per 
 first / last / all symbols, reads the word sequence with a small dilated convolution stack,
 and scores tags with a linear layer. Also here: the loss, the metrics, and how sentences of
 any length are tagged (in overlapping windows when longer than ``predict_max_chars``).
+
+Data columns (``COLUMNS``): ``tokens`` (list of str) and ``tags`` (list of str). The functions the trainer,
+``eval`` and ``predict`` call are listed in ``convnlp/tasks/__init__.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import Counter
 
 import torch
@@ -21,6 +25,8 @@ from convnlp.data.batching import IGNORE, collate, token_batches
 from convnlp.encoders.dilated import DilatedEncoder
 
 log = logging.getLogger(__name__)
+
+COLUMNS = ("tokens", "tags")
 
 
 class TaggingHead(nn.Module):
@@ -64,6 +70,11 @@ class TaggingHead(nn.Module):
         return self.output(words)                             # (B, W, num_tags)
 
 
+def build_head(task: dict, input_dim: int, num_labels: int) -> TaggingHead:
+    return TaggingHead(input_dim, num_labels, pooling=task["pooling"], word_layers=task["word_layers"],
+                       word_kernel=task["word_kernel"], word_dropout=task["word_dropout"])
+
+
 def loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over real words with a known tag, and how many such words."""
     targets = batch["tags"]
@@ -98,8 +109,60 @@ def encode_split(tokens: list[list[str]], tags: list[list[str]], tokenizer, labe
     return {"ids": ids, "first": firsts, "last": lasts, "tags": tag_ids, "unseen_tags": unseen}
 
 
-def label_vocabulary(tags: list[list[str]]) -> list[str]:
-    return sorted({t for sentence in tags for t in sentence})
+def label_vocabulary(split) -> list[str]:
+    return sorted({t for sentence in split["tags"] for t in sentence})
+
+
+def tokenizer_examples(split) -> list[list[str]]:
+    """What the vocabulary is trained on: the training sentences' words."""
+    return split["tokens"]
+
+
+def report_unseen(split, labels: list[str], where: str) -> dict[str, int]:
+    return report_unseen_tags(split["tags"], labels, where)
+
+
+def encode(split, tokenizer, labels: list[str], where: str) -> dict[str, list]:
+    """The training split as lists the batches are cut from; ``ids`` gives the lengths."""
+    encoded = encode_split(split["tokens"], split["tags"], tokenizer, labels, where)
+    return {k: encoded[k] for k in ("ids", "first", "last", "tags")}
+
+
+def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.Tensor]:
+    return collate(*([encoded[k][i] for i in indices] for k in ("ids", "first", "last", "tags")))
+
+
+def describe(encoded: dict[str, list]) -> str:
+    return f"{len(encoded['ids'])} sentences, {sum(len(f) for f in encoded['first'])} words"
+
+
+def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: int) -> dict:
+    """Metrics of ``split`` (columns tokens, tags) and tagging speed in words/s."""
+    start = time.perf_counter()
+    predicted = predict(model, tokenizer, labels, split["tokens"], device, batch_tokens=batch_tokens,
+                        max_chars=task["predict_max_chars"], context=task["predict_context_words"])
+    seconds = time.perf_counter() - start
+    result = metrics(split["tags"], predicted)
+    result["words_per_s"] = result["tokens"] / max(seconds, 1e-9)
+    return result
+
+
+def log_metrics(writer, prefix: str, result: dict, step: int) -> None:
+    for key, value in result.items():
+        if isinstance(value, (int, float)):
+            writer.add_scalar(f"{prefix}/{key}", value, step)
+
+
+def read_input(line: str) -> list[str]:
+    """One sentence per input line, whitespace-separated tokens."""
+    return line.split()
+
+
+def predict_records(model, tokenizer, labels, inputs: list[list[str]], device, task: dict,
+                    batch_tokens: int = 8000) -> list[dict]:
+    tags = predict(model, tokenizer, labels, inputs, device, batch_tokens=batch_tokens,
+                   max_chars=task["predict_max_chars"], context=task["predict_context_words"])
+    return [{"tokens": words, "tags": word_tags} for words, word_tags in zip(inputs, tags)]
 
 
 # -------------------------------------------------------------------------------- metrics
