@@ -54,8 +54,8 @@ def main() -> None:
             target.write_text(json.dumps(metrics, indent=2))
 
     rows = [json.loads((args.out / f"{f}.json").read_text()) for f in args.families if (args.out / f"{f}.json").is_file()]
-    lines = ["| encoder | parameters | receptive field (chars) | validation | test | training wall time | "
-             "training symbols/s | tagging words/s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| encoder | parameters | receptive field (symbols) | validation | test | training wall time | "
+             "training symbols/s | inference words/s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| `{r['family']}` | {r['parameters']:,} | {r['receptive_field']} | "
                      f"{100 * r['validation']['accuracy']:.2f}% | {100 * r['test']['accuracy']:.2f}% | "

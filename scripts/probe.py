@@ -3,8 +3,12 @@ equal depth and (nearly) equal parameters. Accuracy (on the tokens that have a d
 should stay high while the dependency lies inside the encoder's receptive field and drop to
 chance (1 / alphabet) beyond it.
 
+With --task classification the label says whether the first token equals the one `distance`
+tokens later (chance 50%): max pooling can only solve it where one position sees both.
+
     python scripts/probe.py                         # distances 1 2 4 8 16, both encoders
     python scripts/probe.py --distances 2 4 --epochs 4 --out outputs/probe-quick
+    python scripts/probe.py --task classification --out outputs/probe-classification
 
 Prints a table, writes probe.json and probe.png to --out. Set the thread count with --threads
 (the figures in the README used 2).
@@ -24,8 +28,8 @@ from hydra import compose, initialize_config_module
 from convnlp import checkpoint
 from convnlp.config import validate
 from convnlp.data import load_splits
-from convnlp.tasks import tagging
 from convnlp.inspect import plot_curves
+from convnlp.tasks import tagging
 from convnlp.train import train
 
 ENCODERS = {  # 4 kernel-wide layers each, width 64: receptive fields 9 and 31 characters
@@ -50,6 +54,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("outputs/probe"))
+    parser.add_argument("--task", choices=["tagging", "classification"], default="tagging")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -59,15 +64,19 @@ def main() -> None:
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         for name, overrides in ENCODERS.items():
             for distance in args.distances:
+                task = ["task=classification"] if args.task == "classification" else ["task.word_layers=0"]
                 cfg = validate(compose(config_name="train", overrides=[
-                    *overrides, "data=probe_longrange", f"data.distance={distance}", "task.word_layers=0",
+                    *overrides, "data=probe_longrange", f"data.distance={distance}", *task,
                     f"trainer.max_epochs={args.epochs}", "trainer.progress=false", "trainer.patience=0",
                     f"trainer.threads={args.threads}"]))
                 start = time.perf_counter()
                 run_dir = args.out / f"{name}-d{distance}"
                 metrics = train(cfg, run_dir)
-                accuracy = dependent_accuracy(run_dir / "best", cfg.data, distance)
-                chance = 1 / cfg.data.alphabet
+                if args.task == "classification":
+                    accuracy, chance = metrics["test"]["accuracy"], 0.5
+                else:
+                    accuracy = dependent_accuracy(run_dir / "best", cfg.data, distance)
+                    chance = 1 / cfg.data.alphabet
                 results.append({"encoder": name, "distance_tokens": distance, "distance_chars": 2 * distance,
                                 "receptive_field": metrics["receptive_field"], "parameters": metrics["parameters"],
                                 "test_accuracy": accuracy, "test_accuracy_all_tokens": metrics["test"]["accuracy"],
@@ -82,15 +91,17 @@ def main() -> None:
         row = [r for r in results if r["distance_tokens"] == distance]
         print(f"{2 * distance:>17} " + " ".join(f"{r['test_accuracy']:>32.3f}" for r in row)
               + f" {row[0]['chance']:>8.3f}")
-    (args.out / "probe.json").write_text(json.dumps({"threads": args.threads, "epochs": args.epochs,
+    (args.out / "probe.json").write_text(json.dumps({"task": args.task, "threads": args.threads, "epochs": args.epochs,
                                                      "results": results}, indent=2))
     curves = {f"{n} (receptive field {rf})": ([2 * r["distance_tokens"] for r in results if r["encoder"] == n],
                                               [r["test_accuracy"] for r in results if r["encoder"] == n])
               for n, (rf, _) in fields.items()}
-    curves["chance (1 / alphabet)"] = ([2 * d for d in args.distances],
+    curves["chance"] = ([2 * d for d in args.distances],
                                        [r["chance"] for r in results if r["encoder"] == "plain"])
-    plot_curves(args.out / "probe.png", "long-range probe: tag = the token `distance` to the left",
-                "distance in characters", "test accuracy (dependent tokens)", curves)
+    title = ("long-range probe: is the first token repeated `distance` later?" if args.task == "classification"
+             else "long-range probe: tag = the token `distance` to the left")
+    plot_curves(args.out / "probe.png", title, "distance in characters",
+                "test accuracy" + ("" if args.task == "classification" else " (dependent tokens)"), curves)
     print(f"wrote {args.out / 'probe.json'} and {args.out / 'probe.png'}")
 
 

@@ -132,3 +132,18 @@ def test_overfits_a_tiny_set():
     result = cls.evaluate(model, tokenizer, ["neg", "pos"], {"text": texts, "label": labels}, TASK,
                           torch.device("cpu"), 1000)
     assert result["accuracy"] == 1.0 and result["macro_f1"] == 1.0
+
+
+def test_token_dropout_replaces_real_symbols_with_unk_in_training_only():
+    tokenizer = tok.build("word", TEXTS)
+    torch.manual_seed(0)
+    model = build_model({**TASK, "token_dropout": 0.5}, ENCODERS["dilated"], tokenizer.get_vocab_size(), 2)
+    seen = []
+    model.embedding.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    batch = cls.make_batch({"ids": tok.encode_texts(tokenizer, TEXTS)}, [0, 1, 2])
+    model.train()(batch)
+    dropped = (seen[-1] != batch["ids"])
+    assert dropped.any() and bool((seen[-1][dropped] == tok.UNK_ID).all())
+    assert not bool(dropped[~batch["mask"]].any())  # padding stays padding
+    model.eval()(batch)
+    assert torch.equal(seen[-1], batch["ids"])

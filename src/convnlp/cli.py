@@ -24,8 +24,9 @@ USAGE = """usage: convnlp <command> [overrides] [-m] [--help] [--cfg job]
 
 commands:
   train     train a model            convnlp train task=tagging encoder=dilated data=ud_ewt
+                                     convnlp train task=classification data=sst2 tokenizer=word
   eval      evaluate a checkpoint    convnlp eval checkpoint=outputs/train/<run>/best data.split=test
-  predict   tag sentences            convnlp predict checkpoint=<dir> < sentences.txt > tags.jsonl
+  predict   label lines of text      convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl
   inspect   layers, receptive field  convnlp inspect encoder=dilated effective_rf=true gradient_flow=true
 
 Overrides are Hydra's (group=option, key=value, -m for sweeps). `convnlp <command> --help`

@@ -26,6 +26,7 @@ class TaggingConfig:
     name: str = "tagging"
     embedding_dim: int = 64
     embedding_dropout: float = 0.1
+    token_dropout: float = 0.0
     pooling: str = "first_last"  # first | last | mean | first_last
     word_layers: int = 3
     word_kernel: int = 3
@@ -39,6 +40,7 @@ class ClassificationConfig:
     name: str = "classification"
     embedding_dim: int = 64
     embedding_dropout: float = 0.1
+    token_dropout: float = 0.0
     pooling: str = "max"  # max | mean | attention
     conv_blocks: int = 0  # DPCNN reduction blocks before pooling (0 = none)
     conv_kernel: int = 3
@@ -322,6 +324,7 @@ def _fraction(v):
 RULES: dict[str, tuple] = {
     "task.embedding_dim": (lambda v: v >= 1, "must be at least 1"),
     "task.embedding_dropout": (_fraction, "must be in [0, 1)"),
+    "task.token_dropout": (_fraction, "must be in [0, 1)"),
     "task.word_layers": (lambda v: v >= 0, "must be 0 or more"),
     "task.word_kernel": (_odd, "must be an odd number (the length is kept)"),
     "task.word_dropout": (_fraction, "must be in [0, 1)"),

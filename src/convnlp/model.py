@@ -5,21 +5,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convnlp.data.tokenizer import PAD_ID
+from convnlp.data.tokenizer import PAD_ID, UNK_ID
 from convnlp.encoders import build_encoder
 
 
 class Model(nn.Module):
     def __init__(self, vocab_size: int, embedding_dim: int, embedding_dropout: float,
-                 encoder: nn.Module, head: nn.Module):
+                 encoder: nn.Module, head: nn.Module, token_dropout: float = 0.0):
         super().__init__()
+        self.token_dropout = token_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(embedding_dropout)
         self.encoder = encoder
         self.head = head
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = self.dropout(self.embedding(batch["ids"]))  # (B, T, E)
+        ids = batch["ids"]
+        if self.training and self.token_dropout > 0:  # word dropout: symbols become <unk>
+            drop = (torch.rand(ids.shape, device=ids.device) < self.token_dropout) & batch["mask"]
+            ids = ids.masked_fill(drop, UNK_ID)
+        x = self.dropout(self.embedding(ids))           # (B, T, E)
         h = self.encoder(x, batch["mask"])               # (B, T, C)
         return self.head(h, batch["mask"], batch)        # task-shaped scores
 
@@ -33,7 +38,8 @@ def build_model(task: dict, encoder: dict, vocab_size: int, num_labels: int) -> 
         raise ValueError(f"unknown task {task['name']!r}")
     enc = build_encoder(encoder, input_dim=task["embedding_dim"])
     head = TASKS[task["name"]].build_head(task, enc.output_dim, num_labels)
-    return Model(vocab_size, task["embedding_dim"], task["embedding_dropout"], enc, head)
+    return Model(vocab_size, task["embedding_dim"], task["embedding_dropout"], enc, head,
+                 token_dropout=task.get("token_dropout", 0.0))
 
 
 def count_parameters(model: nn.Module) -> int:

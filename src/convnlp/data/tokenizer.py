@@ -26,7 +26,7 @@ from tokenizers.trainers import BpeTrainer
 from convnlp.errors import UserError
 
 PAD, UNK = "<pad>", "<unk>"
-PAD_ID = 0
+PAD_ID, UNK_ID = 0, 1  # in every vocabulary built here
 KINDS = ("char", "word", "bpe")
 END_OF_WORD = "</w>"
 
