@@ -159,3 +159,13 @@ def test_raw_text_tokenizers(tmp_path):
     # bpe for tagging: every word gets its first and last subword
     ids, firsts, lasts = tok.encode(bpe, [["the", "cats", "sat"]])
     assert firsts[0][0] == 0 and all(f <= l for f, l in zip(firsts[0], lasts[0])) and lasts[0][-1] == len(ids[0]) - 1
+
+
+def test_probe_longrange_for_classification():
+    from convnlp.data import probe_longrange
+
+    texts, labels = probe_longrange.generate_classification(400, 12, 5, 4, seed=1)
+    for text, label in zip(texts, labels):
+        tokens = text.split()
+        assert len(tokens) == 12 and label == ("same" if tokens[0] == tokens[5] else "different")
+    assert 150 < labels.count("same") < 250

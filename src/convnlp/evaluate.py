@@ -29,7 +29,10 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     if split in data_cfg and not data_cfg.get(split):  # file-based data without this split's file
         raise UserError(f"data={data_cfg.name} has no {split} file: set data.{split}=PATH")
     task = TASKS[config["task"]["name"]]
-    data = load_splits(data_cfg, splits=(split,), task=config["task"]["name"])[split]
+    data = load_splits(data_cfg, splits=(split,), task=config["task"]["name"])
+    if split not in data:  # e.g. data=hub with data.test_split=null
+        raise UserError(f"data={data_cfg.name} has no {split} split configured")
+    data = data[split]
     unseen = task.report_unseen(data, labels, split)
     metrics = task.evaluate(model, tokenizer, labels, data, config["task"], device, cfg.batch_tokens)
     # labels training never saw: each of their tokens or texts is an error
