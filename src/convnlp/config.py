@@ -114,7 +114,7 @@ class RecurrentEncoderConfig:
 
 
 @dataclass
-class CmudictStressConfig:
+class CmudictConfig:  # cmudict_stress and cmudict_syllables: CMUdict split by a hash of the word
     name: str = "cmudict_stress"
     split: str = "validation"
     epochs: int = 20
@@ -169,15 +169,6 @@ class ConllConfig:
     token_column: int = 0
     tag_column: int = -1
     encoding: str = "utf-8"
-
-
-@dataclass
-class CmudictSyllablesConfig:
-    name: str = "cmudict_syllables"
-    split: str = "validation"
-    epochs: int = 5
-    validation_percent: int = 5
-    test_percent: int = 5
 
 
 @dataclass
@@ -279,12 +270,12 @@ SCHEMAS: dict[str, dict[str, type]] = {
                 "dense": DenseEncoderConfig, "dilated": DilatedEncoderConfig,
                 "lstm": RecurrentEncoderConfig, "bilstm": RecurrentEncoderConfig},
     "data": {
-        "cmudict_stress": CmudictStressConfig,
+        "cmudict_stress": CmudictConfig,
         "probe_longrange": ProbeLongrangeConfig,
         "ud_ewt": UdEwtConfig,
         "conllu": ConlluConfig,
         "conll": ConllConfig,
-        "cmudict_syllables": CmudictSyllablesConfig,
+        "cmudict_syllables": CmudictConfig,
         "sst2": Sst2Config,
         "mr": MrConfig,
         "csv": LabeledFilesConfig,

@@ -53,15 +53,17 @@ def check_task(data_name: str, task: str) -> None:
                         f"needs one of: {', '.join(fitting)}")
 
 
-def _from_files(cfg: DictConfig, splits, read) -> dict:
+def _per_split(cfg: DictConfig, splits, read, key: str = "{split}", what: str = "file", value: str = "PATH") -> dict:
+    """``read(cfg[key])`` for each split whose key is set (``data.train``, or ``data.train_split``
+    with ``key="{split}_split"``); only the training split is required."""
     raw = {}
     for split in splits:
-        path = cfg.get(split)
-        if path is None:
+        name = cfg.get(key.format(split=split))
+        if name is None:
             if split == "train":
-                raise UserError(f"data={cfg.name} needs a training file: data.train=PATH")
+                raise UserError(f"data={cfg.name} needs a training {what}: data.{key.format(split='train')}={value}")
             continue
-        raw[split] = read(path)
+        raw[split] = read(name)
     return raw
 
 
@@ -93,27 +95,21 @@ def load_splits(cfg: DictConfig, splits: tuple[str, ...] = SPLITS, task: str = "
     elif cfg.name == "mr":
         raw = sentiment.load_mr(cfg.fold, cfg.data_dir, cfg.url, cfg.cache_dir, cfg.encoding, splits)
     elif cfg.name == "conllu":
-        raw = _from_files(cfg, splits, lambda path: readers.read_conllu(path, cfg.tagset, cfg.encoding))
+        raw = _per_split(cfg, splits, lambda path: readers.read_conllu(path, cfg.tagset, cfg.encoding))
     elif cfg.name == "conll":
-        raw = _from_files(cfg, splits, lambda path: readers.read_conll(path, cfg.token_column, cfg.tag_column,
+        raw = _per_split(cfg, splits, lambda path: readers.read_conll(path, cfg.token_column, cfg.tag_column,
                                                                        cfg.encoding))
     elif cfg.name in ("csv", "tsv"):
         delimiter = "\t" if cfg.name == "tsv" else ","
-        raw = _from_files(cfg, splits, lambda path: labeled.read_table(
+        raw = _per_split(cfg, splits, lambda path: labeled.read_table(
             path, cfg.text_column, cfg.label_column, delimiter, cfg.encoding, cfg.skip_empty))
     elif cfg.name == "jsonl":
-        raw = _from_files(cfg, splits, lambda path: labeled.read_jsonl(
+        raw = _per_split(cfg, splits, lambda path: labeled.read_jsonl(
             path, cfg.text_column, cfg.label_column, cfg.encoding, cfg.skip_empty))
     elif cfg.name == "hub":
-        raw = {}
-        for split in splits:
-            name = cfg.get(f"{split}_split")
-            if name is None:
-                if split == "train":
-                    raise UserError("data=hub needs a training split: data.train_split=NAME")
-                continue
-            raw[split] = labeled.read_hf(cfg.path, cfg.subset, name, cfg.text_column, cfg.label_column,
-                                         cfg.revision, cfg.skip_empty)
+        raw = _per_split(cfg, splits, lambda name: labeled.read_hf(
+            cfg.path, cfg.subset, name, cfg.text_column, cfg.label_column, cfg.revision, cfg.skip_empty),
+            key="{split}_split", what="split", value="NAME")
     else:
         raise UserError(f"unknown data set {cfg.name!r}")
     first, second = COLUMNS[task]

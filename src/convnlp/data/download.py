@@ -8,7 +8,10 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from convnlp.errors import UserError
 
@@ -37,28 +40,22 @@ def fetch(url: str, target: Path, sha256: str | None, timeout: float = 60.0) -> 
     """Return ``target``, downloading ``url`` there first unless a verified copy exists."""
     if target.is_file() and (sha256 is None or sha256_of(target) == sha256):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s -> %s", url, target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with atomic_write(target) as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            digest = hashlib.sha256()
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise UserError(
-                f"{url}: checksum mismatch (expected sha256 {sha256}, got {digest.hexdigest()}); "
-                "the file was not kept"
-            )
-        os.replace(tmp, target)
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise UserError(
+                    f"{url}: checksum mismatch (expected sha256 {sha256}, got {digest.hexdigest()}); "
+                    "the file was not kept"
+                )
     except urllib.error.HTTPError as e:
         raise UserError(f"{url}: download failed: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
         raise UserError(f"{url}: download failed: {getattr(e, 'reason', e)}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target
 
 
@@ -66,13 +63,15 @@ def sha256_of_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary sibling, so a reader never sees half a file."""
+@contextmanager
+def atomic_write(target: Path) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``target`` only if the block ends without an error; a reader
+    never sees half a file, and a failed write leaves nothing behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            yield out
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -31,29 +31,41 @@ def _label(value) -> str | None:
     return str(value).strip()
 
 
-def _finish(texts: list[str], labels: list[str], skipped: list[str], path) -> Texts:
-    if skipped:
-        log.warning("%s: left out %d row(s) with an empty text (first at %s)", path, len(skipped), skipped[0])
-    if not texts:
-        raise UserError(f"{path}: no labeled texts found")
-    return texts, labels
+class _Rows:
+    """Collects (text, label) rows of one source. An empty text raises its error, or with
+    ``skip_empty`` is left out and counted; ``finish`` logs that count."""
+
+    def __init__(self, source, skip_empty: bool):
+        self.source, self.skip_empty = source, skip_empty
+        self.texts, self.labels, self.skipped = [], [], []
+
+    def add(self, text: str, label: str, place: str, empty_error: str) -> None:
+        if text.strip():
+            self.texts.append(text.strip())
+            self.labels.append(label)
+        elif self.skip_empty:
+            self.skipped.append(place)
+        else:
+            raise UserError(empty_error)
+
+    def finish(self) -> Texts:
+        if self.skipped:
+            log.warning("%s: left out %d row(s) with an empty text (first at %s)", self.source,
+                        len(self.skipped), self.skipped[0])
+        if not self.texts:
+            raise UserError(f"{self.source}: no labeled texts found")
+        return self.texts, self.labels
 
 
 def read_label_first(path: str | Path, encoding: str = "utf-8", skip_empty: bool = False) -> Texts:
     """Lines ``<label> <text>`` (the SST-2 files): the label is the first whitespace-separated field."""
-    texts, labels, skipped = [], [], []
+    rows = _Rows(path, skip_empty)
     for number, line in enumerate(read_lines(path, encoding), start=1):
         if not line.strip():
             raise UserError(f"{path}:{number}: empty line (expected '<label> <text>')")
         label, _, text = line.strip().partition(" ")
-        if not text.strip():
-            if skip_empty:
-                skipped.append(f"line {number}")
-                continue
-            raise UserError(f"{path}:{number}: label {label!r} has no text after it")
-        texts.append(text.strip())
-        labels.append(label)
-    return _finish(texts, labels, skipped, path)
+        rows.add(text, label, f"line {number}", f"{path}:{number}: label {label!r} has no text after it")
+    return rows.finish()
 
 
 def read_text_lines(path: str | Path, label: str, encoding: str = "utf-8") -> list[str]:
@@ -76,7 +88,7 @@ def read_table(path: str | Path, text_column: str, label_column: str, delimiter:
         if column not in header:
             raise UserError(f"{path}:1: no {role} column {column!r}; the header has: {', '.join(header)} "
                             f"(set data.{role}_column=...)")
-    texts, labels, skipped = [], [], []
+    rows = _Rows(path, skip_empty)
     try:
         for row in reader:
             number = reader.line_num
@@ -85,23 +97,17 @@ def read_table(path: str | Path, text_column: str, label_column: str, delimiter:
                 raise UserError(f"{path}:{number}: {len(header) + len(row[None])} fields, the header has {len(header)}")
             if label is None:
                 raise UserError(f"{path}:{number}: no label in column {label_column!r}")
-            if not text or not text.strip():
-                if skip_empty:
-                    skipped.append(f"line {number}")
-                    continue
-                raise UserError(f"{path}:{number}: empty text in column {text_column!r} "
-                                "(remove the row, or set data.skip_empty=true)")
-            texts.append(text.strip())
-            labels.append(label)
+            rows.add(text or "", label, f"line {number}", f"{path}:{number}: empty text in column "
+                     f"{text_column!r} (remove the row, or set data.skip_empty=true)")
     except csv.Error as e:
         raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
-    return _finish(texts, labels, skipped, path)
+    return rows.finish()
 
 
 def read_jsonl(path: str | Path, text_column: str, label_column: str, encoding: str = "utf-8",
                skip_empty: bool = False) -> Texts:
     """One JSON object per line; blank lines are allowed between objects."""
-    texts, labels, skipped = [], [], []
+    rows = _Rows(path, skip_empty)
     for number, line in enumerate(read_lines(path, encoding), start=1):
         if not line.strip():
             continue
@@ -120,15 +126,9 @@ def read_jsonl(path: str | Path, text_column: str, label_column: str, encoding: 
         text = row[text_column]
         if not isinstance(text, str):
             raise UserError(f"{path}:{number}: field {text_column!r} is {type(text).__name__}, not text")
-        if not text.strip():
-            if skip_empty:
-                skipped.append(f"line {number}")
-                continue
-            raise UserError(f"{path}:{number}: empty text in field {text_column!r} "
-                            "(remove the row, or set data.skip_empty=true)")
-        texts.append(text.strip())
-        labels.append(label)
-    return _finish(texts, labels, skipped, path)
+        rows.add(text, label, f"line {number}", f"{path}:{number}: empty text in field {text_column!r} "
+                 "(remove the row, or set data.skip_empty=true)")
+    return rows.finish()
 
 
 def read_hf(path: str, subset: str | None, split: str, text_column: str, label_column: str,
@@ -150,18 +150,13 @@ def read_hf(path: str, subset: str | None, split: str, text_column: str, label_c
                             f"(set data.{role}_column=...)")
     feature = dataset.features[label_column]
     names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-    texts, labels, skipped = [], [], []
+    rows = _Rows(where, skip_empty)
     for number, (text, raw_label) in enumerate(zip(dataset[text_column], dataset[label_column])):
         label = names[raw_label] if names is not None and isinstance(raw_label, int) and raw_label >= 0 else None
         label = label if names is not None else _label(raw_label)
         if label is None:
             raise UserError(f"{where}: row {number}: no label in column {label_column!r} ({raw_label!r})")
-        if not isinstance(text, str) or not text.strip():
-            if skip_empty:
-                skipped.append(f"row {number}")
-                continue
-            raise UserError(f"{where}: row {number}: empty text in column {text_column!r} "
-                            "(set data.skip_empty=true to leave such rows out)")
-        texts.append(text.strip())
-        labels.append(label)
-    return _finish(texts, labels, skipped, where)
+        rows.add(text if isinstance(text, str) else "", label, f"row {number}",
+                 f"{where}: row {number}: empty text in column {text_column!r} "
+                 "(set data.skip_empty=true to leave such rows out)")
+    return rows.finish()

@@ -72,7 +72,8 @@ def mr_paths(data_dir: str | None, url: str, cache: str | None) -> dict[str, Pat
                 data = tar.extractfile(member).read()
                 if download.sha256_of_bytes(data) != MR_FILES[polarity]:
                     raise UserError(f"{url}: {name} has an unexpected checksum; the file was not kept")
-                download.write_atomically(paths[polarity], data)
+                with download.atomic_write(paths[polarity]) as out:
+                    out.write(data)
     except tarfile.TarError as e:
         raise UserError(f"{archive}: not a readable tar archive ({e})") from None
     return paths

@@ -163,7 +163,8 @@ def metrics(gold: list[str], predicted: list[str], labels: list[str]) -> dict:
     and the confusion matrix (rows gold, columns predicted) over ``labels`` plus any gold label
     the model does not know."""
     n = len(gold)
-    classes = list(labels) + sorted({g for g in gold if g not in set(labels)})
+    known = set(labels)
+    classes = list(labels) + sorted({g for g in gold if g not in known})
     index = {c: i for i, c in enumerate(classes)}
     confusion = [[0] * len(classes) for _ in classes]
     for g, p in zip(gold, predicted):
