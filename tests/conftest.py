@@ -118,3 +118,36 @@ def review_files(tmp_path_factory) -> dict[str, Path]:
 def review_args(files: dict[str, Path]) -> list[str]:
     return ["task=classification", "data=csv", f"data.train={files['train']}",
             f"data.validation={files['validation']}", f"data.test={files['test']}"]
+
+
+TINY_GENERATOR = ["task=generation", "task.embedding_dim=16", "encoder.width=32", "encoder.dilations=[1,2]",
+                  "encoder.blocks=1", "decoder.width=32", "decoder.rest_dilations=[1,2]", "decoder.source_length=8",
+                  "decoder.down=1", "decoder.max_length=8", "trainer.progress=false"]
+
+
+def spelling_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    """Small, learnable parallel data: a word of a few letters -> its letters as capital tokens,
+    a doubled letter read once ("abba" -> "A B A")."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        word = "".join(rng.choice("abcdefg") for _ in range(rng.randint(1, 6)))
+        tokens = [c.upper() for i, c in enumerate(word) if i == 0 or c != word[i - 1]]
+        rows.append((word, " ".join(tokens)))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def spelling_files(tmp_path_factory) -> dict[str, Path]:
+    """TSV files (source<TAB>target) for train, validation and test."""
+    root = tmp_path_factory.mktemp("spelling")
+    files = {}
+    for split, n, seed in (("train", 600, 1), ("validation", 60, 2), ("test", 60, 3)):
+        files[split] = root / f"{split}.tsv"
+        files[split].write_text("".join(f"{s}\t{t}\n" for s, t in spelling_rows(n, seed)))
+    return files
+
+
+def spelling_args(files: dict[str, Path]) -> list[str]:
+    return ["data=parallel", f"data.train={files['train']}", f"data.validation={files['validation']}",
+            f"data.test={files['test']}"]

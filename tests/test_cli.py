@@ -11,7 +11,8 @@ import pytest
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import TINY, TINY_CLASSIFIER, conll_args, convnlp, review_args, run_dirs
+from tests.conftest import (TINY, TINY_CLASSIFIER, TINY_GENERATOR, conll_args, convnlp, review_args, run_dirs,
+                            spelling_args)
 
 pytestmark = pytest.mark.slow
 
@@ -273,3 +274,96 @@ def test_sst2_mr_and_the_default_classification_data_through_the_cli(tmp_path, s
     assert sst2["test"]["examples"] == 1821 and sst2["validation"]["examples"] == 872
     assert mr["test"]["examples"] in (1066, 1067)
     assert default["test"]["examples"] > 5000 and len(default["test"]["confusion_labels"]) > 5  # syllable counts
+
+
+# ---------------------------------------------------------------------------------- generation
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory, spelling_files):
+    cwd = tmp_path_factory.mktemp("generation")
+    result = convnlp("train", *spelling_args(spelling_files), *TINY_GENERATOR, "task.loss=ctc", "trainer.max_epochs=25",
+                     "trainer.batch_tokens=400", "optim.warmup_steps=20", cwd=cwd)
+    (run_dir,) = run_dirs(cwd)
+    return cwd, run_dir, result
+
+
+def test_generation_trains_to_low_error_rates(generated):
+    _, run_dir, _ = generated
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["wer"] < 0.1 and metrics["test"]["per"] < 0.05
+    assert metrics["test"]["examples"] <= 60 and metrics["test"]["bleu"] > 80
+    config = json.loads((run_dir / "best" / "config.json").read_text())
+    assert config["decoder"]["name"] == "deconv" and config["task"]["name"] == "generation"
+    assert json.loads((run_dir / "best" / "labels.json").read_text())[:3] == ["<pad>", "</s>", "<blank>"]
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert {"validation/wer", "validation/per", "validation/cer", "validation/bleu", "train/loss"} \
+        <= set(events.Tags()["scalars"])
+
+
+def test_generation_eval_and_predict(generated, spelling_files):
+    cwd, run_dir, _ = generated
+    result = convnlp("eval", f"checkpoint={run_dir / 'best'}", "data.split=test", cwd=cwd)
+    printed = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    final = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert printed["wer"] == final["wer"] and printed["per"] == final["per"]
+    rows = [json.loads(line) for line in convnlp("predict", f"checkpoint={run_dir / 'best'}", cwd=cwd,
+                                                  input="abba\n\nabcdefgabc\ncafe\n").stdout.splitlines()]
+    assert rows[0] == {"source": "abba", "output": "A B A", "tokens": ["A", "B", "A"]}
+    assert rows[1]["output"] is None and rows[1]["error"] == "empty text"
+    assert rows[2]["output"] is None and "longer than decoder.source_length=8" in rows[2]["error"]
+    assert rows[3]["output"] == "C A F E"
+
+
+def test_inspect_shows_the_decoders_length_arithmetic(tmp_path, generated):
+    _, run_dir, _ = generated
+    result = convnlp("inspect", "task=generation", "decoder.bottleneck=vector", "decoder.max_length=20",
+                     cwd=tmp_path)
+    for stage in ("code: pooled vector", "up[0] deconv k=4 s=2 p=1", "up[4] deconv k=4 s=2 p=1",
+                  "crop to max_length"):
+        assert stage in result.stdout
+    (out,) = (tmp_path / "outputs" / "inspect").glob("*/")
+    lengths = json.loads((out / "inspect.json").read_text())["decoder"]["lengths"]
+    assert [row["length"] for row in lengths] == [1, 2, 4, 8, 16, 32, 20]
+    result = convnlp("inspect", f"checkpoint={run_dir / 'best'}", cwd=tmp_path)  # a trained decoder
+    assert "window of 8" in result.stdout and "down[0] conv k=3 s=2" in result.stdout
+
+
+def test_both_losses_and_bottlenecks_train_through_the_cli(tmp_path, spelling_files):
+    convnlp("train", "-m", "task.loss=ce,ctc", "decoder.bottleneck=vector,sequence", "trainer.max_steps=3",
+            *spelling_args(spelling_files), *TINY_GENERATOR, "decoder.max_length=16", cwd=tmp_path)
+    runs = sorted(tmp_path.glob("outputs/train-multirun/*/*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0]))
+    configs = [json.loads((p.parent / "best" / "config.json").read_text()) for p in runs]
+    assert [(c["task"]["loss"], c["decoder"]["bottleneck"]) for c in configs] == \
+        [("ce", "vector"), ("ce", "sequence"), ("ctc", "vector"), ("ctc", "sequence")]
+    assert all(json.loads(p.read_text())["test"]["examples"] > 40 for p in runs)
+
+
+def test_generation_errors_are_one_line(tmp_path, spelling_files):
+    long = tmp_path / "long.tsv"
+    long.write_text("ab\tA B\nabcdefgabcdefg\tA\nabc\tA B C D E F G H I J\n")
+    result = convnlp("train", *TINY_GENERATOR, "data=parallel", f"data.train={long}", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("convnlp: error: train: 1 target(s) need more than decoder.max_length=8 "
+                                    "positions (up to 11; first: 'abc' -> 'A B C D E F G H I J'); 1 source(s) are "
+                                    "longer than decoder.source_length=8 symbols")
+    assert result.stderr.count("\n") == 1
+    result = convnlp("train", *TINY_GENERATOR, "data=parallel", f"data.train={long}", "decoder.too_long=filter",
+                     "trainer.max_steps=2", cwd=tmp_path)
+    assert "left out 2 pair(s) (decoder.too_long=filter)" in result.stderr + result.stdout
+    result = convnlp("train", *TINY_GENERATOR, "data=parallel", cwd=tmp_path, check=False)
+    assert result.stderr == "convnlp: error: data=parallel needs a training file: data.train=PATH\n"
+    result = convnlp("train", "task=generation", "decoder.strides=[2]", cwd=tmp_path, check=False)
+    assert "convnlp: error: decoder.strides=[2] reach 16 positions (8 -> 16), fewer than decoder.max_length=32" \
+        in result.stderr
+    result = convnlp("train", "task=generation", "data=sst2", cwd=tmp_path, check=False)
+    assert result.stderr.startswith("convnlp: error: data=sst2 is classification data; task=generation needs one of: ")
+
+
+def test_the_default_generation_data_through_the_cli(tmp_path):
+    convnlp("train", "task=generation", "decoder=deconv", "trainer.max_steps=2", "encoder.width=16",
+            "decoder.width=16", "trainer.progress=false", cwd=tmp_path)
+    (run_dir,) = run_dirs(tmp_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["examples"] > 5000 and metrics["validation"]["examples"] > 5000

@@ -10,6 +10,7 @@ from convnlp.config import SCHEMAS, validate
 from convnlp.data import DATA_TASKS
 from convnlp.errors import UserError
 from convnlp.model import build_model
+from convnlp.tasks import task_config
 
 CONF = resources.files("convnlp") / "conf"
 
@@ -51,7 +52,7 @@ def test_compose_validate_and_build(task, encoder, data, tokenizer):
     cfg = validate(cfg)
     assert cfg.trainer.max_epochs == cfg.data.epochs
     config = OmegaConf.to_container(cfg, resolve=True)
-    model = build_model(config["task"], config["encoder"], vocab_size=30, num_labels=4)
+    model = build_model(task_config(config), config["encoder"], vocab_size=30, num_labels=4)
     assert model.encoder.receptive_field > 1
 
 
@@ -61,16 +62,24 @@ def test_each_task_has_its_default_data():
         assert compose(config_name="train", overrides=["task=classification"]).data.name == "cmudict_syllables"
         assert compose(config_name="train", overrides=["task=classification", "data=sst2"]).data.name == "sst2"
         assert compose(config_name="train", overrides=["data=sst2", "task=classification"]).data.name == "sst2"
+        generation = compose(config_name="train", overrides=["task=generation"])
+        assert generation.data.name == "cmudict_g2p" and generation.decoder.name == "deconv"
+        assert compose(config_name="train", overrides=["task=generation", "decoder=deconv"]).decoder.name == "deconv"
+        assert compose(config_name="train").get("decoder") is None  # tagging has no decoder
 
 
 @pytest.mark.parametrize("override,message", [
     ("encoder.width=wide", "encoder.width: Value 'wide' of type 'str' could not be converted to Integer"),
     ("task.pooling=max", "task.pooling='max' is not valid; choose one of: first, last, mean, first_last"),
     ("data.tagset=lemma", "data.tagset='lemma' is not valid; choose one of: upos, xpos"),
+    ("decoder=deconv decoder.bottleneck=matrix",
+     "decoder.bottleneck='matrix' is not valid; choose one of: vector, sequence"),
+    ("decoder=deconv decoder.stride=1", "decoder.stride=1 must be at least 2 (each upsampling layer must grow the length)"),
+    ("decoder=deconv decoder.too_long=cut", "decoder.too_long='cut' is not valid; choose one of: error, filter"),
 ])
 def test_validation_errors(override, message):
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[override, "data=ud_ewt"])
+        cfg = compose(config_name="train", overrides=[*override.split(), "data=ud_ewt"])
     with pytest.raises(UserError) as error:
         validate(cfg)
     assert str(error.value) == message

@@ -78,6 +78,7 @@ def existing(directory: str | Path) -> Path:
 def load(directory: str | Path, device: str | torch.device = "cpu"):
     """(model, config, tokenizer, labels) from a checkpoint directory. Executes nothing from it."""
     from convnlp.config import validate_group
+    from convnlp.tasks import task_config
 
     directory = existing(directory)
     for name in REQUIRED:
@@ -87,9 +88,10 @@ def load(directory: str | Path, device: str | torch.device = "cpu"):
     labels = _read_json(directory / "labels.json")
     tokenizer = tok.load(directory / "tokenizer.json")
     try:  # the task and encoder configs pass the same checks as on the command line
-        for group in ("task", "encoder"):
-            config[group] = OmegaConf.to_container(validate_group(group, OmegaConf.create(config[group])))
-        model = build_model(config["task"], config["encoder"], tokenizer.get_vocab_size(), len(labels))
+        for group in ("task", "encoder", "decoder"):
+            if group != "decoder" or config.get(group) is not None:
+                config[group] = OmegaConf.to_container(validate_group(group, OmegaConf.create(config[group])))
+        model = build_model(task_config(config), config["encoder"], tokenizer.get_vocab_size(), len(labels))
     except (UserError, KeyError, TypeError, ValueError) as e:
         raise UserError(f"{directory}/config.json: not a usable model config ({str(e).splitlines()[0]})") from None
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from convnlp.config import check_resolves, validate
 from convnlp.errors import UserError
@@ -34,12 +34,25 @@ lists the config groups and options of a command.
 """
 
 # Which config groups each command's config holds (and so which are validated).
-GROUPS = {"train": ("task", "encoder", "data", "tokenizer", "trainer", "optim"),
-          "eval": ("data",), "predict": (), "inspect": ("task", "encoder")}
+GROUPS = {"train": ("task", "encoder", "decoder", "data", "tokenizer", "trainer", "optim"),
+          "eval": ("data",), "predict": (), "inspect": ("task", "encoder", "decoder")}
 VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
                "--experimental-rerun", "--package", "-p", "--cfg", "-c"}
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
               "--package", "-p", "--shell-completion", "-sc"}
+
+
+def short_dirname(name: str, limit: int = 120) -> str:
+    """A sweep job's directory name (its overrides) cut to ``limit`` characters, with a hash of
+    the whole name so that different jobs keep different directories (file systems allow 255)."""
+    if len(name) <= limit:
+        return name
+    import hashlib
+
+    return f"{name[:limit - 9]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+OmegaConf.register_new_resolver("convnlp_short", short_dirname, replace=True)
 
 
 def fail(message: str) -> None:

@@ -48,6 +48,39 @@ class ClassificationConfig:
     dropout: float = 0.3
 
 
+@dataclass
+class GenerationConfig:
+    name: str = "generation"
+    embedding_dim: int = 64
+    embedding_dropout: float = 0.1
+    token_dropout: float = 0.0
+    target_tokens: str = "word"  # word | char
+    loss: str = "ce"  # ce | ctc
+
+
+# ------------------------------------------------------------------------------- decoder
+
+
+@dataclass
+class DeconvDecoderConfig:
+    name: str = "deconv"
+    bottleneck: str = "sequence"  # vector | sequence
+    source_length: int = 32
+    down: int = 2
+    width: int = 256
+    max_length: int = 32
+    stride: int = 2
+    kernel: int = 4
+    strides: list[int] = field(default_factory=list)
+    kernels: list[int] = field(default_factory=list)
+    rest_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 1, 2, 4, 8])
+    rest_kernel: int = 3
+    activation: str = "relu"
+    norm: str = "layer"
+    dropout: float = 0.1
+    too_long: str = "error"  # error | filter
+
+
 # ------------------------------------------------------------------------------- encoder
 
 
@@ -208,6 +241,23 @@ class LabeledFilesConfig:  # csv, tsv, jsonl
 
 
 @dataclass
+class ParallelConfig:
+    name: str = "parallel"
+    split: str = "validation"
+    epochs: int = 30
+    train: Optional[str] = None
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    format: str = "auto"  # auto | tsv | jsonl | files
+    source_column: str = "source"
+    target_column: str = "target"
+    source_suffix: str = "src"
+    target_suffix: str = "tgt"
+    encoding: str = "utf-8"
+    skip_empty: bool = False
+
+
+@dataclass
 class HubConfig:
     name: str = "hub"
     split: str = "validation"
@@ -265,7 +315,8 @@ class OptimConfig:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "task": {"tagging": TaggingConfig, "classification": ClassificationConfig},
+    "task": {"tagging": TaggingConfig, "classification": ClassificationConfig, "generation": GenerationConfig},
+    "decoder": {"deconv": DeconvDecoderConfig},
     "encoder": {"plain": PlainEncoderConfig, "residual": ResidualEncoderConfig,
                 "dense": DenseEncoderConfig, "dilated": DilatedEncoderConfig,
                 "lstm": RecurrentEncoderConfig, "bilstm": RecurrentEncoderConfig},
@@ -282,6 +333,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "tsv": LabeledFilesConfig,
         "jsonl": LabeledFilesConfig,
         "hub": HubConfig,
+        "cmudict_g2p": CmudictConfig,
+        "parallel": ParallelConfig,
     },
     "tokenizer": {"char": TokenizerConfig, "word": TokenizerConfig, "bpe": TokenizerConfig},
     "trainer": {"default": TrainerConfig},
@@ -292,6 +345,13 @@ SCHEMAS: dict[str, dict[str, type]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "tagging.pooling": ("first", "last", "mean", "first_last"),
     "classification.pooling": ("max", "mean", "attention"),
+    "generation.target_tokens": ("word", "char"),
+    "generation.loss": ("ce", "ctc"),
+    "decoder.bottleneck": ("vector", "sequence"),
+    "decoder.activation": ("relu", "gelu"),
+    "decoder.norm": ("layer", "none"),
+    "decoder.too_long": ("error", "filter"),
+    "data.format": ("auto", "tsv", "jsonl", "files"),
     "encoder.activation": ("relu", "gelu"),
     "encoder.norm": ("layer", "none"),
     "data.split": ("train", "validation", "test"),
@@ -325,6 +385,17 @@ RULES: dict[str, tuple] = {
     "task.conv_kernel": (_odd, "must be an odd number (the length is kept)"),
     "task.hidden": (lambda v: v >= 0, "must be 0 (no hidden layer) or more"),
     "task.dropout": (_fraction, "must be in [0, 1)"),
+    "decoder.source_length": (lambda v: v >= 1, "must be at least 1"),
+    "decoder.down": (lambda v: v >= 0, "must be 0 (the encoder positions themselves) or more"),
+    "decoder.width": (lambda v: v >= 1, "must be at least 1"),
+    "decoder.max_length": (lambda v: v >= 2, "must be at least 2"),
+    "decoder.stride": (lambda v: v >= 2, "must be at least 2 (each upsampling layer must grow the length)"),
+    "decoder.kernel": (lambda v: v >= 1, "must be at least 1"),
+    "decoder.strides": (lambda v: all(s >= 1 for s in v), "must be numbers >= 1"),
+    "decoder.kernels": (lambda v: all(k >= 1 for k in v), "must be numbers >= 1"),
+    "decoder.rest_dilations": (lambda v: all(d >= 1 for d in v), "must be numbers >= 1 (empty: no resting stack)"),
+    "decoder.rest_kernel": (_odd, "must be an odd number (the length is kept)"),
+    "decoder.dropout": (_fraction, "must be in [0, 1)"),
     "encoder.width": (lambda v: v >= 1, "must be at least 1"),
     "encoder.layers": (lambda v: v >= 1, "must be at least 1"),
     "encoder.kernel": (_odd, "must be an odd number (the length is kept)"),

@@ -12,7 +12,7 @@ from convnlp import checkpoint
 from convnlp.config import validate_group
 from convnlp.data import load_splits
 from convnlp.errors import UserError
-from convnlp.tasks import TASKS
+from convnlp.tasks import TASKS, task_config
 from convnlp.train import pick_device
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     if split not in data:  # e.g. data=hub with data.test_split=null
         raise UserError(f"data={data_cfg.name} has no {split} split configured")
     data = data[split]
-    unseen = task.report_unseen(data, labels, split)
-    metrics = task.evaluate(model, tokenizer, labels, data, config["task"], device, cfg.batch_tokens)
+    unseen = task.report_unseen(data, labels, split, task_config(config))
+    metrics = task.evaluate(model, tokenizer, labels, data, task_config(config), device, cfg.batch_tokens)
     # labels training never saw: each of their tokens or texts is an error
     result = {"checkpoint": str(cfg.checkpoint), "data": data_cfg.name, "split": split, **metrics,
               "unseen_labels": unseen}

@@ -1,4 +1,5 @@
 """`convnlp inspect`: what an encoder costs and what it sees, without data or a checkpoint.
+With ``task=generation``, also the decoder's length arithmetic: the length after each stage.
 
 - a per-layer table: output width, receptive field after the layer, parameters, FLOPs per
   input position (a multiply-add counts 2), and totals;
@@ -82,6 +83,25 @@ def format_table(rows: list[dict], encoder: nn.Module) -> str:
     return "\n".join(lines)
 
 
+def decoder_report(decoder: nn.Module) -> dict:
+    """The deconvolutional decoder's length arithmetic (length after each stage), its resting
+    stack's reach over output positions, and its parameters without the output layer."""
+    rest = 1 + sum(conv.dilation[0] * (conv.kernel_size[0] - 1) for conv in decoder.rest)
+    return {"bottleneck": decoder.bottleneck, "lengths": [{"stage": s, "length": n} for s, n in decoder.lengths()],
+            "rest_layers": len(decoder.rest), "rest_receptive_field": rest,
+            "parameters": sum(p.numel() for n, p in decoder.named_parameters() if not n.startswith("output."))}
+
+
+def format_decoder(report: dict) -> str:
+    lines = [f"decoder: {report['bottleneck']} bottleneck; length after each stage",
+             f"  {'stage':<36} {'length':>6}"]
+    lines += [f"  {row['stage']:<36} {row['length']:>6}" for row in report["lengths"]]
+    lines.append(f"  then {report['rest_layers']} resting residual convs (length kept), reach "
+                 f"{report['rest_receptive_field']} output positions")
+    lines.append(f"  {report['parameters']:,} parameters (without the output layer, sized by the target vocabulary)")
+    return "\n".join(lines)
+
+
 def effective_receptive_field(encoder: nn.Module, input_dim: int, length: int, samples: int = 16,
                               seed: int = 0) -> list[float]:
     """Mean |d output[centre] / d input[t]| over random inputs, normalized to a maximum of 1."""
@@ -161,15 +181,23 @@ def inspect_command(cfg, run_dir: Path) -> dict:
     """Print the layer table (and the optional measurements); write JSON and PNGs to run_dir."""
     from omegaconf import OmegaConf
 
+    decoder = None
     if cfg.checkpoint:
         from convnlp import checkpoint
 
         model, config, _, _ = checkpoint.load(cfg.checkpoint)
         encoder, input_dim, name = model.encoder, config["task"]["embedding_dim"], config["encoder"]["name"]
+        if config.get("decoder"):
+            decoder = model.head
     else:
         input_dim = cfg.task.embedding_dim
         encoder = build_encoder(OmegaConf.to_container(cfg.encoder, resolve=True), input_dim)
         name = cfg.encoder.name
+        if cfg.task.name == "generation" and cfg.get("decoder"):
+            from convnlp.decoders import build_decoder
+
+            # the output layer's size comes from the data; 1 here, so it is left out of the count
+            decoder = build_decoder(OmegaConf.to_container(cfg.decoder, resolve=True), encoder.output_dim, 1)
     rows = layer_table(encoder, input_dim)
     print(f"encoder={name}, input width {input_dim}")
     print(format_table(rows, encoder))
@@ -180,6 +208,10 @@ def inspect_command(cfg, run_dir: Path) -> dict:
     for row in rows:
         if math.isinf(row["receptive_field"]):
             row["receptive_field"] = "unbounded"
+    if decoder is not None:
+        report["decoder"] = decoder_report(decoder)
+        print()
+        print(format_decoder(report["decoder"]))
 
     if cfg.effective_rf:
         field = encoder.receptive_field

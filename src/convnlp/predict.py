@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from convnlp import checkpoint
 from convnlp.errors import UserError
-from convnlp.tasks import TASKS
+from convnlp.tasks import TASKS, task_config
 from convnlp.train import pick_device
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def predict_command(cfg: DictConfig) -> None:
         while chunk := list(islice(lines, cfg.batch_sentences)):
             inputs = [task.read_input(line) for line in chunk]
             empty += sum(not x for x in inputs)
-            for record in task.predict_records(model, tokenizer, labels, inputs, device, config["task"]):
+            for record in task.predict_records(model, tokenizer, labels, inputs, device, task_config(config)):
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
     if empty:

@@ -32,7 +32,7 @@ from convnlp.data import tokenizer as tok
 from convnlp.data.batching import token_batches
 from convnlp.errors import UserError
 from convnlp.model import build_model, count_parameters
-from convnlp.tasks import TASKS
+from convnlp.tasks import TASKS, task_config
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,14 @@ def git_revision() -> str | None:
         return None
 
 
-MODEL_GROUPS = ("task", "encoder", "tokenizer", "data")  # what a resumed run must share
+MODEL_GROUPS = ("task", "encoder", "decoder", "tokenizer", "data")  # what a resumed run must share
 
 
 def config_difference(saved: dict, current: dict) -> str | None:
     """The first model-defining key where two run configs differ, or None."""
     for group in MODEL_GROUPS:
-        a = {k: v for k, v in saved.get(group, {}).items() if k != "split"}
-        b = {k: v for k, v in current[group].items() if k != "split"}
+        a = {k: v for k, v in (saved.get(group) or {}).items() if k != "split"}
+        b = {k: v for k, v in (current.get(group) or {}).items() if k != "split"}
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
                 return f"{group}.{key}: {a.get(key)!r} there, {b.get(key)!r} now"
@@ -114,9 +114,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     tc = cfg.trainer
     task = TASKS[cfg.task.name]
+    task_cfg = task_config(config)
 
     def evaluate(split) -> dict:
-        return task.evaluate(model, tokenizer, labels, split, config["task"], device, 2 * tc.batch_tokens)
+        return task.evaluate(model, tokenizer, labels, split, task_cfg, device, 2 * tc.batch_tokens)
 
     # ---- setup: seed, device, threads
     random.seed(cfg.seed)
@@ -136,23 +137,23 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if resume_dir is None:
         tokenizer = tok.build(cfg.tokenizer.name, task.tokenizer_examples(train_split),
                               cfg.tokenizer.min_frequency, cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
-        labels = task.label_vocabulary(train_split)
+        labels = task.label_vocabulary(train_split, task_cfg)
     else:  # the vocabularies the saved weights were trained with
         _, saved_config, tokenizer, labels = checkpoint.load(resume_dir)
         difference = config_difference(saved_config, config)
         if difference:
             raise UserError(f"trainer.resume: {resume_dir} was trained with another config ({difference})")
-    encoded = task.encode(train_split, tokenizer, labels, "train")
+    encoded = task.encode(train_split, tokenizer, labels, "train", task_cfg)
     lengths = [len(ids) for ids in encoded["ids"]]
     validation = data["validation"] if "validation" in data else None
     if validation is not None:
-        task.report_unseen(validation, labels, "validation")  # evaluate() encodes it
+        task.report_unseen(validation, labels, "validation", task_cfg)  # evaluate() encodes it
         validation = {column: validation[column] for column in task.COLUMNS}  # read from Arrow once
     log.info("train: %s, %d symbols; vocabulary %d %s symbols, %d labels", task.describe(encoded),
              sum(lengths), tokenizer.get_vocab_size(), cfg.tokenizer.name, len(labels))
 
     # ---- model and optimizer
-    model = build_model(config["task"], config["encoder"], tokenizer.get_vocab_size(), len(labels)).to(device)
+    model = build_model(task_cfg, config["encoder"], tokenizer.get_vocab_size(), len(labels)).to(device)
     n_params = count_parameters(model)
     receptive_field = model.encoder.receptive_field
     receptive_field = int(receptive_field) if math.isfinite(receptive_field) else "unbounded"
@@ -242,7 +243,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = model(batch)                        # (B, W, num_labels) or (B, num_labels)
-            loss, _ = task.loss(logits, batch)
+            loss, _ = task.loss(logits, batch, task_cfg)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)

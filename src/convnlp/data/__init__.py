@@ -1,7 +1,8 @@
 """Named datasets and file readers, all returning ``datasets.Dataset`` objects.
 
 Tagging data has the columns ``tokens`` (list of str) and ``tags`` (list of str);
-classification data has ``text`` (str) and ``label`` (str).
+classification data has ``text`` (str) and ``label`` (str); generation data has ``source``
+(str) and ``target`` (str).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ DESCRIPTIONS = {
     "tsv": "TSV files with a header row",
     "jsonl": "JSON lines files",
     "hub": "a HuggingFace dataset (hub id or local directory)",
+    "cmudict_g2p": "CMUdict grapheme to phoneme (spelling -> ARPAbet with stress), offline; "
+                   "for your own pairs use data=parallel",
+    "parallel": "parallel source/target files (TSV, JSON lines or two aligned text files)",
 }
 # Which tasks each data set serves (its columns).
 DATA_TASKS = {
@@ -39,9 +43,10 @@ DATA_TASKS = {
     "cmudict_syllables": ("classification",), "sst2": ("classification",), "mr": ("classification",),
     "csv": ("classification",), "tsv": ("classification",), "jsonl": ("classification",),
     "hub": ("classification",),
+    "cmudict_g2p": ("generation",), "parallel": ("generation",),
 }
-COLUMNS = {"tagging": ("tokens", "tags"), "classification": ("text", "label")}
-FILE_DATA = ("conllu", "conll", "csv", "tsv", "jsonl")  # data.train / data.validation / data.test paths
+COLUMNS = {"tagging": ("tokens", "tags"), "classification": ("text", "label"), "generation": ("source", "target")}
+FILE_DATA = ("conllu", "conll", "csv", "tsv", "jsonl", "parallel")  # data.train / data.validation / data.test paths
 
 
 def check_task(data_name: str, task: str) -> None:
@@ -74,8 +79,8 @@ def load_splits(cfg: DictConfig, splits: tuple[str, ...] = SPLITS, task: str = "
     """
     import datasets
 
-    from convnlp.data import (cmudict_stress, cmudict_syllables, labeled, probe_longrange, readers,
-                              sentiment, ud_ewt)
+    from convnlp.data import (cmudict_g2p, cmudict_stress, cmudict_syllables, labeled, parallel,
+                              probe_longrange, readers, sentiment, ud_ewt)
 
     check_task(cfg.name, task)
     if cfg.name == "cmudict_stress":
@@ -83,6 +88,9 @@ def load_splits(cfg: DictConfig, splits: tuple[str, ...] = SPLITS, task: str = "
         raw = {s: raw[s] for s in splits}
     elif cfg.name == "cmudict_syllables":
         raw = cmudict_syllables.load(cfg.validation_percent, cfg.test_percent)
+        raw = {s: raw[s] for s in splits}
+    elif cfg.name == "cmudict_g2p":
+        raw = cmudict_g2p.load(cfg.validation_percent, cfg.test_percent)
         raw = {s: raw[s] for s in splits}
     elif cfg.name == "probe_longrange":
         raw = probe_longrange.load(cfg.distance, cfg.length, cfg.alphabet, cfg.train_size, cfg.eval_size,
@@ -106,6 +114,10 @@ def load_splits(cfg: DictConfig, splits: tuple[str, ...] = SPLITS, task: str = "
     elif cfg.name == "jsonl":
         raw = _per_split(cfg, splits, lambda path: labeled.read_jsonl(
             path, cfg.text_column, cfg.label_column, cfg.encoding, cfg.skip_empty))
+    elif cfg.name == "parallel":
+        raw = _per_split(cfg, splits, lambda path: parallel.read(
+            path, cfg.format, cfg.source_column, cfg.target_column, cfg.source_suffix, cfg.target_suffix,
+            cfg.encoding, cfg.skip_empty))
     elif cfg.name == "hub":
         raw = _per_split(cfg, splits, lambda name: labeled.read_hf(
             cfg.path, cfg.subset, name, cfg.text_column, cfg.label_column, cfg.revision, cfg.skip_empty),

@@ -101,7 +101,7 @@ def build_head(task: dict, input_dim: int, num_labels: int) -> ClassificationHea
                               conv_kernel=task["conv_kernel"], hidden=task["hidden"], dropout=task["dropout"])
 
 
-def loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, int]:
+def loss(logits: torch.Tensor, batch: dict, task: dict | None = None) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over the batch's texts with a known label, and how many there are."""
     targets = batch["label"]
     count = int((targets != IGNORE).sum())
@@ -112,7 +112,7 @@ def loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, int]:
 # ------------------------------------------------------------------------------- encoding
 
 
-def label_vocabulary(split) -> list[str]:
+def label_vocabulary(split, task: dict | None = None) -> list[str]:
     """The training labels, in numeric order when they are all numbers (``2`` before ``10``)."""
     labels = set(split["label"])
     if all(label.lstrip("-").isdigit() for label in labels):
@@ -124,7 +124,7 @@ def tokenizer_examples(split) -> list[str]:
     return split["text"]
 
 
-def report_unseen(split, labels: list[str], where: str) -> dict[str, int]:
+def report_unseen(split, labels: list[str], where: str, task: dict | None = None) -> dict[str, int]:
     """Counts of labels the model does not know, warned about once; those texts count as errors."""
     known = set(labels)
     unseen = Counter(label for label in split["label"] if label not in known)
@@ -135,7 +135,7 @@ def report_unseen(split, labels: list[str], where: str) -> dict[str, int]:
     return dict(unseen.most_common())
 
 
-def encode(split, tokenizer, labels: list[str], where: str) -> dict[str, list]:
+def encode(split, tokenizer, labels: list[str], where: str, task: dict | None = None) -> dict[str, list]:
     index = {label: i for i, label in enumerate(labels)}
     report_unseen(split, labels, where)
     return {"ids": tok.encode_texts(tokenizer, split["text"]),

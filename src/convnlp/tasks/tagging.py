@@ -75,7 +75,7 @@ def build_head(task: dict, input_dim: int, num_labels: int) -> TaggingHead:
                        word_kernel=task["word_kernel"], word_dropout=task["word_dropout"])
 
 
-def loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, int]:
+def loss(logits: torch.Tensor, batch: dict, task: dict | None = None) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over real words with a known tag, and how many such words."""
     targets = batch["tags"]
     count = int((targets != IGNORE).sum())
@@ -109,7 +109,7 @@ def encode_split(tokens: list[list[str]], tags: list[list[str]], tokenizer, labe
     return {"ids": ids, "first": firsts, "last": lasts, "tags": tag_ids, "unseen_tags": unseen}
 
 
-def label_vocabulary(split) -> list[str]:
+def label_vocabulary(split, task: dict | None = None) -> list[str]:
     return sorted({t for sentence in split["tags"] for t in sentence})
 
 
@@ -118,11 +118,11 @@ def tokenizer_examples(split) -> list[list[str]]:
     return split["tokens"]
 
 
-def report_unseen(split, labels: list[str], where: str) -> dict[str, int]:
+def report_unseen(split, labels: list[str], where: str, task: dict | None = None) -> dict[str, int]:
     return report_unseen_tags(split["tags"], labels, where)
 
 
-def encode(split, tokenizer, labels: list[str], where: str) -> dict[str, list]:
+def encode(split, tokenizer, labels: list[str], where: str, task: dict | None = None) -> dict[str, list]:
     """The training split as lists the batches are cut from; ``ids`` gives the lengths."""
     encoded = encode_split(split["tokens"], split["tags"], tokenizer, labels, where)
     return {k: encoded[k] for k in ("ids", "first", "last", "tags")}

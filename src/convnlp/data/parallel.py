@@ -1,0 +1,122 @@
+"""Readers for parallel data (generation): pairs of a source and a target text.
+
+Three layouts, chosen by ``data.format`` (``auto`` goes by the path):
+
+- ``tsv``: one ``source<TAB>target`` pair per line (``train.tsv``);
+- ``jsonl``: one JSON object per line with a source and a target field (``train.jsonl``);
+- ``files``: two line-aligned files ``PATH.<source_suffix>`` and ``PATH.<target_suffix>``
+  (``data.train=corpus/train`` reads ``corpus/train.src`` and ``corpus/train.tgt``).
+
+Every problem names the file and line: a wrong field count, a missing field, bad JSON, files of
+different lengths, an empty side. With ``skip_empty`` pairs with an empty side are left out and
+their count is logged; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from convnlp.data.readers import read_lines
+from convnlp.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("auto", "tsv", "jsonl", "files")
+Pairs = tuple[list[str], list[str]]
+
+
+def detect_format(path: str, source_suffix: str, target_suffix: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".tsv":
+        return "tsv"
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    if Path(f"{path}.{source_suffix}").is_file() or Path(f"{path}.{target_suffix}").is_file():
+        return "files"
+    raise UserError(f"{path}: cannot tell the format: not *.tsv or *.jsonl, and no {path}.{source_suffix} "
+                    f"and {path}.{target_suffix}; set data.format=tsv|jsonl|files")
+
+
+class _Pairs:
+    """Collects pairs; an empty side raises its error, or with ``skip_empty`` is counted."""
+
+    def __init__(self, source: str, skip_empty: bool):
+        self.name, self.skip_empty = source, skip_empty
+        self.sources, self.targets, self.skipped = [], [], []
+
+    def add(self, source: str, target: str, place: str) -> None:
+        source, target = source.strip(), target.strip()
+        if source and target:
+            self.sources.append(source)
+            self.targets.append(target)
+        elif self.skip_empty:
+            self.skipped.append(place)
+        else:
+            side = "source" if not source else "target"
+            raise UserError(f"{place}: empty {side} (remove the pair, or set data.skip_empty=true)")
+
+    def finish(self) -> Pairs:
+        if self.skipped:
+            log.warning("%s: left out %d pair(s) with an empty side (first at %s)", self.name,
+                        len(self.skipped), self.skipped[0])
+        if not self.sources:
+            raise UserError(f"{self.name}: no pairs found")
+        return self.sources, self.targets
+
+
+def read_tsv(path: str, encoding: str = "utf-8", skip_empty: bool = False) -> Pairs:
+    pairs = _Pairs(path, skip_empty)
+    for number, line in enumerate(read_lines(path, encoding), start=1):
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise UserError(f"{path}:{number}: {len(fields)} tab-separated field(s), expected 2 (source, target)")
+        pairs.add(fields[0], fields[1], f"{path}:{number}")
+    return pairs.finish()
+
+
+def read_jsonl(path: str, source_column: str, target_column: str, encoding: str = "utf-8",
+               skip_empty: bool = False) -> Pairs:
+    pairs = _Pairs(path, skip_empty)
+    for number, line in enumerate(read_lines(path, encoding), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
+        for role, column in (("source", source_column), ("target", target_column)):
+            if column not in row:
+                raise UserError(f"{path}:{number}: no {role} field {column!r}; the object has: "
+                                f"{', '.join(row)} (set data.{role}_column=...)")
+            if not isinstance(row[column], str):
+                raise UserError(f"{path}:{number}: field {column!r} is {type(row[column]).__name__}, not text")
+        pairs.add(row[source_column], row[target_column], f"{path}:{number}")
+    return pairs.finish()
+
+
+def read_files(path: str, source_suffix: str, target_suffix: str, encoding: str = "utf-8",
+               skip_empty: bool = False) -> Pairs:
+    source_path, target_path = f"{path}.{source_suffix}", f"{path}.{target_suffix}"
+    sources, targets = read_lines(source_path, encoding), read_lines(target_path, encoding)
+    if len(sources) != len(targets):
+        raise UserError(f"{source_path} has {len(sources)} lines but {target_path} has {len(targets)}: "
+                        "the files must be line-aligned")
+    pairs = _Pairs(f"{source_path} / {target_path}", skip_empty)
+    for number, (source, target) in enumerate(zip(sources, targets), start=1):
+        place = f"{target_path}:{number}" if source.strip() else f"{source_path}:{number}"
+        pairs.add(source, target, place)
+    return pairs.finish()
+
+
+def read(path: str, fmt: str, source_column: str, target_column: str, source_suffix: str,
+         target_suffix: str, encoding: str = "utf-8", skip_empty: bool = False) -> Pairs:
+    fmt = detect_format(path, source_suffix, target_suffix) if fmt == "auto" else fmt
+    if fmt == "tsv":
+        return read_tsv(path, encoding, skip_empty)
+    if fmt == "jsonl":
+        return read_jsonl(path, source_column, target_column, encoding, skip_empty)
+    return read_files(path, source_suffix, target_suffix, encoding, skip_empty)

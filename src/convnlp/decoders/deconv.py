@@ -1,0 +1,154 @@
+"""The deconvolutional decoder: compress the encoder output to a code, grow it back with
+transposed convolutions to exactly ``max_length`` positions, let it settle with
+length-preserving residual convolutions, and score the target vocabulary at every position.
+
+    encoder output (B, T, C)
+      bottleneck  vector:   max over real positions -> linear -> code (B, W, 1)
+                  sequence: the positions laid into a window of ``source_length`` (zeros after
+                            the source), 1x1 projection, then ``down`` stride-2 convolutions
+                            -> code (B, W, ceil(source_length / 2**down))
+      upsampling  transposed convolutions (kernel k, stride s, padding (k - s) // 2), each
+                  giving (L - 1) * s - 2 * padding + k positions, until at least max_length;
+                  cropped to max_length; a learned position vector is added
+      resting     h + dropout(conv_d(activation(norm(h)))) for each d in rest_dilations
+      output      norm, linear -> (B, max_length, num_labels)
+
+No recurrence: all positions are computed in one parallel pass. The window never depends on
+how much padding the batch has, so a source gets the same output in any batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from convnlp.encoders.layers import make_activation, make_norm
+from convnlp.errors import UserError
+
+DOWN_KERNEL = 3  # the stride-2 convolutions of the sequence bottleneck: kernel 3, padding 1
+
+
+def down_length(length: int) -> int:
+    """Positions after one stride-2, kernel-3, padding-1 convolution: ceil(length / 2)."""
+    return (length + 2 - DOWN_KERNEL) // 2 + 1
+
+
+def transposed_length(length: int, kernel: int, stride: int) -> int:
+    """Positions after a transposed convolution with padding ``max((kernel - stride) // 2, 0)``:
+    ``(length - 1) * stride - 2 * padding + kernel`` (``length * stride`` when kernel - stride is even)."""
+    return (length - 1) * stride - 2 * max((kernel - stride) // 2, 0) + kernel
+
+
+def upsampling_plan(code_length: int, max_length: int, stride: int = 2, kernel: int = 4,
+                    strides: list[int] | tuple = (), kernels: list[int] | tuple = ()) -> list[dict]:
+    """The transposed convolutions from ``code_length`` to at least ``max_length`` positions.
+
+    With no explicit ``strides``, layers of ``stride`` are added until the length reaches
+    ``max_length``; ``kernels`` gives one kernel per layer (empty: ``kernel`` for every layer).
+    Returns one dict per layer: kernel, stride, padding, length_in, length_out.
+    """
+    strides = list(strides)
+    if not strides:
+        length = code_length
+        while length < max_length:
+            grown = transposed_length(length, kernel, stride)
+            if grown <= length:
+                raise UserError(f"decoder.kernel={kernel} with decoder.stride={stride} does not grow the length "
+                                f"({length} -> {grown}); use a kernel of at least the stride")
+            strides.append(stride)
+            length = grown
+    kernels = list(kernels) or [kernel] * len(strides)
+    if len(kernels) != len(strides):
+        raise UserError(f"decoder.kernels has {len(kernels)} entries but there are {len(strides)} upsampling "
+                        f"layers (decoder.strides={strides}); give one kernel per layer or none")
+    plan, length = [], code_length
+    for k, s in zip(kernels, strides):
+        out = transposed_length(length, k, s)
+        plan.append({"kernel": k, "stride": s, "padding": max((k - s) // 2, 0), "length_in": length,
+                     "length_out": out})
+        length = out
+    if length < max_length:
+        arithmetic = " -> ".join([str(code_length)] + [str(p["length_out"]) for p in plan])
+        raise UserError(f"decoder.strides={strides} reach {length} positions ({arithmetic}), fewer than "
+                        f"decoder.max_length={max_length}; add layers or leave decoder.strides empty")
+    return plan
+
+
+class DeconvDecoder(nn.Module):
+    """``forward(h[B, T, C], mask[B, T]) -> logits[B, max_length, num_labels]``."""
+
+    def __init__(self, input_dim: int, num_labels: int, bottleneck: str = "sequence", source_length: int = 32,
+                 down: int = 2, width: int = 256, max_length: int = 32, stride: int = 2, kernel: int = 4,
+                 strides: list[int] | tuple = (), kernels: list[int] | tuple = (),
+                 rest_dilations: list[int] | tuple = (1, 2, 4, 8), rest_kernel: int = 3,
+                 activation: str = "relu", norm: str = "layer", dropout: float = 0.1):
+        super().__init__()
+        if bottleneck not in ("vector", "sequence"):
+            raise ValueError(f"bottleneck must be vector or sequence, got {bottleneck!r}")
+        self.bottleneck, self.source_length, self.max_length = bottleneck, source_length, max_length
+        self.activation = make_activation(activation)
+        self.dropout = nn.Dropout(dropout)
+        if bottleneck == "vector":
+            self.code = nn.Linear(input_dim, width)
+            self.code_lengths = [1]
+        else:
+            self.project = nn.Conv1d(input_dim, width, 1)
+            self.down = nn.ModuleList(nn.Conv1d(width, width, DOWN_KERNEL, stride=2, padding=1) for _ in range(down))
+            self.down_norms = nn.ModuleList(make_norm(norm, width) for _ in range(down))
+            self.code_lengths = [source_length]
+            for _ in range(down):
+                self.code_lengths.append(down_length(self.code_lengths[-1]))
+        self.plan = upsampling_plan(self.code_lengths[-1], max_length, stride, kernel, strides, kernels)
+        self.up = nn.ModuleList(nn.ConvTranspose1d(width, width, p["kernel"], p["stride"], padding=p["padding"])
+                                for p in self.plan)
+        self.up_norms = nn.ModuleList(make_norm(norm, width) for _ in self.plan)
+        self.positions = nn.Parameter(torch.zeros(width, max_length))
+        self.rest = nn.ModuleList(nn.Conv1d(width, width, rest_kernel, dilation=d, padding=d * (rest_kernel - 1) // 2)
+                                  for d in rest_dilations)
+        self.rest_norms = nn.ModuleList(make_norm(norm, width) for _ in rest_dilations)
+        self.final_norm = make_norm(norm, width)
+        self.output = nn.Linear(width, num_labels)
+
+    def lengths(self) -> list[tuple[str, int]]:
+        """(stage, length after it) from the code to the output: the decoder's length arithmetic."""
+        rows = []
+        if self.bottleneck == "vector":
+            rows.append(("code: pooled vector", 1))
+        else:
+            rows.append((f"window of {self.source_length}", self.source_length))
+            for i, length in enumerate(self.code_lengths[1:]):
+                rows.append((f"down[{i}] conv k={DOWN_KERNEL} s=2", length))
+        for i, p in enumerate(self.plan):
+            rows.append((f"up[{i}] deconv k={p['kernel']} s={p['stride']} p={p['padding']}", p["length_out"]))
+        rows.append(("crop to max_length", self.max_length))
+        return rows
+
+    def encode(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The code (B, width, code_length) of the encoder output."""
+        if self.bottleneck == "vector":
+            pooled = h.masked_fill(~mask[..., None], float("-inf")).amax(dim=1)       # (B, C)
+            pooled = pooled.masked_fill(~mask.any(dim=1, keepdim=True), 0.0)
+            return self.code(pooled)[:, :, None]
+        length = self.source_length
+        if h.shape[1] > length:
+            if mask[:, length:].any():
+                longest = int(mask.sum(dim=1).max())
+                raise ValueError(f"a source of {longest} symbols does not fit decoder.source_length={length}")
+            h, mask = h[:, :length], mask[:, :length]
+        x = h.transpose(1, 2) * mask[:, None, :].to(h.dtype)                          # (B, C, T)
+        x = F.pad(x, (0, length - x.shape[-1]))                                        # (B, C, S)
+        m = F.pad(mask, (0, length - mask.shape[-1]))[:, None, :].to(x.dtype)
+        x = self.project(x) * m
+        for conv, norm in zip(self.down, self.down_norms):
+            x = self.activation(norm(conv(x)))
+        return x
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, batch: dict | None = None) -> torch.Tensor:
+        x = self.encode(h, mask)
+        for conv, norm in zip(self.up, self.up_norms):
+            x = self.dropout(self.activation(norm(conv(x))))
+        x = x[:, :, : self.max_length] + self.positions                               # (B, W, max_length)
+        for conv, norm in zip(self.rest, self.rest_norms):
+            x = x + self.dropout(conv(self.activation(norm(x))))
+        return self.output(self.final_norm(x).transpose(1, 2))                         # (B, L, V)

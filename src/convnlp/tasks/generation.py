@@ -1,0 +1,310 @@
+"""Generation: a new sequence from the input (grapheme to phoneme, transliteration, short
+translation), of any length up to ``decoder.max_length``.
+
+The encoder reads the source symbols; the decoder (``convnlp/decoders``) compresses them to a
+code and grows it back to ``decoder.max_length`` positions, each scored over the target
+vocabulary. Decoding is one parallel pass (argmax at every position), then:
+
+- ``task.loss=ce``: the target is followed by the end symbol ``</s>`` and then ``<pad>`` to the
+  last position; the model predicts all of it. The output is what comes before the first
+  ``</s>`` (any ``<pad>`` or ``<blank>`` before it is left out).
+- ``task.loss=ctc``: connectionist temporal classification over the positions with the
+  ``<blank>`` symbol (the target is followed by ``</s>`` here too). Greedy decoding: merge
+  repeated symbols, drop blanks, stop at ``</s>``.
+
+Targets are split into tokens by ``task.target_tokens``: ``word`` (whitespace: phonemes,
+words) or ``char``. The target vocabulary is the label list: three special symbols, then the
+training tokens by frequency.
+
+A source given several times (a word with two pronunciations) is one evaluation example whose
+output is correct when it equals any of its references. Metrics: ``wer`` (sequences not equal
+to any reference), ``per`` (token edit distance to the closest reference over its length),
+``cer`` (the same over characters of the output text), ``bleu`` and ``chrf`` (sacrebleu, on the
+output text), and ``accuracy`` = 1 - wer, which selects the best checkpoint.
+
+Data columns (``COLUMNS``): ``source`` (str) and ``target`` (str).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+import torch
+from rapidfuzz.distance import Levenshtein
+from torch import nn
+from torch.nn import functional as F
+
+from convnlp.data import tokenizer as tok
+from convnlp.data.batching import lengths_to_mask, pad, token_batches
+from convnlp.decoders import build_decoder
+from convnlp.errors import UserError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("source", "target")
+SPECIALS = ("<pad>", "</s>", "<blank>")
+PAD, END, BLANK = 0, 1, 2
+
+
+def build_head(task: dict, input_dim: int, num_labels: int) -> nn.Module:
+    if not task.get("decoder"):
+        raise UserError("task=generation needs a decoder: add decoder=deconv")
+    return build_decoder(task["decoder"], input_dim, num_labels)
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+def split_target(target: str, task: dict) -> list[str]:
+    return list(target) if task["target_tokens"] == "char" else target.split()
+
+
+def join_tokens(tokens: list[str], task: dict) -> str:
+    return "".join(tokens) if task["target_tokens"] == "char" else " ".join(tokens)
+
+
+def positions_needed(tokens: list, loss: str) -> int:
+    """Output positions a target needs: its tokens and the end symbol, and with CTC one blank
+    between every two equal neighbours."""
+    ids = list(tokens) + [None]  # None stands for the end symbol
+    if loss == "ctc":
+        return len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
+    return len(ids)
+
+
+def label_vocabulary(split, task: dict) -> list[str]:
+    """The special symbols, then the training targets' tokens, most frequent first."""
+    counts = Counter(token for target in split["target"] for token in split_target(target, task))
+    return list(SPECIALS) + sorted((t for t in counts if t not in SPECIALS), key=lambda t: (-counts[t], t))
+
+
+def tokenizer_examples(split) -> list[str]:
+    return split["source"]
+
+
+def report_unseen(split, labels: list[str], where: str, task: dict) -> dict[str, int]:
+    """Counts of target tokens the model cannot produce (never in training), warned about once;
+    and of targets longer than the decoder's output, which can never be matched."""
+    known = set(labels[len(SPECIALS):])
+    unseen: Counter[str] = Counter()
+    too_long = 0
+    for target in split["target"]:
+        tokens = split_target(target, task)
+        unseen.update(t for t in tokens if t not in known)
+        too_long += positions_needed(tokens, task["loss"]) > task["decoder"]["max_length"]
+    if unseen:
+        shown = ", ".join(f"{token} ({n})" for token, n in unseen.most_common(5))
+        log.warning("%s: %d target token(s) never seen in training: %s; outputs can't contain them",
+                    where, sum(unseen.values()), shown)
+    if too_long:
+        log.warning("%s: %d target(s) need more than decoder.max_length=%d positions; they count as errors",
+                    where, too_long, task["decoder"]["max_length"])
+    return dict(unseen.most_common())
+
+
+def _too_long_sources(ids: list[list[int]], task: dict) -> list[int]:
+    decoder = task["decoder"]
+    if decoder["bottleneck"] != "sequence":
+        return []
+    return [i for i, row in enumerate(ids) if len(row) > decoder["source_length"]]
+
+
+def encode(split, tokenizer, labels: list[str], where: str, task: dict) -> dict[str, list]:
+    """Source ids and target ids followed by the end symbol. Pairs the decoder cannot hold (a
+    target needing more than ``decoder.max_length`` positions, a source longer than
+    ``decoder.source_length`` with the sequence bottleneck) are an error, or with
+    ``decoder.too_long=filter`` left out with their count logged."""
+    index = {label: i for i, label in enumerate(labels)}
+    report_unseen(split, labels, where, task)
+    decoder = task["decoder"]
+    sources, targets = split["source"], split["target"]
+    ids = tok.encode_texts(tokenizer, sources)
+    target_tokens = [split_target(t, task) for t in targets]
+    long_targets = [i for i, t in enumerate(target_tokens) if positions_needed(t, task["loss"]) > decoder["max_length"]]
+    long_sources = _too_long_sources(ids, task)
+    problems = []
+    if long_targets:
+        i = long_targets[0]
+        longest = max(positions_needed(target_tokens[j], task["loss"]) for j in long_targets)
+        problems.append(f"{len(long_targets)} target(s) need more than decoder.max_length={decoder['max_length']} "
+                        f"positions (up to {longest}; first: {sources[i]!r} -> {targets[i]!r})")
+    if long_sources:
+        i = long_sources[0]
+        problems.append(f"{len(long_sources)} source(s) are longer than decoder.source_length="
+                        f"{decoder['source_length']} symbols (up to {max(len(ids[j]) for j in long_sources)}; "
+                        f"first: {sources[i]!r})")
+    keep = range(len(ids))
+    if problems:
+        if decoder["too_long"] != "filter":
+            raise UserError(f"{where}: {'; '.join(problems)}. Raise the limit, or set decoder.too_long=filter "
+                            "to leave these pairs out")
+        dropped = set(long_targets) | set(long_sources)
+        log.warning("%s: left out %d pair(s) (decoder.too_long=filter): %s", where, len(dropped), "; ".join(problems))
+        keep = [i for i in range(len(ids)) if i not in dropped]
+        if not keep:
+            raise UserError(f"{where}: no pairs left after leaving out those too long for the decoder")
+    return {"ids": [ids[i] for i in keep],
+            "target": [[index[t] for t in target_tokens[i]] + [END] for i in keep]}
+
+
+def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.Tensor]:
+    ids = [encoded["ids"][i] for i in indices]
+    batch = {"ids": pad(ids, tok.PAD_ID)}
+    batch["mask"] = lengths_to_mask([len(s) for s in ids], batch["ids"].shape[1])
+    if "target" in encoded:
+        targets = [encoded["target"][i] for i in indices]
+        batch["target"] = pad(targets, PAD)                                           # (B, S)
+        batch["target_lengths"] = torch.as_tensor([len(t) for t in targets], dtype=torch.long)
+    return batch
+
+
+def describe(encoded: dict[str, list]) -> str:
+    return f"{len(encoded['ids'])} pairs, {sum(len(t) - 1 for t in encoded['target'])} target tokens"
+
+
+def loss(logits: torch.Tensor, batch: dict, task: dict) -> tuple[torch.Tensor, int]:
+    """Mean loss over the batch's pairs, and how many there are. ``logits``: (B, L, V)."""
+    target = batch["target"]
+    count = target.shape[0]
+    if task["loss"] == "ctc":
+        log_probs = logits.float().log_softmax(-1).transpose(0, 1)                    # (L, B, V)
+        lengths = torch.full((count,), logits.shape[1], dtype=torch.long, device=logits.device)
+        value = F.ctc_loss(log_probs, target, lengths, batch["target_lengths"], blank=BLANK,
+                           reduction="mean", zero_infinity=True)
+        return value, count
+    target = F.pad(target, (0, logits.shape[1] - target.shape[1]), value=PAD)        # (B, L)
+    return F.cross_entropy(logits.float().transpose(1, 2), target), count
+
+
+# ------------------------------------------------------------------------------ decoding
+
+
+def decode_ids(row: list[int], loss_name: str) -> list[int]:
+    """Target ids of one output row (argmax per position): CTC merges repeats and drops
+    blanks; then the output ends at the first end symbol and special symbols are left out."""
+    if loss_name == "ctc":
+        row = [a for i, a in enumerate(row) if i == 0 or a != row[i - 1]]
+    out = []
+    for a in row:
+        if a == END:
+            break
+        if a >= len(SPECIALS):
+            out.append(a)
+    return out
+
+
+@torch.no_grad()
+def generate(model: nn.Module, tokenizer, labels: list[str], sources: list[str], device: torch.device,
+             task: dict, batch_tokens: int = 8000) -> list[list[str] | None]:
+    """The output tokens of every source, in one parallel pass per batch; ``None`` for a source
+    the decoder cannot read (longer than ``decoder.source_length`` with the sequence bottleneck)."""
+    model.eval()
+    ids = tok.encode_texts(tokenizer, sources)
+    unreadable = set(_too_long_sources(ids, task))
+    readable = [i for i in range(len(ids)) if i not in unreadable]
+    out: list[list[str] | None] = [None] * len(sources)
+    for chunk in token_batches([len(ids[i]) for i in readable], batch_tokens, shuffle=False):
+        indices = [readable[j] for j in chunk]
+        batch = {k: v.to(device) for k, v in make_batch({"ids": ids}, indices).items()}
+        best = model(batch).argmax(-1).cpu().tolist()                                # (B, L)
+        for row, i in zip(best, indices):
+            out[i] = [labels[a] for a in decode_ids(row, task["loss"])]
+    return out
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def _closest(hypothesis, references) -> tuple[int, int]:
+    """(edit distance, reference length) of the reference closest to the hypothesis (the
+    first one on a tie)."""
+    return min(((Levenshtein.distance(hypothesis, r), len(r)) for r in references), key=lambda x: x[0])
+
+
+def metrics(predictions: list[list[str] | None], references: list[list[list[str]]], task: dict) -> dict:
+    """Sequence, token and character error rates against the closest of each example's
+    references (a missing output counts as empty and wrong); BLEU and chrF on the texts."""
+    import sacrebleu
+
+    n = len(references)
+    wrong = token_errors = token_total = char_errors = char_total = 0
+    for prediction, refs in zip(predictions, references):
+        hypothesis = prediction or []
+        wrong += prediction is None or hypothesis not in refs
+        d, length = _closest(hypothesis, refs)
+        token_errors, token_total = token_errors + d, token_total + length
+        d, length = _closest(join_tokens(hypothesis, task), [join_tokens(r, task) for r in refs])
+        char_errors, char_total = char_errors + d, char_total + length
+    hypotheses = [join_tokens(p or [], task) for p in predictions]
+    streams = [[join_tokens(refs[k], task) if k < len(refs) else None for refs in references]
+               for k in range(max((len(r) for r in references), default=0))]
+    bleu = sacrebleu.corpus_bleu(hypotheses, streams).score if n else 0.0
+    chrf = sacrebleu.corpus_chrf(hypotheses, streams).score if n else 0.0
+    return {"accuracy": 1 - wrong / max(n, 1), "wer": wrong / max(n, 1),
+            "per": token_errors / max(token_total, 1), "cer": char_errors / max(char_total, 1),
+            "bleu": bleu, "chrf": chrf, "examples": n,
+            "no_output": sum(p is None for p in predictions)}
+
+
+def group_references(split, task: dict) -> tuple[list[str], list[list[list[str]]]]:
+    """Unique sources in first-seen order, each with the list of its reference token lists."""
+    references: dict[str, list[list[str]]] = {}
+    for source, target in zip(split["source"], split["target"]):
+        tokens = split_target(target, task)
+        refs = references.setdefault(source, [])
+        if tokens not in refs:
+            refs.append(tokens)
+    return list(references), list(references.values())
+
+
+def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: int) -> dict:
+    """Metrics of ``split`` (columns source, target) and speed in sources/s."""
+    sources, references = group_references(split, task)
+    start = time.perf_counter()
+    predictions = generate(model, tokenizer, labels, sources, device, task, batch_tokens)
+    seconds = time.perf_counter() - start
+    unreadable = sum(p is None for p in predictions)
+    if unreadable:
+        log.warning("%d source(s) longer than decoder.source_length=%d symbols get no output; they count "
+                    "as errors", unreadable, task["decoder"]["source_length"])
+    result = metrics(predictions, references, task)
+    result["sources_per_s"] = len(sources) / max(seconds, 1e-9)
+    return result
+
+
+def log_metrics(writer, prefix: str, result: dict, step: int) -> None:
+    for key, value in result.items():
+        if isinstance(value, (int, float)):
+            writer.add_scalar(f"{prefix}/{key}", value, step)
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def read_input(line: str) -> str:
+    """One source per input line."""
+    return line.strip()
+
+
+def predict_records(model, tokenizer, labels, inputs: list[str], device, task: dict,
+                    batch_tokens: int = 8000) -> list[dict]:
+    """The generated sequence of each source, as text and as tokens; an empty source or one the
+    decoder cannot read gets ``output: null`` and an ``error``."""
+    sources = [s for s in inputs if s]
+    outputs = iter(generate(model, tokenizer, labels, sources, device, task, batch_tokens) if sources else [])
+    records = []
+    for source in inputs:
+        if not source:
+            records.append({"source": source, "output": None, "tokens": None, "error": "empty text"})
+            continue
+        tokens = next(outputs)
+        if tokens is None:
+            length = len(tok.encode_texts(tokenizer, [source])[0])
+            records.append({"source": source, "output": None, "tokens": None,
+                            "error": f"source of {length} symbols is longer than decoder.source_length="
+                                     f"{task['decoder']['source_length']}"})
+            continue
+        records.append({"source": source, "output": join_tokens(tokens, task), "tokens": tokens})
+    return records
