@@ -4,7 +4,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from convnlp.encoders import build_encoder
 from convnlp.inspect import depth_config, effective_receptive_field, gradient_flow, layer_table

@@ -10,11 +10,10 @@ left out and their count is logged.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 
-from convnlp.data.readers import read_lines
+from convnlp.data.readers import json_objects, read_lines
 from convnlp.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -108,15 +107,7 @@ def read_jsonl(path: str | Path, text_column: str, label_column: str, encoding: 
                skip_empty: bool = False) -> Texts:
     """One JSON object per line; blank lines are allowed between objects."""
     rows = _Rows(path, skip_empty)
-    for number, line in enumerate(read_lines(path, encoding), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
+    for number, row in json_objects(path, encoding):
         if text_column not in row:
             raise UserError(f"{path}:{number}: no text field {text_column!r}; the object has: "
                             f"{', '.join(row)} (set data.text_column=...)")

@@ -14,11 +14,10 @@ their count is logged; nothing is dropped silently.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from convnlp.data.readers import read_lines
+from convnlp.data.readers import json_objects, read_lines
 from convnlp.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -79,15 +78,7 @@ def read_tsv(path: str, encoding: str = "utf-8", skip_empty: bool = False) -> Pa
 def read_jsonl(path: str, source_column: str, target_column: str, encoding: str = "utf-8",
                skip_empty: bool = False) -> Pairs:
     pairs = _Pairs(path, skip_empty)
-    for number, line in enumerate(read_lines(path, encoding), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
+    for number, row in json_objects(path, encoding):
         for role, column in (("source", source_column), ("target", target_column)):
             if column not in row:
                 raise UserError(f"{path}:{number}: no {role} field {column!r}; the object has: "

@@ -8,6 +8,7 @@ empty nodes, ``-DOCSTART-``) are part of the formats, not data loss.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -45,6 +46,21 @@ def decode_lines(raw: bytes, name: str, encoding: str = "utf-8") -> list[str]:
     if lines[-1] == "":
         lines.pop()
     return [line.rstrip("\r") for line in lines]
+
+
+def json_objects(path: str | Path, encoding: str = "utf-8"):
+    """Yield (line number, object) for each JSON object of a JSON lines file; blank lines are
+    allowed between objects. Bad JSON or a value that is not an object names its line."""
+    for number, line in enumerate(read_lines(path, encoding), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
+        yield number, row
 
 
 def _blocks(lines: list[str]):
