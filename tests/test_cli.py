@@ -354,9 +354,10 @@ def test_generation_errors_are_one_line(tmp_path, spelling_files):
     assert "left out 2 pair(s) (decoder.too_long=filter)" in result.stderr + result.stdout
     result = convnlp("train", *TINY_GENERATOR, "data=parallel", cwd=tmp_path, check=False)
     assert result.stderr == "convnlp: error: data=parallel needs a training file: data.train=PATH\n"
-    result = convnlp("train", "task=generation", "decoder.strides=[2]", cwd=tmp_path, check=False)
-    assert "convnlp: error: decoder.strides=[2] reach 16 positions (8 -> 16), fewer than decoder.max_length=32" \
-        in result.stderr
+    result = convnlp("train", "task=generation", "decoder.strides=[2]", "decoder.max_length=80", cwd=tmp_path,
+                     check=False)
+    assert result.stderr == "convnlp: error: decoder.strides=[2] reach 64 positions (32 -> 64), fewer than " \
+        "decoder.max_length=80; add layers or leave decoder.strides empty\n"
     result = convnlp("train", "task=generation", "data=sst2", cwd=tmp_path, check=False)
     assert result.stderr.startswith("convnlp: error: data=sst2 is classification data; task=generation needs one of: ")
 

@@ -55,7 +55,7 @@ class GenerationConfig:
     embedding_dropout: float = 0.1
     token_dropout: float = 0.0
     target_tokens: str = "word"  # word | char
-    loss: str = "ce"  # ce | ctc
+    loss: str = "ctc"  # ctc | ce
 
 
 # ------------------------------------------------------------------------------- decoder
@@ -66,14 +66,14 @@ class DeconvDecoderConfig:
     name: str = "deconv"
     bottleneck: str = "sequence"  # vector | sequence
     source_length: int = 32
-    down: int = 2
-    width: int = 256
-    max_length: int = 32
+    down: int = 0
+    width: int = 128
+    max_length: int = 64
     stride: int = 2
     kernel: int = 4
     strides: list[int] = field(default_factory=list)
     kernels: list[int] = field(default_factory=list)
-    rest_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 1, 2, 4, 8])
+    rest_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     rest_kernel: int = 3
     activation: str = "relu"
     norm: str = "layer"
@@ -482,6 +482,13 @@ def validate(cfg: DictConfig, groups: tuple[str, ...] = tuple(SCHEMAS)) -> DictC
         value = OmegaConf.select(out, key, default=None)
         if value is not None and not _holds(ok, value):
             raise UserError(f"{key}={value} {requirement}")
+    decoder = out.get("decoder")
+    if isinstance(decoder, DictConfig) and decoder.get("name") == "deconv":  # the length arithmetic adds up
+        from convnlp.decoders.deconv import code_lengths, upsampling_plan
+
+        upsampling_plan(code_lengths(decoder.bottleneck, decoder.source_length, decoder.down)[-1],
+                        decoder.max_length, decoder.stride, decoder.kernel, list(decoder.strides),
+                        list(decoder.kernels))
     return out
 
 

@@ -34,6 +34,17 @@ def down_length(length: int) -> int:
     return (length + 2 - DOWN_KERNEL) // 2 + 1
 
 
+def code_lengths(bottleneck: str, source_length: int, down: int) -> list[int]:
+    """The code's length after each stage of the bottleneck: [1] for a vector; for a sequence
+    the window, then the length after each stride-2 convolution."""
+    if bottleneck == "vector":
+        return [1]
+    lengths = [source_length]
+    for _ in range(down):
+        lengths.append(down_length(lengths[-1]))
+    return lengths
+
+
 def transposed_length(length: int, kernel: int, stride: int) -> int:
     """Positions after a transposed convolution with padding ``max((kernel - stride) // 2, 0)``:
     ``(length - 1) * stride - 2 * padding + kernel`` (``length * stride`` when kernel - stride is even)."""
@@ -79,7 +90,7 @@ class DeconvDecoder(nn.Module):
     """``forward(h[B, T, C], mask[B, T]) -> logits[B, max_length, num_labels]``."""
 
     def __init__(self, input_dim: int, num_labels: int, bottleneck: str = "sequence", source_length: int = 32,
-                 down: int = 2, width: int = 256, max_length: int = 32, stride: int = 2, kernel: int = 4,
+                 down: int = 0, width: int = 128, max_length: int = 64, stride: int = 2, kernel: int = 4,
                  strides: list[int] | tuple = (), kernels: list[int] | tuple = (),
                  rest_dilations: list[int] | tuple = (1, 2, 4, 8), rest_kernel: int = 3,
                  activation: str = "relu", norm: str = "layer", dropout: float = 0.1):
@@ -89,16 +100,13 @@ class DeconvDecoder(nn.Module):
         self.bottleneck, self.source_length, self.max_length = bottleneck, source_length, max_length
         self.activation = make_activation(activation)
         self.dropout = nn.Dropout(dropout)
+        self.code_lengths = code_lengths(bottleneck, source_length, down)
         if bottleneck == "vector":
             self.code = nn.Linear(input_dim, width)
-            self.code_lengths = [1]
         else:
             self.project = nn.Conv1d(input_dim, width, 1)
             self.down = nn.ModuleList(nn.Conv1d(width, width, DOWN_KERNEL, stride=2, padding=1) for _ in range(down))
             self.down_norms = nn.ModuleList(make_norm(norm, width) for _ in range(down))
-            self.code_lengths = [source_length]
-            for _ in range(down):
-                self.code_lengths.append(down_length(self.code_lengths[-1]))
         self.plan = upsampling_plan(self.code_lengths[-1], max_length, stride, kernel, strides, kernels)
         self.up = nn.ModuleList(nn.ConvTranspose1d(width, width, p["kernel"], p["stride"], padding=p["padding"])
                                 for p in self.plan)
