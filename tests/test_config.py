@@ -83,3 +83,11 @@ def test_validation_errors(override, message):
     with pytest.raises(UserError) as error:
         validate(cfg)
     assert str(error.value) == message
+
+
+def test_sweep_directory_names_stay_short_and_distinct():
+    from convnlp.cli import short_dirname
+
+    assert short_dirname("encoder=plain") == "encoder=plain"
+    long_a, long_b = "x" * 200 + "a", "x" * 200 + "b"
+    assert len(short_dirname(long_a)) == 120 and short_dirname(long_a) != short_dirname(long_b)

@@ -313,3 +313,18 @@ def test_load_splits_gives_source_and_target_columns(tmp_path):
     cfg = validate_group("data", OmegaConf.create({"name": "parallel", "train": train}))
     data = load_splits(cfg, task="generation")
     assert list(data) == ["train"] and data["train"].column_names == ["source", "target"]
+
+
+def test_code_lengths_and_the_config_check_of_the_arithmetic():
+    from omegaconf import OmegaConf
+
+    from convnlp.config import validate
+    from convnlp.decoders.deconv import code_lengths
+
+    assert code_lengths("vector", 32, 3) == [1]
+    assert code_lengths("sequence", 32, 2) == [32, 16, 8]
+    assert code_lengths("sequence", 13, 2) == [13, 7, 4]  # ceil(L / 2) each time
+    cfg = OmegaConf.create({"decoder": {**DECODER, "strides": [2], "max_length": 40}})
+    with pytest.raises(UserError, match=r"decoder.strides=\[2\] reach 6 positions \(3 -> 6\), fewer than "
+                                        r"decoder.max_length=40"):
+        validate(cfg)

@@ -313,6 +313,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         save_checkpoint("best", {})
     model.load_state_dict(load_file(run_dir / "best" / "model.safetensors", device=str(device)))
     results = {"git_revision": revision, "stop_reason": stop_reason, "steps": step,
+               "epochs": round(epoch + batch_in_epoch / max(steps_per_epoch, 1), 2),
                "best_step": best_step, "train_seconds": train_seconds, "parameters": n_params,
                "receptive_field": receptive_field, "train_symbols_per_s": train_symbols_per_s,
                "threads": torch.get_num_threads()}
