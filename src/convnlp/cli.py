@@ -25,9 +25,11 @@ USAGE = """usage: convnlp <command> [overrides] [-m] [--help] [--cfg job]
 commands:
   train     train a model            convnlp train task=tagging encoder=dilated data=ud_ewt
                                      convnlp train task=classification data=sst2 tokenizer=word
+                                     convnlp train task=generation decoder=deconv
   eval      evaluate a checkpoint    convnlp eval checkpoint=outputs/train/<run>/best data.split=test
-  predict   label lines of text      convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl
+  predict   label or generate        convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl
   inspect   layers, receptive field  convnlp inspect encoder=dilated effective_rf=true gradient_flow=true
+                                     convnlp inspect task=generation (the decoder's length arithmetic)
 
 Overrides are Hydra's (group=option, key=value, -m for sweeps). `convnlp <command> --help`
 lists the config groups and options of a command.
