@@ -52,7 +52,7 @@ class ClassificationConfig:
 class GenerationConfig:
     name: str = "generation"
     embedding_dim: int = 64
-    embedding_dropout: float = 0.1
+    embedding_dropout: float = 0.0
     token_dropout: float = 0.0
     target_tokens: str = "word"  # word | char
     loss: str = "ctc"  # ctc | ce
@@ -77,7 +77,7 @@ class DeconvDecoderConfig:
     rest_kernel: int = 3
     activation: str = "relu"
     norm: str = "layer"
-    dropout: float = 0.1
+    dropout: float = 0.0
     too_long: str = "error"  # error | filter
 
 

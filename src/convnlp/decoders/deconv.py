@@ -93,7 +93,7 @@ class DeconvDecoder(nn.Module):
                  down: int = 0, width: int = 128, max_length: int = 64, stride: int = 2, kernel: int = 4,
                  strides: list[int] | tuple = (), kernels: list[int] | tuple = (),
                  rest_dilations: list[int] | tuple = (1, 2, 4, 8), rest_kernel: int = 3,
-                 activation: str = "relu", norm: str = "layer", dropout: float = 0.1):
+                 activation: str = "relu", norm: str = "layer", dropout: float = 0.0):
         super().__init__()
         if bottleneck not in ("vector", "sequence"):
             raise ValueError(f"bottleneck must be vector or sequence, got {bottleneck!r}")
