@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from convnlp.data import tokenizer as tok
-from convnlp.decoders import DeconvDecoder, transposed_length, upsampling_plan
+from convnlp.decoders import DeconvDecoder, output_lengths, transposed_length, upsampling_plan
 from convnlp.errors import UserError
 from convnlp.model import build_model
 from convnlp.tasks import generation as gen
@@ -89,6 +89,29 @@ def test_outputs_do_not_depend_on_the_batchs_padding(bottleneck):
     assert torch.allclose(alone[0], together[0], atol=1e-5)
 
 
+def test_source_output_length_gives_each_source_its_own_positions():
+    cfg = {**DECODER, "output_length": "source", "length_ratio": 2, "length_extra": 3, "max_length": 12}
+    assert output_lengths(cfg, torch.tensor([1, 3, 5, 9])).tolist() == [5, 9, 12, 12]   # at most max_length
+    assert output_lengths(DECODER, torch.tensor([1, 3])).tolist() == [12, 12]          # fixed: all of them
+    decoder = DeconvDecoder(8, 5, source_length=12, down=0, width=16, max_length=12, rest_dilations=[1, 2],
+                            output_length="source", length_ratio=2, length_extra=3)
+    mask = torch.tensor([[True] * 2 + [False] * 2, [True] * 1 + [False] * 3])
+    assert decoder(torch.randn(2, 4, 8), mask).shape == (2, 7, 5)   # cropped to the longest output, 2 * 2 + 3
+    assert decoder.lengths()[-1] == ("a source of n symbols: min(2n + 3, max_length)", 12)
+
+
+@pytest.mark.parametrize("bottleneck", ["vector", "sequence"])
+def test_source_output_length_does_not_depend_on_the_batch(bottleneck):
+    tokenizer = tok.build("char", [s for s, _ in PAIRS])
+    task = task_with(bottleneck=bottleneck, output_length="source", length_ratio=2, length_extra=1)
+    model = build_model(task, ENCODER, tokenizer.get_vocab_size(), 9).eval()
+    ids = tok.encode_texts(tokenizer, ["cat", "hello"])
+    alone = model(gen.make_batch({"ids": ids[:1]}, [0]))
+    together = model(gen.make_batch({"ids": ids}, [0, 1]))
+    assert alone.shape[1] == 7 and together.shape[1] == 11
+    assert torch.allclose(alone[0], together[0, :7], atol=1e-5)
+
+
 def test_a_source_longer_than_the_window_is_refused_by_the_decoder():
     decoder = DeconvDecoder(8, 5, source_length=4, down=1, width=16, max_length=8, rest_dilations=[1])
     mask = torch.tensor([[True] * 6])
@@ -152,6 +175,22 @@ def test_too_long_pairs_are_an_error_or_filtered_with_their_count(caplog):
     assert len(encoded["ids"]) == len(PAIRS) + 1
 
 
+def test_with_source_output_length_a_target_must_fit_its_own_source(caplog):
+    task = task_with(output_length="source", length_ratio=1, length_extra=1)
+    split = split_of(PAIRS)   # "see" -> S IY1 fits 1 * 3 + 1 positions; "aa" -> AA1 AA1 needs 4 with CTC
+    labels = gen.label_vocabulary(split, task)
+    tokenizer = tok.build("char", split["source"])
+    assert len(gen.encode(split, tokenizer, labels, "train", task)["ids"]) == len(PAIRS)
+    ctc = {**task, "loss": "ctc"}
+    with pytest.raises(UserError, match=r"train: 1 target\(s\) need more than min\(1 x source symbols \+ 1, "
+                                        r"decoder.max_length=12\) positions \(decoder.output_length=source\) "
+                                        r"\(up to 4; first: 'aa' -> 'AA1 AA1'\)"):
+        gen.encode(split, tokenizer, labels, "train", ctc)
+    with caplog.at_level(logging.WARNING):   # at evaluation: warned and counted, nothing left out
+        gen.report_unseen(split, labels, "test", ctc, tokenizer)
+    assert "test: 1 target(s) need more than min(1 x source symbols + 1" in caplog.text
+
+
 # ---------------------------------------------------------------------------------- metrics
 
 
@@ -195,11 +234,12 @@ def test_references_are_grouped_by_source():
 # ---------------------------------------------------------------------- training to exactness
 
 
-@pytest.mark.parametrize("loss,bottleneck", [("ce", "sequence"), ("ctc", "sequence"), ("ce", "vector"),
-                                             ("ctc", "vector")])
-def test_overfits_a_tiny_set_to_exact_outputs(loss, bottleneck):
+@pytest.mark.parametrize("loss,bottleneck,output_length", [
+    ("ce", "sequence", "fixed"), ("ctc", "sequence", "fixed"), ("ce", "vector", "fixed"), ("ctc", "vector", "fixed"),
+    ("ce", "sequence", "source"), ("ctc", "sequence", "source")])
+def test_overfits_a_tiny_set_to_exact_outputs(loss, bottleneck, output_length):
     torch.manual_seed(0)
-    task = task_with(loss, bottleneck)
+    task = task_with(loss, bottleneck, output_length=output_length, length_ratio=2, length_extra=2)
     split = split_of(PAIRS)
     labels = gen.label_vocabulary(split, task)
     tokenizer = tok.build("char", split["source"])

@@ -78,6 +78,9 @@ class DeconvDecoderConfig:
     activation: str = "relu"
     norm: str = "layer"
     dropout: float = 0.0
+    output_length: str = "fixed"  # fixed | source
+    length_ratio: int = 2
+    length_extra: int = 6
     too_long: str = "error"  # error | filter
 
 
@@ -153,6 +156,14 @@ class CmudictConfig:  # cmudict_stress and cmudict_syllables: CMUdict split by a
     epochs: int = 20
     validation_percent: int = 5
     test_percent: int = 5
+
+
+@dataclass
+class CmudictG2PConfig(CmudictConfig):  # spelling -> phonemes; also suggests decoder settings
+    name: str = "cmudict_g2p"
+    epochs: int = 15
+    output_length: str = "source"  # decoder.output_length unless given
+    too_long: str = "filter"       # decoder.too_long unless given
 
 
 @dataclass
@@ -333,7 +344,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "tsv": LabeledFilesConfig,
         "jsonl": LabeledFilesConfig,
         "hub": HubConfig,
-        "cmudict_g2p": CmudictConfig,
+        "cmudict_g2p": CmudictG2PConfig,
         "parallel": ParallelConfig,
     },
     "tokenizer": {"char": TokenizerConfig, "word": TokenizerConfig, "bpe": TokenizerConfig},
@@ -351,6 +362,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "decoder.activation": ("relu", "gelu"),
     "decoder.norm": ("layer", "none"),
     "decoder.too_long": ("error", "filter"),
+    "decoder.output_length": ("fixed", "source"),
     "data.format": ("auto", "tsv", "jsonl", "files"),
     "encoder.activation": ("relu", "gelu"),
     "encoder.norm": ("layer", "none"),
@@ -396,6 +408,8 @@ RULES: dict[str, tuple] = {
     "decoder.rest_dilations": (lambda v: all(d >= 1 for d in v), "must be numbers >= 1 (empty: no resting stack)"),
     "decoder.rest_kernel": (_odd, "must be an odd number (the length is kept)"),
     "decoder.dropout": (_fraction, "must be in [0, 1)"),
+    "decoder.length_ratio": (lambda v: v >= 1, "must be at least 1"),
+    "decoder.length_extra": (lambda v: v >= 0, "must be 0 or more"),
     "encoder.width": (lambda v: v >= 1, "must be at least 1"),
     "encoder.layers": (lambda v: v >= 1, "must be at least 1"),
     "encoder.kernel": (_odd, "must be an odd number (the length is kept)"),

@@ -33,7 +33,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     if split not in data:  # e.g. data=hub with data.test_split=null
         raise UserError(f"data={data_cfg.name} has no {split} split configured")
     data = data[split]
-    unseen = task.report_unseen(data, labels, split, task_config(config))
+    unseen = task.report_unseen(data, labels, split, task_config(config), tokenizer)
     metrics = task.evaluate(model, tokenizer, labels, data, task_config(config), device, cfg.batch_tokens)
     # labels training never saw: each of their tokens or texts is an error
     result = {"checkpoint": str(cfg.checkpoint), "data": data_cfg.name, "split": split, **metrics,

@@ -147,7 +147,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     lengths = [len(ids) for ids in encoded["ids"]]
     validation = data["validation"] if "validation" in data else None
     if validation is not None:
-        task.report_unseen(validation, labels, "validation", task_cfg)  # evaluate() encodes it
+        task.report_unseen(validation, labels, "validation", task_cfg, tokenizer)  # evaluate() encodes it
         validation = {column: validation[column] for column in task.COLUMNS}  # read from Arrow once
     log.info("train: %s, %d symbols; vocabulary %d %s symbols, %d labels", task.describe(encoded),
              sum(lengths), tokenizer.get_vocab_size(), cfg.tokenizer.name, len(labels))

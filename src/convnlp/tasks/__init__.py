@@ -8,7 +8,8 @@ Every task module offers the same functions, which the trainer, ``eval`` and ``p
     build_head(task_cfg, input_dim, num_labels) -> nn.Module
     label_vocabulary(train_split, task_cfg) -> list[str]
     tokenizer_examples(train_split)          what the vocabulary is trained on
-    report_unseen(split, labels, where, task_cfg)   warn about labels training never saw; their counts
+    report_unseen(split, labels, where, task_cfg, tokenizer)
+                                             warn about labels training never saw; their counts
     encode(split, tokenizer, labels, where, task_cfg)   lists the batches are cut from ("ids" first)
     make_batch(encoded, indices)             padded tensors, "ids" and "mask" included
     describe(encoded)                        "12544 sentences, 204577 words" for the log

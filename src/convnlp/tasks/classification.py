@@ -124,7 +124,7 @@ def tokenizer_examples(split) -> list[str]:
     return split["text"]
 
 
-def report_unseen(split, labels: list[str], where: str, task: dict | None = None) -> dict[str, int]:
+def report_unseen(split, labels: list[str], where: str, task: dict | None = None, tokenizer=None) -> dict[str, int]:
     """Counts of labels the model does not know, warned about once; those texts count as errors."""
     known = set(labels)
     unseen = Counter(label for label in split["label"] if label not in known)

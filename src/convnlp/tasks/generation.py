@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import lengths_to_mask, pad, token_batches
-from convnlp.decoders import build_decoder
+from convnlp.decoders import build_decoder, output_lengths
 from convnlp.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -84,23 +84,44 @@ def tokenizer_examples(split) -> list[str]:
     return split["source"]
 
 
-def report_unseen(split, labels: list[str], where: str, task: dict) -> dict[str, int]:
+def _available(source_ids: list[list[int]], task: dict) -> list[int]:
+    """Output positions the decoder gives each source (``decoder.output_length``)."""
+    lengths = torch.as_tensor([len(ids) for ids in source_ids], dtype=torch.long)
+    return output_lengths(task["decoder"], lengths).tolist()
+
+
+def _length_rule(task: dict) -> str:
+    decoder = task["decoder"]
+    if decoder.get("output_length", "fixed") == "source":
+        return (f"min({decoder['length_ratio']} x source symbols + {decoder['length_extra']}, "
+                f"decoder.max_length={decoder['max_length']}) positions (decoder.output_length=source)")
+    return f"decoder.max_length={decoder['max_length']} positions"
+
+
+def _too_long_targets(source_ids: list[list[int]], target_tokens: list[list[str]], task: dict) -> list[int]:
+    """Pairs whose target needs more output positions than the decoder gives their source."""
+    available = _available(source_ids, task)
+    return [i for i, tokens in enumerate(target_tokens) if positions_needed(tokens, task["loss"]) > available[i]]
+
+
+def report_unseen(split, labels: list[str], where: str, task: dict, tokenizer=None) -> dict[str, int]:
     """Counts of target tokens the model cannot produce (never in training), warned about once;
-    and of targets longer than the decoder's output, which can never be matched."""
+    and of targets longer than the decoder's output (given the ``tokenizer``), which can never be
+    matched."""
     known = set(labels[len(SPECIALS):])
     unseen: Counter[str] = Counter()
-    too_long = 0
-    for target in split["target"]:
-        tokens = split_target(target, task)
+    target_tokens = [split_target(target, task) for target in split["target"]]
+    for tokens in target_tokens:
         unseen.update(t for t in tokens if t not in known)
-        too_long += positions_needed(tokens, task["loss"]) > task["decoder"]["max_length"]
     if unseen:
         shown = ", ".join(f"{token} ({n})" for token, n in unseen.most_common(5))
         log.warning("%s: %d target token(s) never seen in training: %s; outputs can't contain them",
                     where, sum(unseen.values()), shown)
-    if too_long:
-        log.warning("%s: %d target(s) need more than decoder.max_length=%d positions; they count as errors",
-                    where, too_long, task["decoder"]["max_length"])
+    if tokenizer is not None:
+        too_long = _too_long_targets(tok.encode_texts(tokenizer, split["source"]), target_tokens, task)
+        if too_long:
+            log.warning("%s: %d target(s) need more than %s; they count as errors", where, len(too_long),
+                        _length_rule(task))
     return dict(unseen.most_common())
 
 
@@ -113,7 +134,7 @@ def _too_long_sources(ids: list[list[int]], task: dict) -> list[int]:
 
 def encode(split, tokenizer, labels: list[str], where: str, task: dict) -> dict[str, list]:
     """Source ids and target ids followed by the end symbol. Pairs the decoder cannot hold (a
-    target needing more than ``decoder.max_length`` positions, a source longer than
+    target needing more positions than the decoder gives its source, a source longer than
     ``decoder.source_length`` with the sequence bottleneck) are an error, or with
     ``decoder.too_long=filter`` left out with their count logged."""
     index = {label: i for i, label in enumerate(labels)}
@@ -122,14 +143,14 @@ def encode(split, tokenizer, labels: list[str], where: str, task: dict) -> dict[
     sources, targets = split["source"], split["target"]
     ids = tok.encode_texts(tokenizer, sources)
     target_tokens = [split_target(t, task) for t in targets]
-    long_targets = [i for i, t in enumerate(target_tokens) if positions_needed(t, task["loss"]) > decoder["max_length"]]
+    long_targets = _too_long_targets(ids, target_tokens, task)
     long_sources = _too_long_sources(ids, task)
     problems = []
     if long_targets:
         i = long_targets[0]
         longest = max(positions_needed(target_tokens[j], task["loss"]) for j in long_targets)
-        problems.append(f"{len(long_targets)} target(s) need more than decoder.max_length={decoder['max_length']} "
-                        f"positions (up to {longest}; first: {sources[i]!r} -> {targets[i]!r})")
+        problems.append(f"{len(long_targets)} target(s) need more than {_length_rule(task)} "
+                        f"(up to {longest}; first: {sources[i]!r} -> {targets[i]!r})")
     if long_sources:
         i = long_sources[0]
         problems.append(f"{len(long_sources)} source(s) are longer than decoder.source_length="
@@ -168,14 +189,16 @@ def loss(logits: torch.Tensor, batch: dict, task: dict) -> tuple[torch.Tensor, i
     """Mean loss over the batch's pairs, and how many there are. ``logits``: (B, L, V)."""
     target = batch["target"]
     count = target.shape[0]
+    lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1))              # (B,) positions
     if task["loss"] == "ctc":
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)                    # (L, B, V)
-        lengths = torch.full((count,), logits.shape[1], dtype=torch.long, device=logits.device)
         value = F.ctc_loss(log_probs, target, lengths, batch["target_lengths"], blank=BLANK,
                            reduction="mean", zero_infinity=True)
         return value, count
     target = F.pad(target, (0, logits.shape[1] - target.shape[1]), value=PAD)        # (B, L)
-    return F.cross_entropy(logits.float().transpose(1, 2), target), count
+    beyond = torch.arange(logits.shape[1], device=target.device) >= lengths[:, None]
+    target = target.masked_fill(beyond, -100)   # past a source's own output: not predicted
+    return F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=-100), count
 
 
 # ------------------------------------------------------------------------------ decoding
@@ -209,8 +232,9 @@ def generate(model: nn.Module, tokenizer, labels: list[str], sources: list[str],
         indices = [readable[j] for j in chunk]
         batch = {k: v.to(device) for k, v in make_batch({"ids": ids}, indices).items()}
         best = model(batch).argmax(-1).cpu().tolist()                                # (B, L)
-        for row, i in zip(best, indices):
-            out[i] = [labels[a] for a in decode_ids(row, task["loss"])]
+        lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1)).tolist()
+        for row, length, i in zip(best, lengths, indices):
+            out[i] = [labels[a] for a in decode_ids(row[:length], task["loss"])]
     return out
 
 

@@ -118,7 +118,7 @@ def tokenizer_examples(split) -> list[list[str]]:
     return split["tokens"]
 
 
-def report_unseen(split, labels: list[str], where: str, task: dict | None = None) -> dict[str, int]:
+def report_unseen(split, labels: list[str], where: str, task: dict | None = None, tokenizer=None) -> dict[str, int]:
     return report_unseen_tags(split["tags"], labels, where)
 
 
