@@ -164,6 +164,7 @@ class CmudictG2PConfig(CmudictConfig):  # spelling -> phonemes; also suggests de
     epochs: int = 15
     output_length: str = "source"  # decoder.output_length unless given
     too_long: str = "filter"       # decoder.too_long unless given
+    batch_tokens: int = 1000       # trainer.batch_tokens unless given: ~130 words, 920 steps per epoch
 
 
 @dataclass
