@@ -91,3 +91,23 @@ def test_sweep_directory_names_stay_short_and_distinct():
     assert short_dirname("encoder=plain") == "encoder=plain"
     long_a, long_b = "x" * 200 + "a", "x" * 200 + "b"
     assert len(short_dirname(long_a)) == 120 and short_dirname(long_a) != short_dirname(long_b)
+
+
+def test_resume_comparison_fills_defaults_and_ignores_suggestions():
+    """A run saved before a key existed (at its default) can still be resumed; a data config's
+    suggestions for other groups are not compared (those groups are)."""
+    from convnlp.train import config_difference
+
+    def composed(*overrides):
+        with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
+            cfg = validate(compose(config_name="train", overrides=["task=generation", *overrides]))
+        return OmegaConf.to_container(cfg, resolve=True)
+
+    current = composed("decoder.output_length=fixed", "decoder.too_long=error")
+    saved = composed("decoder.output_length=fixed", "decoder.too_long=error")
+    for key in ("output_length", "too_long", "batch_tokens"):
+        del saved["data"][key]
+    for key in ("output_length", "length_ratio", "length_extra"):
+        del saved["decoder"][key]
+    assert config_difference(saved, current) is None
+    assert config_difference(saved, composed()) == "decoder.output_length: 'fixed' there, 'source' now"

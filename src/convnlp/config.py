@@ -410,7 +410,7 @@ RULES: dict[str, tuple] = {
     "decoder.rest_kernel": (_odd, "must be an odd number (the length is kept)"),
     "decoder.dropout": (_fraction, "must be in [0, 1)"),
     "decoder.length_ratio": (lambda v: v >= 1, "must be at least 1"),
-    "decoder.length_extra": (lambda v: v >= 0, "must be 0 or more"),
+    "decoder.length_extra": (lambda v: v >= 1, "must be at least 1 (room for the end symbol)"),
     "encoder.width": (lambda v: v >= 1, "must be at least 1"),
     "encoder.layers": (lambda v: v >= 1, "must be at least 1"),
     "encoder.kernel": (_odd, "must be an odd number (the length is kept)"),

@@ -27,6 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from convnlp import checkpoint
+from convnlp.config import validate_group
 from convnlp.data import DESCRIPTIONS, load_splits
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import token_batches
@@ -68,13 +69,26 @@ def git_revision() -> str | None:
 
 
 MODEL_GROUPS = ("task", "encoder", "decoder", "tokenizer", "data")  # what a resumed run must share
+# data keys that only suggest other groups' defaults (those groups are compared themselves)
+DATA_NOT_COMPARED = {"split", "output_length", "too_long", "batch_tokens"}
+
+
+def _with_defaults(group: str, values: dict) -> dict:
+    """A group's values with the schema's defaults filled in, so a config saved before a key
+    existed compares equal to one with that key at its default."""
+    try:
+        return OmegaConf.to_container(validate_group(group, OmegaConf.create(values)))
+    except UserError:
+        return values
 
 
 def config_difference(saved: dict, current: dict) -> str | None:
     """The first model-defining key where two run configs differ, or None."""
     for group in MODEL_GROUPS:
-        a = {k: v for k, v in (saved.get(group) or {}).items() if k != "split"}
-        b = {k: v for k, v in (current.get(group) or {}).items() if k != "split"}
+        a, b = (_with_defaults(group, c.get(group) or {}) if c.get(group) else {} for c in (saved, current))
+        skip = DATA_NOT_COMPARED if group == "data" else ()
+        a = {k: v for k, v in a.items() if k not in skip}
+        b = {k: v for k, v in b.items() if k not in skip}
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
                 return f"{group}.{key}: {a.get(key)!r} there, {b.get(key)!r} now"

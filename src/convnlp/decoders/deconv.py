@@ -104,7 +104,8 @@ def upsampling_plan(code_length: int, max_length: int, stride: int = 2, kernel: 
 
 
 class DeconvDecoder(nn.Module):
-    """``forward(h[B, T, C], mask[B, T]) -> logits[B, max_length, num_labels]``."""
+    """``forward(h[B, T, C], mask[B, T]) -> logits[B, L, num_labels]``: L is ``max_length``, or with
+    ``output_length=source`` the batch's longest output (``output_lengths(mask)`` per source)."""
 
     def __init__(self, input_dim: int, num_labels: int, bottleneck: str = "sequence", source_length: int = 32,
                  down: int = 0, width: int = 128, max_length: int = 64, stride: int = 2, kernel: int = 4,

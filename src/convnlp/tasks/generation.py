@@ -2,11 +2,12 @@
 translation), of any length up to ``decoder.max_length``.
 
 The encoder reads the source symbols; the decoder (``convnlp/decoders``) compresses them to a
-code and grows it back to ``decoder.max_length`` positions, each scored over the target
-vocabulary. Decoding is one parallel pass (argmax at every position), then:
+code and grows it back to ``decoder.max_length`` positions (with ``decoder.output_length=source``,
+a source's own share of them: ``length_ratio * n + length_extra`` for n symbols), each scored
+over the target vocabulary. Decoding is one parallel pass (argmax at every position), then:
 
 - ``task.loss=ce``: the target is followed by the end symbol ``</s>`` and then ``<pad>`` to the
-  last position; the model predicts all of it. The output is what comes before the first
+  source's last position; the model predicts all of it. The output is what comes before the first
   ``</s>`` (any ``<pad>`` or ``<blank>`` before it is left out).
 - ``task.loss=ctc``: connectionist temporal classification over the positions with the
   ``<blank>`` symbol (the target is followed by ``</s>`` here too). Greedy decoding: merge
@@ -195,6 +196,7 @@ def loss(logits: torch.Tensor, batch: dict, task: dict) -> tuple[torch.Tensor, i
         value = F.ctc_loss(log_probs, target, lengths, batch["target_lengths"], blank=BLANK,
                            reduction="mean", zero_infinity=True)
         return value, count
+    assert target.shape[1] <= logits.shape[1], "encode() leaves out targets longer than the output"
     target = F.pad(target, (0, logits.shape[1] - target.shape[1]), value=PAD)        # (B, L)
     beyond = torch.arange(logits.shape[1], device=target.device) >= lengths[:, None]
     target = target.masked_fill(beyond, -100)   # past a source's own output: not predicted
