@@ -10,13 +10,10 @@ left out and their count is logged.
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 
-from convnlp.data.readers import json_objects, read_lines
+from convnlp.data.readers import RowCollector, json_objects, read_lines
 from convnlp.errors import UserError
-
-log = logging.getLogger(__name__)
 
 Texts = tuple[list[str], list[str]]
 
@@ -30,30 +27,15 @@ def _label(value) -> str | None:
     return str(value).strip()
 
 
-class _Rows:
-    """Collects (text, label) rows of one source. An empty text raises its error, or with
-    ``skip_empty`` is left out and counted; ``finish`` logs that count."""
+class _Rows(RowCollector):
+    """(text, label) rows: an empty text raises its error, or with ``skip_empty`` is counted."""
 
     def __init__(self, source, skip_empty: bool):
-        self.source, self.skip_empty = source, skip_empty
-        self.texts, self.labels, self.skipped = [], [], []
+        super().__init__(source, skip_empty, "row(s) with an empty text", "no labeled texts found")
 
     def add(self, text: str, label: str, place: str, empty_error: str) -> None:
-        if text.strip():
-            self.texts.append(text.strip())
-            self.labels.append(label)
-        elif self.skip_empty:
-            self.skipped.append(place)
-        else:
-            raise UserError(empty_error)
-
-    def finish(self) -> Texts:
-        if self.skipped:
-            log.warning("%s: left out %d row(s) with an empty text (first at %s)", self.source,
-                        len(self.skipped), self.skipped[0])
-        if not self.texts:
-            raise UserError(f"{self.source}: no labeled texts found")
-        return self.texts, self.labels
+        text = text.strip()
+        super().add(text, label, place, None if text else empty_error)
 
 
 def read_label_first(path: str | Path, encoding: str = "utf-8", skip_empty: bool = False) -> Texts:

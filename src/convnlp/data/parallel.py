@@ -14,13 +14,10 @@ their count is logged; nothing is dropped silently.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from convnlp.data.readers import json_objects, read_lines
+from convnlp.data.readers import RowCollector, json_objects, read_lines
 from convnlp.errors import UserError
-
-log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "tsv", "jsonl", "files")
 Pairs = tuple[list[str], list[str]]
@@ -38,31 +35,17 @@ def detect_format(path: str, source_suffix: str, target_suffix: str) -> str:
                     f"and {path}.{target_suffix}; set data.format=tsv|jsonl|files")
 
 
-class _Pairs:
-    """Collects pairs; an empty side raises its error, or with ``skip_empty`` is counted."""
+class _Pairs(RowCollector):
+    """(source, target) pairs: an empty side raises its error, or with ``skip_empty`` is counted."""
 
     def __init__(self, source: str, skip_empty: bool):
-        self.name, self.skip_empty = source, skip_empty
-        self.sources, self.targets, self.skipped = [], [], []
+        super().__init__(source, skip_empty, "pair(s) with an empty side", "no pairs found")
 
     def add(self, source: str, target: str, place: str) -> None:
         source, target = source.strip(), target.strip()
-        if source and target:
-            self.sources.append(source)
-            self.targets.append(target)
-        elif self.skip_empty:
-            self.skipped.append(place)
-        else:
-            side = "source" if not source else "target"
-            raise UserError(f"{place}: empty {side} (remove the pair, or set data.skip_empty=true)")
-
-    def finish(self) -> Pairs:
-        if self.skipped:
-            log.warning("%s: left out %d pair(s) with an empty side (first at %s)", self.name,
-                        len(self.skipped), self.skipped[0])
-        if not self.sources:
-            raise UserError(f"{self.name}: no pairs found")
-        return self.sources, self.targets
+        error = None if source and target else \
+            f"{place}: empty {'source' if not source else 'target'} (remove the pair, or set data.skip_empty=true)"
+        super().add(source, target, place, error)
 
 
 def read_tsv(path: str, encoding: str = "utf-8", skip_empty: bool = False) -> Pairs:

@@ -9,6 +9,7 @@ empty nodes, ``-DOCSTART-``) are part of the formats, not data loss.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -16,7 +17,37 @@ import conllu
 
 from convnlp.errors import UserError
 
+log = logging.getLogger(__name__)
+
 Sentences = tuple[list[list[str]], list[list[str]]]
+
+
+class RowCollector:
+    """Collects the two columns of one source's rows. A row with a problem (``add``'s ``error``)
+    raises it, or with ``skip_empty`` is left out and counted; ``finish`` logs that count and
+    refuses a source with no rows left. ``skipped`` and ``nothing`` word the log and the error:
+    "row(s) with an empty text", "no labeled texts found"."""
+
+    def __init__(self, source, skip_empty: bool, skipped: str, nothing: str):
+        self.source, self.skip_empty, self.skipped_what, self.nothing = source, skip_empty, skipped, nothing
+        self.first, self.second, self.skipped = [], [], []
+
+    def add(self, first: str, second: str, place: str, error: str | None) -> None:
+        if error is None:
+            self.first.append(first)
+            self.second.append(second)
+        elif self.skip_empty:
+            self.skipped.append(place)
+        else:
+            raise UserError(error)
+
+    def finish(self) -> tuple[list[str], list[str]]:
+        if self.skipped:
+            log.warning("%s: left out %d %s (first at %s)", self.source, len(self.skipped), self.skipped_what,
+                        self.skipped[0])
+        if not self.first:
+            raise UserError(f"{self.source}: {self.nothing}")
+        return self.first, self.second
 
 
 def read_lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
