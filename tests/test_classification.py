@@ -14,12 +14,13 @@ TASK = {"name": "classification", "embedding_dim": 8, "embedding_dropout": 0.0, 
 ENCODERS = {
     "dilated": {"name": "dilated", "width": 12, "kernel": 3, "dilations": [1, 2], "blocks": 1, "shared": False,
                 "activation": "relu", "norm": "layer", "dropout": 0.0},
+    "wide": {"name": "wide", "width": 4, "kernels": [1, 3, 5], "activation": "relu", "norm": "none", "dropout": 0.0},
     "bilstm": {"name": "bilstm", "hidden": 6, "layers": 1, "bidirectional": True, "dropout": 0.0},
 }
 TEXTS = ["a good film", "bad", "the plot was dull and the acting was worse than anything else"]
 
 
-@pytest.mark.parametrize("encoder", ["dilated", "bilstm"])
+@pytest.mark.parametrize("encoder", ["dilated", "wide", "bilstm"])
 @pytest.mark.parametrize("conv_blocks", [0, 3])
 @pytest.mark.parametrize("pooling", ["max", "mean", "attention"])
 def test_a_texts_scores_do_not_depend_on_its_batch(pooling, conv_blocks, encoder):

@@ -136,18 +136,19 @@ def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
 
 
 def test_every_encoder_family_trains_through_the_cli(tmp_path, conll_files):
-    families = ["plain", "residual", "dense", "dilated", "lstm", "bilstm"]
+    families = ["plain", "residual", "dense", "dilated", "wide", "lstm", "bilstm"]
     convnlp("train", "-m", f"encoder={','.join(families)}", "trainer.max_steps=3", *conll_args(conll_files),
             "trainer.progress=false", "task.embedding_dim=8", cwd=tmp_path)
     runs = sorted(tmp_path.glob("outputs/train-multirun/*/*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0]))
     metrics = [json.loads(p.read_text()) for p in runs]
     assert [json.loads((p.parent / "best" / "config.json").read_text())["encoder"]["name"] for p in runs] == families
-    assert [m["receptive_field"] for m in metrics][4:] == ["unbounded", "unbounded"]
+    assert [m["receptive_field"] for m in metrics][5:] == ["unbounded", "unbounded"]
     assert all(m["test"]["tokens"] == 240 for m in metrics)
 
 
 @pytest.mark.parametrize("args,message", [
-    (["train", "encoder=dialted"], "unknown encoder 'dialted'; choose one of: bilstm, dense, dilated, lstm, plain, residual"),
+    (["train", "encoder=dialted"], "unknown encoder 'dialted'; choose one of: bilstm, dense, dilated, lstm, plain, residual, wide"),
+    (["train", "encoder=wide", "encoder.kernels=[3,4]"], "encoder.kernels=[3, 4] must be a non-empty list of odd numbers"),
     (["train", "trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'; valid keys in trainer:"),
     (["train", "trainer.max_steps=many"], "trainer.max_steps: Value 'many' of type 'str' could not"),
     (["train", "-m", "encoder=plain,nope"], "unknown encoder 'nope'"),
@@ -181,7 +182,7 @@ def test_malformed_training_file_names_file_and_line(tmp_path):
 def test_help_lists_commands_and_groups(tmp_path):
     assert "train" in convnlp("--help", cwd=tmp_path).stdout
     groups = convnlp("train", "--help", cwd=tmp_path).stdout
-    assert "encoder: bilstm, dense, dilated, lstm, plain, residual" in groups
+    assert "encoder: bilstm, dense, dilated, lstm, plain, residual, wide" in groups
     assert "data: cmudict_g2p, cmudict_stress, cmudict_syllables, conll, conllu, csv, hub, jsonl, mr, parallel, " \
         "probe_longrange, sst2, tsv, ud_ewt" in groups
     assert "task: classification, generation, tagging" in groups and "decoder: deconv" in groups
@@ -246,7 +247,7 @@ def test_classification_eval_and_predict(classified, review_files, tmp_path):
 
 
 def test_every_encoder_family_classifies_through_the_cli(tmp_path, review_files):
-    families = ["plain", "residual", "dense", "dilated", "lstm", "bilstm"]
+    families = ["plain", "residual", "dense", "dilated", "wide", "lstm", "bilstm"]
     convnlp("train", "-m", f"encoder={','.join(families)}", "task.pooling=attention", "task.conv_blocks=2",
             "trainer.max_steps=3", *review_args(review_files), "trainer.progress=false", "task.embedding_dim=8",
             cwd=tmp_path)

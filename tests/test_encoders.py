@@ -19,6 +19,8 @@ CONFIGS = {
                 dict(width=12, kernel=3, dilations=(1, 2, 4, 8), blocks=2),
                 dict(width=12, kernel=5, dilations=(1, 3), blocks=3),
                 dict(width=12, kernel=3, dilations=(1, 2, 4), blocks=3, shared=True)],
+    "wide": [dict(width=5, kernels=(3,)), dict(width=4, kernels=(1, 3, 5), norm="layer"),
+             dict(width=4, kernels=(7, 3))],
 }
 RECURRENT = [("lstm", dict(hidden=7, bidirectional=False)), ("bilstm", dict(hidden=7, layers=2))]
 CASES = [(name, kwargs) for name, options in CONFIGS.items() for kwargs in options]
@@ -83,6 +85,8 @@ def test_receptive_field_formulas():
     assert make("residual", dict(width=4, layers=8, kernel=3)).receptive_field == 17
     assert make("dense", dict(width=4, growth=2, layers_per_block=4, blocks=2)).receptive_field == 17
     assert make("dilated", dict(width=4, kernel=3, dilations=(1, 2, 4, 8), blocks=2)).receptive_field == 61
+    assert make("wide", dict(width=4, kernels=(3, 5, 7))).receptive_field == 7
+    assert make("wide", dict(width=4, kernels=(3, 5, 7))).output_dim == 12
     assert make("lstm", dict(hidden=4)).receptive_field == math.inf
 
 

@@ -31,6 +31,14 @@ def test_flops_are_two_per_multiply_add():
     assert [r["receptive_field"] for r in rows] == [3, 5]
 
 
+def test_side_by_side_convolutions_each_read_the_input():
+    encoder = build_encoder({"name": "wide", "width": 3, "kernels": [3, 5, 7], "activation": "relu",
+                             "norm": "none", "dropout": 0.0}, input_dim=4)
+    rows = layer_table(encoder, input_dim=4)
+    assert [r["receptive_field"] for r in rows] == [3, 5, 7] == [3, 5, encoder.receptive_field]
+    assert [r["out"] for r in rows] == [3, 3, 3] and encoder.output_dim == 9
+
+
 def test_bilstm_row():
     encoder = build_encoder({"name": "bilstm", "hidden": 6, "layers": 1, "bidirectional": True,
                              "dropout": 0.0}, input_dim=4)

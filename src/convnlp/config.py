@@ -138,6 +138,16 @@ class DenseEncoderConfig:
 
 
 @dataclass
+class WideEncoderConfig:
+    name: str = "wide"
+    width: int = 100
+    kernels: list[int] = field(default_factory=lambda: [3, 5, 7])
+    activation: str = "relu"
+    norm: str = "none"
+    dropout: float = 0.0
+
+
+@dataclass
 class RecurrentEncoderConfig:
     name: str = "bilstm"
     hidden: int = 128
@@ -330,7 +340,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "task": {"tagging": TaggingConfig, "classification": ClassificationConfig, "generation": GenerationConfig},
     "decoder": {"deconv": DeconvDecoderConfig},
     "encoder": {"plain": PlainEncoderConfig, "residual": ResidualEncoderConfig,
-                "dense": DenseEncoderConfig, "dilated": DilatedEncoderConfig,
+                "dense": DenseEncoderConfig, "dilated": DilatedEncoderConfig, "wide": WideEncoderConfig,
                 "lstm": RecurrentEncoderConfig, "bilstm": RecurrentEncoderConfig},
     "data": {
         "cmudict_stress": CmudictConfig,
@@ -414,6 +424,8 @@ RULES: dict[str, tuple] = {
     "encoder.width": (lambda v: v >= 1, "must be at least 1"),
     "encoder.layers": (lambda v: v >= 1, "must be at least 1"),
     "encoder.kernel": (_odd, "must be an odd number (the length is kept)"),
+    "encoder.kernels": (lambda v: len(v) >= 1 and all(_odd(k) for k in v),
+                        "must be a non-empty list of odd numbers (the length is kept)"),
     "encoder.dilations": (lambda v: len(v) >= 1 and min(v) >= 1, "must be a non-empty list of numbers >= 1"),
     "encoder.blocks": (lambda v: v >= 1, "must be at least 1"),
     "encoder.growth": (lambda v: v >= 1, "must be at least 1"),

@@ -62,8 +62,8 @@ def layer_table(encoder: nn.Module, input_dim: int, length: int = 64) -> list[di
         for hook in hooks:
             hook.remove()
     field = 1
-    for row in rows:
-        field = field + row.pop("growth")
+    for row in rows:  # layers in sequence add to the field; side-by-side ones (wide) each read the input
+        field = (1 if getattr(encoder, "parallel", False) else field) + row.pop("growth")
         row["receptive_field"] = field
     return rows
 

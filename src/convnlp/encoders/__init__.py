@@ -14,12 +14,14 @@ from convnlp.encoders.dilated import DilatedEncoder
 from convnlp.encoders.plain import PlainEncoder
 from convnlp.encoders.recurrent import RecurrentEncoder
 from convnlp.encoders.residual import ResidualEncoder
+from convnlp.encoders.wide import WideEncoder
 
 ENCODERS: dict[str, type[nn.Module]] = {
     "plain": PlainEncoder,
     "residual": ResidualEncoder,
     "dense": DenseEncoder,
     "dilated": DilatedEncoder,
+    "wide": WideEncoder,
     "lstm": RecurrentEncoder,    # bidirectional: false
     "bilstm": RecurrentEncoder,  # bidirectional: true
 }
@@ -31,6 +33,7 @@ def build_encoder(cfg: dict, input_dim: int) -> nn.Module:
     The class comes from this fixed table, never from a name or path in the config.
     """
     kwargs = {k: v for k, v in cfg.items() if k != "name"}
-    if "dilations" in kwargs:
-        kwargs["dilations"] = tuple(kwargs["dilations"])
+    for key in ("dilations", "kernels"):
+        if key in kwargs:
+            kwargs[key] = tuple(kwargs[key])
     return ENCODERS[cfg["name"]](input_dim=input_dim, **kwargs)
