@@ -124,6 +124,32 @@ def test_resume_after_a_killed_run_gives_the_same_model(tmp_path, conll_files):
     assert "was trained with another config (encoder.width: 16 there, 32 now)" in other.stderr
 
 
+def test_a_finished_run_continues_with_a_longer_budget_and_the_two_ends_average(tmp_path, conll_files):
+    args = [*conll_args(conll_files), *TINY, "trainer.threads=1", "trainer.patience=0"]
+    convnlp("train", *args, "trainer.max_epochs=3", cwd=tmp_path)
+    (first,) = run_dirs(tmp_path)
+    steps = json.loads((first / "metrics.json").read_text())["steps"]
+    time.sleep(1.1)  # a new run directory name (second resolution)
+    result = convnlp("train", *args, "trainer.max_epochs=6", f"trainer.resume={first}", cwd=tmp_path)
+    assert f"resumed from {first / 'last'} at step {steps}" in result.stdout
+    (second,) = [d for d in run_dirs(tmp_path) if d != first]
+    assert json.loads((second / "metrics.json").read_text())["steps"] == 2 * steps
+
+    ends = f"checkpoints=[{first / 'last'},{second / 'last'}]"
+    result = convnlp("average", ends, "output=averaged", cwd=tmp_path)
+    assert json.loads(result.stdout) == {"output": "averaged", "averaged": 2}
+    a, b = (load_file(d / "last" / "model.safetensors") for d in (first, second))
+    mean = load_file(tmp_path / "averaged" / "model.safetensors")
+    assert all(((a[k] + b[k]) / 2 - mean[k]).abs().max() < 1e-6 for k in a)
+    evaluated = convnlp("eval", "checkpoint=averaged", "data.split=test", cwd=tmp_path)
+    assert '"tokens": 240' in evaluated.stdout
+    again = convnlp("average", ends, "output=averaged", cwd=tmp_path, check=False)
+    assert again.returncode == 2 and again.stderr.strip() == \
+        "convnlp: error: output=averaged: exists and is not empty; choose a new directory"
+    single = convnlp("average", f"checkpoints={first / 'last'}", "output=x", cwd=tmp_path, check=False)
+    assert single.returncode == 2 and "give a list of checkpoint directories, checkpoints=[DIR1,DIR2]" in single.stderr
+
+
 def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
     convnlp("train", "-m", "encoder=plain,dilated", "tokenizer=char,word", "trainer.max_steps=3",
             *conll_args(conll_files), "trainer.progress=false", "encoder.width=8", cwd=tmp_path)
@@ -156,7 +182,7 @@ def test_every_encoder_family_trains_through_the_cli(tmp_path, conll_files):
     (["predict"], "checkpoint is required: add checkpoint=..."),
     (["train", "data=conll"], "data=conll needs a training file: data.train=PATH"),
     (["train", "data=conllu", "data.train=nope.conllu"], "nope.conllu: no such file"),
-    (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, inspect"),
+    (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, inspect, average"),
     (["train", "task=classification", "data=ud_ewt"], "data=ud_ewt is tagging data; task=classification needs one of:"),
     (["train", "task=classification", "task.pooling=first"], "task.pooling='first' is not valid; choose one of: max, mean, attention"),
     (["train", "task=classification", "data=mr", "data.fold=10"], "data.fold=10 must be in 0..9"),

@@ -30,6 +30,8 @@ commands:
   predict   label or generate        convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl
   inspect   layers, receptive field  convnlp inspect encoder=dilated effective_rf=true gradient_flow=true
                                      convnlp inspect task=generation (the decoder's length arithmetic)
+  average   mean weights of checkpoints of one model
+                                     convnlp average checkpoints=[<run>/best,<resumed run>/best] output=<dir>
 
 Overrides are Hydra's (group=option, key=value, -m for sweeps). `convnlp <command> --help`
 lists the config groups and options of a command.
@@ -37,7 +39,8 @@ lists the config groups and options of a command.
 
 # Which config groups each command's config holds (and so which are validated).
 GROUPS = {"train": ("task", "encoder", "decoder", "data", "tokenizer", "trainer", "optim"),
-          "eval": ("data",), "predict": (), "inspect": ("task", "encoder", "decoder")}
+          "eval": ("data",), "predict": (), "inspect": ("task", "encoder", "decoder"),
+          "average": ()}
 VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
                "--experimental-rerun", "--package", "-p", "--cfg", "-c"}
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
@@ -170,7 +173,14 @@ def run_inspect(cfg: DictConfig) -> None:
     inspect_command(validate(cfg, GROUPS["inspect"]), Path(HydraConfig.get().runtime.output_dir))
 
 
-COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict, "inspect": run_inspect}
+def run_average(cfg: DictConfig) -> None:
+    from convnlp.average import average_command
+
+    average_command(cfg)
+
+
+COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict, "inspect": run_inspect,
+            "average": run_average}
 
 
 def main(argv: list[str] | None = None) -> None:
