@@ -344,6 +344,22 @@ def test_generation_eval_and_predict(generated, spelling_files):
     assert rows[3]["output"] == "C A F E"
 
 
+def test_an_ensemble_evaluates_and_predicts_and_needs_one_task(generated, trained):
+    cwd, run_dir, _ = generated
+    members = f"checkpoint=[{run_dir / 'best'},{run_dir / 'last'}]"
+    result = convnlp("eval", members, "data.split=test", cwd=cwd)
+    printed = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    assert printed["checkpoint"] == [str(run_dir / "best"), str(run_dir / "last")]
+    assert printed["examples"] > 0 and printed["wer"] < 0.2
+    rows = [json.loads(line) for line in convnlp("predict", members, cwd=cwd, input="abba\ncafe\n").stdout.splitlines()]
+    assert [r["output"] for r in rows] == ["A B A", "C A F E"]
+    _, tagger, _ = trained
+    mixed = convnlp("eval", f"checkpoint=[{run_dir / 'best'},{tagger / 'best'}]", cwd=cwd, check=False)
+    assert mixed.returncode == 2 and mixed.stderr.strip() == (
+        f"convnlp: error: {tagger / 'best'}: task=tagging where {run_dir / 'best'} has task=generation; "
+        "an ensemble's checkpoints must share the task, the tokenizer and the labels")
+
+
 def test_inspect_shows_the_decoders_length_arithmetic(tmp_path, generated):
     _, run_dir, _ = generated
     result = convnlp("inspect", "task=generation", "decoder.bottleneck=vector", "decoder.max_length=20",

@@ -27,6 +27,7 @@ commands:
                                      convnlp train task=classification data=sst2 tokenizer=word
                                      convnlp train task=generation decoder=deconv
   eval      evaluate a checkpoint    convnlp eval checkpoint=outputs/train/<run>/best data.split=test
+                                     convnlp eval checkpoint=[<run1>/best,<run2>/best] (an ensemble)
   predict   label or generate        convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl
   inspect   layers, receptive field  convnlp inspect encoder=dilated effective_rf=true gradient_flow=true
                                      convnlp inspect task=generation (the decoder's length arithmetic)

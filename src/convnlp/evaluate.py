@@ -6,9 +6,9 @@ import json
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from convnlp import checkpoint
+from convnlp import ensemble
 from convnlp.config import validate_group
 from convnlp.data import load_splits
 from convnlp.errors import UserError
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     device = pick_device(cfg.device)
-    model, config, tokenizer, labels = checkpoint.load(cfg.checkpoint, device)
+    model, config, tokenizer, labels = ensemble.load(cfg.checkpoint, device)  # one, or a list
     split = cfg.data.split
     if "name" in cfg.data:  # data=... given on the command line
         data_cfg = cfg.data
@@ -36,7 +36,8 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     unseen = task.report_unseen(data, labels, split, task_config(config), tokenizer)
     metrics = task.evaluate(model, tokenizer, labels, data, task_config(config), device, cfg.batch_tokens)
     # labels training never saw: each of their tokens or texts is an error
-    result = {"checkpoint": str(cfg.checkpoint), "data": data_cfg.name, "split": split, **metrics,
+    named = [str(c) for c in cfg.checkpoint] if isinstance(cfg.checkpoint, ListConfig) else str(cfg.checkpoint)
+    result = {"checkpoint": named, "data": data_cfg.name, "split": split, **metrics,
               "unseen_labels": unseen}
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -16,7 +16,7 @@ from itertools import islice
 
 from omegaconf import DictConfig
 
-from convnlp import checkpoint
+from convnlp import ensemble
 from convnlp.errors import UserError
 from convnlp.tasks import TASKS, task_config
 from convnlp.train import pick_device
@@ -46,7 +46,7 @@ def _open(path: str, mode: str, stack: ExitStack):
 
 def predict_command(cfg: DictConfig) -> None:
     device = pick_device(cfg.device)
-    model, config, tokenizer, labels = checkpoint.load(cfg.checkpoint, device)
+    model, config, tokenizer, labels = ensemble.load(cfg.checkpoint, device)  # one, or a list
     task = TASKS[config["task"]["name"]]
     empty = 0
     with ExitStack() as stack:

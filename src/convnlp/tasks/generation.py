@@ -29,6 +29,7 @@ Data columns (``COLUMNS``): ``source`` (str) and ``target`` (str).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 
@@ -226,18 +227,61 @@ def generate(model: nn.Module, tokenizer, labels: list[str], sources: list[str],
     """The output tokens of every source, in one parallel pass per batch; ``None`` for a source
     the decoder cannot read (longer than ``decoder.source_length`` with the sequence bottleneck)."""
     model.eval()
+    members = getattr(model, "members", None)  # an ensemble (convnlp.ensemble): rescored proposals
+    configs = model.task_configs if members is not None else [task]
     ids = tok.encode_texts(tokenizer, sources)
-    unreadable = set(_too_long_sources(ids, task))
+    unreadable = set().union(*(_too_long_sources(ids, c) for c in configs))
     readable = [i for i in range(len(ids)) if i not in unreadable]
     out: list[list[str] | None] = [None] * len(sources)
     for chunk in token_batches([len(ids[i]) for i in readable], batch_tokens, shuffle=False):
         indices = [readable[j] for j in chunk]
         batch = {k: v.to(device) for k, v in make_batch({"ids": ids}, indices).items()}
-        best = model(batch).argmax(-1).cpu().tolist()                                # (B, L)
-        lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1)).tolist()
-        for row, length, i in zip(best, lengths, indices):
-            out[i] = [labels[a] for a in decode_ids(row[:length], task["loss"])]
+        if members is None:
+            best = model(batch).argmax(-1).cpu().tolist()                            # (B, L)
+            lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1)).tolist()
+            rows = [decode_ids(row[:length], task["loss"]) for row, length in zip(best, lengths)]
+        else:
+            rows = _ensemble_decode([m(batch).float().log_softmax(-1) for m in members], configs,
+                                    batch["mask"].sum(dim=1))
+        for row, i in zip(rows, indices):
+            out[i] = [labels[a] for a in row]
     return out
+
+
+def sequence_log_likelihood(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]],
+                            loss_name: str) -> torch.Tensor:
+    """log p(target) of each row under one model: ``log_probs`` (B, L, V), ``lengths`` (B,) output
+    positions, ``targets`` target ids without the end symbol. CTC sums over alignments; ``ce``
+    scores the target, the end symbol and padding up to the row's length."""
+    rows = [t + [END] for t in targets]
+    device = log_probs.device
+    if loss_name == "ctc":
+        padded = pad(rows, PAD).to(device)
+        target_lengths = torch.as_tensor([len(r) for r in rows], dtype=torch.long, device=device)
+        return -F.ctc_loss(log_probs.transpose(0, 1), padded, lengths, target_lengths, blank=BLANK,
+                           reduction="none")  # an impossible target: inf loss, -inf here
+    width = log_probs.shape[1]
+    fits = torch.as_tensor([len(r) <= int(n) for r, n in zip(rows, lengths)], device=device)
+    full = F.pad(pad([r[:width] for r in rows], PAD), (0, width), value=PAD)[:, :width].to(device)  # (B, L)
+    picked = log_probs.gather(2, full[..., None]).squeeze(-1)
+    beyond = torch.arange(width, device=device) >= lengths.to(device)[:, None]
+    # a target needing more positions than the model gives the row is impossible
+    return picked.masked_fill(beyond, 0.0).sum(dim=1).masked_fill(~fits, -math.inf)
+
+
+def _ensemble_decode(log_probs: list[torch.Tensor], configs: list[dict], source_lengths: torch.Tensor) -> list[list[int]]:
+    """Every member's greedy output is a proposal; each row takes the proposal with the highest
+    log-likelihood summed over the members (the first member's on a tie)."""
+    lengths = [output_lengths(c["decoder"], source_lengths) for c in configs]
+    proposals = []                                                                 # [member][row]
+    for lp, n, c in zip(log_probs, lengths, configs):
+        best = lp.argmax(-1).tolist()
+        proposals.append([decode_ids(row[:k], c["loss"]) for row, k in zip(best, n.tolist())])
+    scores = torch.stack([sum(sequence_log_likelihood(lp, n, candidates, c["loss"])
+                              for lp, n, c in zip(log_probs, lengths, configs))
+                          for candidates in proposals], dim=1)                     # (B, members)
+    choice = scores.argmax(dim=1).tolist()
+    return [proposals[k][b] for b, k in enumerate(choice)]
 
 
 # ------------------------------------------------------------------------------ metrics

@@ -1,0 +1,70 @@
+"""Ensembles: ``convnlp eval checkpoint=[A,B,...]`` and ``convnlp predict checkpoint=[A,B,...]``.
+
+Several checkpoints trained for the same task on the same vocabularies (same tokenizer, same
+labels; encoders, decoders and sizes may differ) predict together:
+
+- tagging and classification: the mean of the members' probabilities (the ensemble's output
+  is the log of that mean, so argmax and softmax downstream see the averaged distribution);
+- generation: each member proposes its own greedy output, and the proposal with the highest
+  summed log-likelihood under all members wins (CTC: the probability of the sequence summed
+  over alignments; ``ce``: the sum over positions). Averaging position by position would mix
+  CTC models whose outputs are aligned differently; rescoring whole sequences does not.
+
+The cost of predicting grows with the number of members.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from convnlp import checkpoint
+from convnlp.errors import UserError
+
+
+class Ensemble(nn.Module):
+    """Members that read the same inputs and score the same labels; ``forward`` returns the log
+    of their mean probabilities. ``task_configs`` holds each member's task config."""
+
+    def __init__(self, members: list[nn.Module], task_configs: list[dict]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.task_configs = task_configs
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        log_probs = torch.stack([member(batch).float().log_softmax(-1) for member in self.members])
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+
+
+def load(checkpoints, device: str | torch.device = "cpu"):
+    """(model, config, tokenizer, labels) of one checkpoint directory, or of an ensemble of a
+    list of them (the first one's config, tokenizer and labels)."""
+    from convnlp.tasks import task_config
+
+    if isinstance(checkpoints, (str, Path)):
+        return checkpoint.load(checkpoints, device)
+    checkpoints = [str(c) for c in checkpoints]
+    if not checkpoints:
+        raise UserError("checkpoint=[]: give a checkpoint directory, or a list of them for an ensemble")
+    if len(checkpoints) == 1:
+        return checkpoint.load(checkpoints[0], device)
+    model, config, tokenizer, labels = checkpoint.load(checkpoints[0], device)
+    members, configs = [model], [task_config(config)]
+    task, vocabulary = config["task"]["name"], tokenizer.get_vocab()
+    for path in checkpoints[1:]:
+        other, other_config, other_tokenizer, other_labels = checkpoint.load(path, device)
+        first = checkpoints[0]
+        problem = (f"task={other_config['task']['name']} where {first} has task={task}"
+                   if other_config["task"]["name"] != task
+                   else f"its labels differ from those of {first}" if other_labels != labels
+                   else f"its tokenizer vocabulary differs from that of {first}"
+                   if other_tokenizer.get_vocab() != vocabulary else None)
+        if problem:
+            raise UserError(f"{path}: {problem}; an ensemble's checkpoints must share the task, the tokenizer "
+                            "and the labels")
+        members.append(other)
+        configs.append(task_config(other_config))
+    return Ensemble(members, configs).to(device), config, tokenizer, labels
