@@ -105,7 +105,7 @@ def test_an_ensemble_of_copies_generates_what_the_model_does(tmp_path):
     saved = {"task": {k: v for k, v in task.items() if k != "decoder"}, "encoder": tg.ENCODER,
              "decoder": task["decoder"]}
     checkpoint.save(tmp_path / "m", model, saved, tokenizer, labels, {})
-    both, config, _, _ = ensemble.load([tmp_path / "m", tmp_path / "m"])
+    both, _, _, _ = ensemble.load([tmp_path / "m", tmp_path / "m"])
     sources = [s for s, _ in tg.PAIRS] + ["x" * 13]
     alone = gen.generate(model, tokenizer, labels, sources, torch.device("cpu"), task)
     assert gen.generate(both, tokenizer, labels, sources, torch.device("cpu"), task) == alone
