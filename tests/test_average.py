@@ -40,13 +40,13 @@ def test_the_average_is_the_mean_of_every_weight_and_loads_as_a_checkpoint(tmp_p
 def test_checkpoints_of_different_models_are_refused(tmp_path):
     save(tmp_path / "a", 0)
     save(tmp_path / "wider", 1, encoder={**ENCODER, "width": ENCODER["width"] * 2})
-    with pytest.raises(UserError, match=r"wider: another model than .*a \(encoder.width"):
+    with pytest.raises(UserError, match=r"wider: another model \(encoder.width: 12 in .*a, 24 here\); only checkpoints of one model"):
         average_checkpoints([tmp_path / "a", tmp_path / "wider"], tmp_path / "out")
     save(tmp_path / "labels", 1, labels=("A", "B", "D"))
-    with pytest.raises(UserError, match="other labels than"):
+    with pytest.raises(UserError, match="its labels differ from those of"):
         average_checkpoints([tmp_path / "a", tmp_path / "labels"], tmp_path / "out")
     save(tmp_path / "vocabulary", 1, sentences=[["Zebras", "quickly", "jumped"]])
-    with pytest.raises(UserError, match="other tokenizer vocabulary than"):
+    with pytest.raises(UserError, match="its tokenizer differs from that of"):
         average_checkpoints([tmp_path / "a", tmp_path / "vocabulary"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -58,5 +58,8 @@ def test_one_checkpoint_a_missing_one_or_a_used_output_is_an_error(tmp_path):
         average_checkpoints([tmp_path / "a"], tmp_path / "out")
     with pytest.raises(UserError, match="nowhere: checkpoint directory not found"):
         average_checkpoints([tmp_path / "a", tmp_path / "nowhere"], tmp_path / "out")
-    with pytest.raises(UserError, match="exists and is not empty"):
+    with pytest.raises(UserError, match="exists and is not an empty directory"):
         average_checkpoints([tmp_path / "a", tmp_path / "b"], tmp_path / "b")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="exists and is not an empty directory"):
+        average_checkpoints([tmp_path / "a", tmp_path / "b"], tmp_path / "file")

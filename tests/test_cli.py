@@ -145,7 +145,7 @@ def test_a_finished_run_continues_with_a_longer_budget_and_the_two_ends_average(
     assert '"tokens": 240' in evaluated.stdout
     again = convnlp("average", ends, "output=averaged", cwd=tmp_path, check=False)
     assert again.returncode == 2 and again.stderr.strip() == \
-        "convnlp: error: output=averaged: exists and is not empty; choose a new directory"
+        "convnlp: error: output=averaged: exists and is not an empty directory; choose a new directory"
     single = convnlp("average", f"checkpoints={first / 'last'}", "output=x", cwd=tmp_path, check=False)
     assert single.returncode == 2 and "give a list of checkpoint directories, checkpoints=[DIR1,DIR2]" in single.stderr
 

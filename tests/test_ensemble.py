@@ -48,7 +48,7 @@ def test_an_ensemble_needs_one_task_tokenizer_and_label_set(tmp_path):
     model = build_model(tc.TASK, tc.ENCODERS["dilated"], tokenizer.get_vocab_size(), 2)
     checkpoint.save(tmp_path / "chars", model, {"task": tc.TASK, "encoder": tc.ENCODERS["dilated"]}, tokenizer,
                     ["neg", "pos"], {})
-    with pytest.raises(UserError, match="its tokenizer vocabulary differs from that of"):
+    with pytest.raises(UserError, match="its tokenizer differs from that of"):
         ensemble.load([a, tmp_path / "chars"])
     with pytest.raises(UserError, match="give a checkpoint directory, or a list"):
         ensemble.load([])
@@ -124,3 +124,22 @@ def test_a_tagger_ensemble_of_copies_tags_like_the_model(tmp_path):
     both, _, _, _ = ensemble.load([tmp_path / "t", tmp_path / "t"])
     alone = tagging.predict_records(model, tokenizer, labels, sentences, torch.device("cpu"), tt.TASK)
     assert tagging.predict_records(both, tokenizer, labels, sentences, torch.device("cpu"), tt.TASK) == alone
+
+
+def test_ensemble_decoding_of_ctc_and_ce_members_with_different_output_lengths():
+    ctc = tg.task_with("ctc", output_length="fixed", max_length=6)
+    ce = tg.task_with("ce", output_length="fixed", max_length=4)
+    B, E, P = gen.BLANK, gen.END, gen.PAD
+    ctc_log_probs = torch.cat([
+        one_hot([[3, E, B, B, B, B]], confidence=0.4),   # row 0: unsure of [3]
+        one_hot([[5, E, B, B, B, B]], confidence=0.9),   # row 1: sure of [5]
+        one_hot([[3, 4, 5, 3, E, B]], confidence=0.9),   # row 2: sure of 4 tokens, more than the ce member can hold
+    ])
+    ce_log_probs = torch.cat([
+        one_hot([[4, E, P, P]], confidence=0.9),         # row 0: sure of [4]
+        one_hot([[3, E, P, P]], confidence=0.4),         # row 1: unsure of [3]
+        one_hot([[3, E, P, P]], confidence=0.3),         # row 2: unsure of [3]
+    ])
+    sources = torch.tensor([3, 3, 3])
+    assert gen._ensemble_decode([ctc_log_probs], [ctc], sources) == [[3], [5], [3, 4, 5, 3]]
+    assert gen._ensemble_decode([ctc_log_probs, ce_log_probs], [ctc, ce], sources) == [[4], [5], [3]]

@@ -20,7 +20,6 @@ import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
-from safetensors.torch import load_file
 
 from convnlp import checkpoint
 from convnlp.errors import UserError
@@ -34,23 +33,21 @@ def average_checkpoints(directories: list[str | Path], output: str | Path) -> Pa
     if len(directories) < 2:
         raise UserError(f"checkpoints: give two or more checkpoint directories to average, got {len(directories)}")
     output = Path(output)
-    if output.exists() and any(output.iterdir()):
-        raise UserError(f"output={output}: exists and is not empty; choose a new directory")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise UserError(f"output={output}: exists and is not an empty directory; choose a new directory")
     model, config, tokenizer, labels = checkpoint.load(directories[0])
     first = checkpoint.existing(directories[0])
-    vocabulary = tokenizer.get_vocab()
     total = {name: value.double() for name, value in model.state_dict().items()}
     for directory in directories[1:]:
-        _, other_config, other_tokenizer, other_labels = checkpoint.load(directory)
-        difference = config_difference(config, other_config)
-        if difference:
-            raise UserError(f"{directory}: another model than {first} ({difference}); only checkpoints "
-                            "of one model can be averaged")
-        if other_labels != labels or other_tokenizer.get_vocab() != vocabulary:
-            raise UserError(f"{directory}: other {'labels' if other_labels != labels else 'tokenizer vocabulary'} "
-                            f"than {first}; only checkpoints of one model can be averaged")
-        weights = load_file(checkpoint.existing(directory) / "model.safetensors", device="cpu")
-        for name, value in weights.items():  # load() checked that names and shapes match the config
+        other, other_config, other_tokenizer, other_labels = checkpoint.load(directory)
+        difference = config_difference(config, other_config, names=(f"in {first}", "here"))
+        problem = (f"another model ({difference})" if difference
+                   else f"its labels differ from those of {first}" if other_labels != labels
+                   else f"its tokenizer differs from that of {first}"
+                   if other_tokenizer.to_str() != tokenizer.to_str() else None)
+        if problem:
+            raise UserError(f"{directory}: {problem}; only checkpoints of one model can be averaged")
+        for name, value in other.state_dict().items():  # load() checked names and shapes against the config
             total[name] += value.double()
     count = len(directories)
     averaged = {}

@@ -16,9 +16,8 @@ The cost of predicting grows with the number of members.
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import torch
+from omegaconf import ListConfig
 from torch import nn
 
 from convnlp import checkpoint
@@ -44,8 +43,8 @@ def load(checkpoints, device: str | torch.device = "cpu"):
     list of them (the first one's config, tokenizer and labels)."""
     from convnlp.tasks import task_config
 
-    if isinstance(checkpoints, (str, Path)):
-        return checkpoint.load(checkpoints, device)
+    if not isinstance(checkpoints, (list, tuple, ListConfig)):
+        return checkpoint.load(str(checkpoints), device)
     checkpoints = [str(c) for c in checkpoints]
     if not checkpoints:
         raise UserError("checkpoint=[]: give a checkpoint directory, or a list of them for an ensemble")
@@ -53,15 +52,15 @@ def load(checkpoints, device: str | torch.device = "cpu"):
         return checkpoint.load(checkpoints[0], device)
     model, config, tokenizer, labels = checkpoint.load(checkpoints[0], device)
     members, configs = [model], [task_config(config)]
-    task, vocabulary = config["task"]["name"], tokenizer.get_vocab()
+    task, tokenizer_json = config["task"]["name"], tokenizer.to_str()
     for path in checkpoints[1:]:
         other, other_config, other_tokenizer, other_labels = checkpoint.load(path, device)
         first = checkpoints[0]
         problem = (f"task={other_config['task']['name']} where {first} has task={task}"
                    if other_config["task"]["name"] != task
                    else f"its labels differ from those of {first}" if other_labels != labels
-                   else f"its tokenizer vocabulary differs from that of {first}"
-                   if other_tokenizer.get_vocab() != vocabulary else None)
+                   else f"its tokenizer differs from that of {first}"
+                   if other_tokenizer.to_str() != tokenizer_json else None)
         if problem:
             raise UserError(f"{path}: {problem}; an ensemble's checkpoints must share the task, the tokenizer "
                             "and the labels")

@@ -82,8 +82,9 @@ def _with_defaults(group: str, values: dict) -> dict:
         return values
 
 
-def config_difference(saved: dict, current: dict) -> str | None:
-    """The first model-defining key where two run configs differ, or None."""
+def config_difference(saved: dict, current: dict, names: tuple[str, str] = ("there", "now")) -> str | None:
+    """The first model-defining key where two run configs differ, or None; ``names`` say where
+    each value is from."""
     for group in MODEL_GROUPS:
         a, b = (_with_defaults(group, c.get(group) or {}) if c.get(group) else {} for c in (saved, current))
         skip = DATA_NOT_COMPARED if group == "data" else ()
@@ -91,7 +92,7 @@ def config_difference(saved: dict, current: dict) -> str | None:
         b = {k: v for k, v in b.items() if k not in skip}
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
-                return f"{group}.{key}: {a.get(key)!r} there, {b.get(key)!r} now"
+                return f"{group}.{key}: {a.get(key)!r} {names[0]}, {b.get(key)!r} {names[1]}"
     return None
 
 

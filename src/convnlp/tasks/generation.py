@@ -134,6 +134,16 @@ def _too_long_sources(ids: list[list[int]], task: dict) -> list[int]:
     return [i for i, row in enumerate(ids) if len(row) > decoder["source_length"]]
 
 
+def _member_configs(model: nn.Module, task: dict) -> list[dict]:
+    """The task config of each model of an ensemble (convnlp.ensemble), or just ``task``."""
+    return getattr(model, "task_configs", None) or [task]
+
+
+def _source_limit(configs: list[dict]) -> int:
+    """The longest source every model can read (the sequence bottleneck's ``source_length``)."""
+    return min(c["decoder"]["source_length"] for c in configs if c["decoder"]["bottleneck"] == "sequence")
+
+
 def encode(split, tokenizer, labels: list[str], where: str, task: dict) -> dict[str, list]:
     """Source ids and target ids followed by the end symbol. Pairs the decoder cannot hold (a
     target needing more positions than the decoder gives its source, a source longer than
@@ -228,7 +238,7 @@ def generate(model: nn.Module, tokenizer, labels: list[str], sources: list[str],
     the decoder cannot read (longer than ``decoder.source_length`` with the sequence bottleneck)."""
     model.eval()
     members = getattr(model, "members", None)  # an ensemble (convnlp.ensemble): rescored proposals
-    configs = model.task_configs if members is not None else [task]
+    configs = _member_configs(model, task)
     ids = tok.encode_texts(tokenizer, sources)
     unreadable = set().union(*(_too_long_sources(ids, c) for c in configs))
     readable = [i for i in range(len(ids)) if i not in unreadable]
@@ -261,7 +271,7 @@ def sequence_log_likelihood(log_probs: torch.Tensor, lengths: torch.Tensor, targ
         return -F.ctc_loss(log_probs.transpose(0, 1), padded, lengths, target_lengths, blank=BLANK,
                            reduction="none")  # an impossible target: inf loss, -inf here
     width = log_probs.shape[1]
-    fits = torch.as_tensor([len(r) <= int(n) for r, n in zip(rows, lengths)], device=device)
+    fits = torch.as_tensor([len(r) for r in rows], device=device) <= lengths.to(device)
     full = F.pad(pad([r[:width] for r in rows], PAD), (0, width), value=PAD)[:, :width].to(device)  # (B, L)
     picked = log_probs.gather(2, full[..., None]).squeeze(-1)
     beyond = torch.arange(width, device=device) >= lengths.to(device)[:, None]
@@ -271,7 +281,9 @@ def sequence_log_likelihood(log_probs: torch.Tensor, lengths: torch.Tensor, targ
 
 def _ensemble_decode(log_probs: list[torch.Tensor], configs: list[dict], source_lengths: torch.Tensor) -> list[list[int]]:
     """Every member's greedy output is a proposal; each row takes the proposal with the highest
-    log-likelihood summed over the members (the first member's on a tie)."""
+    log-likelihood summed over the members (the first member's on a tie). A proposal some member
+    cannot produce at all (longer than that member's output) scores -inf; if every proposal
+    does, the first member's is kept."""
     lengths = [output_lengths(c["decoder"], source_lengths) for c in configs]
     proposals = []                                                                 # [member][row]
     for lp, n, c in zip(log_probs, lengths, configs):
@@ -338,7 +350,7 @@ def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: 
     unreadable = sum(p is None for p in predictions)
     if unreadable:
         log.warning("%d source(s) longer than decoder.source_length=%d symbols get no output; they count "
-                    "as errors", unreadable, task["decoder"]["source_length"])
+                    "as errors", unreadable, _source_limit(_member_configs(model, task)))
     result = metrics(predictions, references, task)
     result["sources_per_s"] = len(sources) / max(seconds, 1e-9)
     return result
@@ -374,7 +386,7 @@ def predict_records(model, tokenizer, labels, inputs: list[str], device, task: d
             length = len(tok.encode_texts(tokenizer, [source])[0])
             records.append({"source": source, "output": None, "tokens": None,
                             "error": f"source of {length} symbols is longer than decoder.source_length="
-                                     f"{task['decoder']['source_length']}"})
+                                     f"{_source_limit(_member_configs(model, task))}"})
             continue
         records.append({"source": source, "output": join_tokens(tokens, task), "tokens": tokens})
     return records
