@@ -42,9 +42,7 @@ def average_checkpoints(directories: list[str | Path], output: str | Path) -> Pa
         other, other_config, other_tokenizer, other_labels = checkpoint.load(directory)
         difference = config_difference(config, other_config, names=(f"in {first}", "here"))
         problem = (f"another model ({difference})" if difference
-                   else f"its labels differ from those of {first}" if other_labels != labels
-                   else f"its tokenizer differs from that of {first}"
-                   if other_tokenizer.to_str() != tokenizer.to_str() else None)
+                   else checkpoint.vocabulary_difference(first, labels, tokenizer, other_labels, other_tokenizer))
         if problem:
             raise UserError(f"{directory}: {problem}; only checkpoints of one model can be averaged")
         for name, value in other.state_dict().items():  # load() checked names and shapes against the config

@@ -102,6 +102,16 @@ def load(directory: str | Path, device: str | torch.device = "cpu"):
     return model.to(device), config, tokenizer, labels
 
 
+def vocabulary_difference(first, labels: list[str], tokenizer, other_labels: list[str], other_tokenizer) -> str | None:
+    """Why another checkpoint's labels or tokenizer differ from those of checkpoint ``first``, or None
+    (checkpoints that predict together or are averaged need the same ones)."""
+    if other_labels != labels:
+        return f"its labels differ from those of {first}"
+    if other_tokenizer.to_str() != tokenizer.to_str():
+        return f"its tokenizer differs from that of {first}"
+    return None
+
+
 def load_training_state(directory: Path) -> dict:
     path = Path(directory) / "training_state.pt"
     if not path.is_file():

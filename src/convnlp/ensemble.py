@@ -16,6 +16,7 @@ The cost of predicting grows with the number of members.
 from __future__ import annotations
 
 import math
+
 import torch
 from omegaconf import ListConfig
 from torch import nn
@@ -52,15 +53,12 @@ def load(checkpoints, device: str | torch.device = "cpu"):
         return checkpoint.load(checkpoints[0], device)
     model, config, tokenizer, labels = checkpoint.load(checkpoints[0], device)
     members, configs = [model], [task_config(config)]
-    task, tokenizer_json = config["task"]["name"], tokenizer.to_str()
+    task, first = config["task"]["name"], checkpoints[0]
     for path in checkpoints[1:]:
         other, other_config, other_tokenizer, other_labels = checkpoint.load(path, device)
-        first = checkpoints[0]
         problem = (f"task={other_config['task']['name']} where {first} has task={task}"
                    if other_config["task"]["name"] != task
-                   else f"its labels differ from those of {first}" if other_labels != labels
-                   else f"its tokenizer differs from that of {first}"
-                   if other_tokenizer.to_str() != tokenizer_json else None)
+                   else checkpoint.vocabulary_difference(first, labels, tokenizer, other_labels, other_tokenizer))
         if problem:
             raise UserError(f"{path}: {problem}; an ensemble's checkpoints must share the task, the tokenizer "
                             "and the labels")
