@@ -150,6 +150,40 @@ def test_a_finished_run_continues_with_a_longer_budget_and_the_two_ends_average(
     assert single.returncode == 2 and "give a list of checkpoint directories, checkpoints=[DIR1,DIR2]" in single.stderr
 
 
+def test_ema_weights_are_saved_and_a_resumed_ema_run_matches_an_uninterrupted_one(tmp_path, conll_files):
+    """trainer.ema: checkpoints hold the moving average, last/ keeps the trained weights to resume
+    from, and a run continued with the average (even from a run without it) is the same run."""
+    import torch
+
+    args = [*conll_args(conll_files), *TINY, "trainer.threads=1", "trainer.patience=0",
+            "optim.schedule=constant", "optim.warmup_steps=0"]  # the same learning rates whatever the budget
+    full_cwd, parts_cwd = tmp_path / "full", tmp_path / "parts"
+    full_cwd.mkdir()
+    parts_cwd.mkdir()
+    convnlp("train", *args, "trainer.ema=0.9", "trainer.max_epochs=4", cwd=full_cwd)
+    (full,) = run_dirs(full_cwd)
+    convnlp("train", *args, "trainer.ema=0.9", "trainer.max_epochs=2", cwd=parts_cwd)
+    (first,) = run_dirs(parts_cwd)
+    time.sleep(1.1)  # a new run directory name (second resolution)
+    convnlp("train", *args, "trainer.ema=0.9", "trainer.max_epochs=4", f"trainer.resume={first}", cwd=parts_cwd)
+    (second,) = [d for d in run_dirs(parts_cwd) if d != first]
+
+    def last(run):
+        state = torch.load(run / "last" / "training_state.pt", weights_only=True)
+        return load_file(run / "last" / "model.safetensors"), state["model"]
+
+    (average, trained), (average2, trained2) = last(full), last(second)
+    assert any((average[k] - trained[k]).abs().max() > 1e-4 for k in average), "saved the trained weights"
+    assert all(torch.equal(trained[k], trained2[k]) for k in trained), "resumed from the average"
+    assert all((average[k] - average2[k]).abs().max() < 1e-6 for k in average)
+    # with a decay near 0 the average is the trained weights
+    convnlp("train", *args, "trainer.ema=1e-9", "trainer.max_epochs=1", cwd=tmp_path)
+    average, trained = last(run_dirs(tmp_path)[0])
+    assert all((average[k] - trained[k]).abs().max() < 1e-5 for k in average)
+    bad = convnlp("train", *args, "trainer.ema=1", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "trainer.ema" in bad.stderr and "must be in [0, 1)" in bad.stderr
+
+
 def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
     convnlp("train", "-m", "encoder=plain,dilated", "tokenizer=char,word", "trainer.max_steps=3",
             *conll_args(conll_files), "trainer.progress=false", "encoder.width=8", cwd=tmp_path)

@@ -324,6 +324,7 @@ class TrainerConfig:
     threads: int = 0
     resume: Any = False
     progress: bool = True
+    ema: float = 0.0
 
 
 @dataclass
@@ -452,6 +453,7 @@ RULES: dict[str, tuple] = {
     "trainer.patience": (lambda v: v >= 0, "must be 0 (never stop early) or more"),
     "trainer.grad_clip": (lambda v: v >= 0, "must be 0 (no clipping) or more"),
     "trainer.threads": (lambda v: v >= 0, "must be 0 (torch's default) or more"),
+    "trainer.ema": (lambda v: 0 <= v < 1, "must be in [0, 1): 0 (off) or a decay such as 0.999"),
     "optim.lr": (lambda v: v > 0, "must be positive"),
     "optim.weight_decay": (lambda v: v >= 0, "must be 0 or more"),
     "optim.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two numbers in [0, 1)"),

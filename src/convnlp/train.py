@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -131,8 +132,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     task = TASKS[cfg.task.name]
     task_cfg = task_config(config)
 
-    def evaluate(split) -> dict:
-        return task.evaluate(model, tokenizer, labels, split, task_cfg, device, 2 * tc.batch_tokens)
+    def evaluate(split, net: nn.Module) -> dict:
+        return task.evaluate(net, tokenizer, labels, split, task_cfg, device, 2 * tc.batch_tokens)
 
     # ---- setup: seed, device, threads
     random.seed(cfg.seed)
@@ -178,6 +179,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                      if isinstance(module, nn.Conv1d)]
     layer_weights += [(f"encoder.{name}", parameter) for name, parameter in model.encoder.named_parameters()
                       if name.startswith("lstm.weight_ih")]
+    # an exponential moving average of the weights (trainer.ema): what is evaluated and saved
+    ema = None
+    if tc.ema:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                   weight_decay=cfg.optim.weight_decay)
     steps_per_epoch = len(token_batches(lengths, tc.batch_tokens, shuffle=False))
@@ -196,7 +201,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     best_score, best_step, bad_evals = -1.0, 0, 0
     if resume_dir is not None:
         state = checkpoint.load_training_state(resume_dir)
-        model.load_state_dict(load_file(resume_dir / "model.safetensors", device=str(device)))
+        weights = load_file(resume_dir / "model.safetensors", device=str(device))
+        # with trainer.ema the checkpoint holds the average; the trained weights are in the state
+        model.load_state_dict(state.get("model") or weights)
+        if ema is not None:
+            ema.module.load_state_dict(weights)
+            ema.n_averaged.fill_(1)
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         best_score, best_step, bad_evals = state["best_score"], state["best_step"], state["bad_evals"]
@@ -229,8 +239,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
                 "scaler": scaler.state_dict(),
             }
+            if ema is not None:
+                training_state["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         meta = {**metrics, "step": step, "epoch": epoch, "finished": finished, "git_revision": revision}
-        checkpoint.save(run_dir / name, model, config, tokenizer, labels, meta, training_state)
+        weights = model if ema is None else ema.module
+        checkpoint.save(run_dir / name, weights, config, tokenizer, labels, meta, training_state)
 
     start_time = time.perf_counter()
 
@@ -265,6 +278,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or float("inf"))
             scaler.step(optimizer)
             scaler.update()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             batch_in_epoch += 1
             symbols = int(batch["mask"].sum())
@@ -296,7 +311,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     or stop_reason:
                 metrics = {}
                 if validation is not None:
-                    metrics = evaluate(validation)
+                    metrics = evaluate(validation, model if ema is None else ema.module)
                     task.log_metrics(writer, "validation", metrics, step)
                     score = metrics["accuracy"]
                     improved = score > best_score
@@ -334,7 +349,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "threads": torch.get_num_threads()}
     for name in ("validation", "test"):
         if name in data:
-            results[name] = evaluate(data[name])
+            results[name] = evaluate(data[name], model)
             log.info("%s (best model): %s", name, _format(results[name]))
             task.log_metrics(writer, f"final_{name}", results[name], step)
     best_meta = json.loads((run_dir / "best" / "metrics.json").read_text())
