@@ -150,6 +150,27 @@ def test_a_finished_run_continues_with_a_longer_budget_and_the_two_ends_average(
     assert single.returncode == 2 and "give a list of checkpoint directories, checkpoints=[DIR1,DIR2]" in single.stderr
 
 
+def test_ema_is_a_running_mean_until_its_window_is_full_then_exponential():
+    import torch
+    from torch.optim.swa_utils import AveragedModel
+
+    from convnlp.train import ema_average
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    holder = torch.nn.ParameterList([weight])
+    average = AveragedModel(holder, avg_fn=ema_average(0.75), use_buffers=True)
+    expected = []
+    for value in range(1, 9):
+        weight.data.fill_(value)
+        average.update_parameters(holder)
+        expected.append(average.module[0].item())
+    # 1/(1 - 0.75) = 4 weights: the mean of 1..k, then 0.75 * previous + 0.25 * new
+    means = [1.0, 1.5, 2.0, 2.5]
+    for value in range(5, 9):
+        means.append(0.75 * means[-1] + 0.25 * value)
+    assert expected == pytest.approx(means)
+
+
 def test_ema_weights_are_saved_and_a_resumed_ema_run_matches_an_uninterrupted_one(tmp_path, conll_files):
     """trainer.ema: checkpoints hold the moving average, last/ keeps the trained weights to resume
     from, and a run continued with the average (even from a run without it) is the same run."""
@@ -176,6 +197,17 @@ def test_ema_weights_are_saved_and_a_resumed_ema_run_matches_an_uninterrupted_on
     assert any((average[k] - trained[k]).abs().max() > 1e-4 for k in average), "saved the trained weights"
     assert all(torch.equal(trained[k], trained2[k]) for k in trained), "resumed from the average"
     assert all((average[k] - average2[k]).abs().max() < 1e-6 for k in average)
+    # the average changes nothing in training, and the run goes on without it from the trained weights
+    time.sleep(1.1)
+    convnlp("train", *args, "trainer.max_epochs=4", f"trainer.resume={first}", cwd=parts_cwd)
+    (plain,) = [d for d in run_dirs(parts_cwd) if d not in (first, second)]
+    plain_weights = load_file(plain / "last" / "model.safetensors")
+    assert all(torch.equal(trained[k], plain_weights[k]) for k in trained)
+    # validation scored the saved average: evaluating best/ gives the accuracy it was chosen by
+    saved = json.loads((full / "best" / "metrics.json").read_text())
+    convnlp("eval", f"checkpoint={full / 'best'}", cwd=tmp_path)
+    evaluated = json.loads((run_dirs(tmp_path, "eval")[0] / "metrics.json").read_text())
+    assert evaluated["accuracy"] == saved["accuracy"]
     # with a decay near 0 the average is the trained weights
     convnlp("train", *args, "trainer.ema=1e-9", "trainer.max_epochs=1", cwd=tmp_path)
     average, trained = last(run_dirs(tmp_path)[0])

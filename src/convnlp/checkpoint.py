@@ -5,7 +5,8 @@
     tokenizer.json      the HF tokenizers vocabulary
     labels.json         the label vocabulary, in model output order
     metrics.json        metrics at the time of saving
-    training_state.pt   last/ only: optimizer, scheduler, step, RNG (torch.load weights_only=True)
+    training_state.pt   last/ only: optimizer, scheduler, step, RNG, and with trainer.ema the
+                        trained weights (model.safetensors holds their average) (torch.load weights_only=True)
 
 A checkpoint is written into a temporary sibling directory and renamed into place, so a
 killed run never leaves a half-written directory under the final name.

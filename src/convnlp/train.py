@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -58,6 +58,16 @@ def lr_factor(step: int, progress: float, warmup: int, schedule: str) -> float:
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * progress))
     return 1.0 - progress
+
+
+def ema_average(decay: float):
+    """``avg_fn`` of torch's AveragedModel for ``trainer.ema``: the running mean of the weights
+    until 1 / (1 - decay) of them are in, then an exponential moving average, so that a short run
+    is not evaluated on an average of its first, untrained weights."""
+    def average(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        rate = torch.clamp(1.0 / (n + 1), min=1.0 - decay)  # n: weights averaged so far
+        return averaged + (current - averaged) * rate
+    return average
 
 
 def git_revision() -> str | None:
@@ -182,7 +192,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # an exponential moving average of the weights (trainer.ema): what is evaluated and saved
     ema = None
     if tc.ema:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
+        ema = AveragedModel(model, avg_fn=ema_average(tc.ema), use_buffers=True)
+        for module in ema.module.modules():  # the copy's LSTM weights are no longer one cuDNN block
+            if isinstance(module, nn.RNNBase):
+                module.flatten_parameters()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                   weight_decay=cfg.optim.weight_decay)
     steps_per_epoch = len(token_batches(lengths, tc.batch_tokens, shuffle=False))
@@ -204,9 +217,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         weights = load_file(resume_dir / "model.safetensors", device=str(device))
         # with trainer.ema the checkpoint holds the average; the trained weights are in the state
         model.load_state_dict(state.get("model") or weights)
-        if ema is not None:
+        if ema is not None:  # from a run without the average: it starts at the saved weights
             ema.module.load_state_dict(weights)
-            ema.n_averaged.fill_(1)
+            ema.n_averaged.fill_(int(state.get("ema_updates", 1)))
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         best_score, best_step, bad_evals = state["best_score"], state["best_step"], state["bad_evals"]
@@ -241,6 +254,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             }
             if ema is not None:
                 training_state["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                training_state["ema_updates"] = int(ema.n_averaged)
         meta = {**metrics, "step": step, "epoch": epoch, "finished": finished, "git_revision": revision}
         weights = model if ema is None else ema.module
         checkpoint.save(run_dir / name, weights, config, tokenizer, labels, meta, training_state)
