@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -151,7 +152,6 @@ def test_a_finished_run_continues_with_a_longer_budget_and_the_two_ends_average(
 
 
 def test_ema_is_a_running_mean_until_its_window_is_full_then_exponential():
-    import torch
     from torch.optim.swa_utils import AveragedModel
 
     from convnlp.train import ema_average
@@ -174,8 +174,6 @@ def test_ema_is_a_running_mean_until_its_window_is_full_then_exponential():
 def test_ema_weights_are_saved_and_a_resumed_ema_run_matches_an_uninterrupted_one(tmp_path, conll_files):
     """trainer.ema: checkpoints hold the moving average, last/ keeps the trained weights to resume
     from, and a run continued with the average (even from a run without it) is the same run."""
-    import torch
-
     args = [*conll_args(conll_files), *TINY, "trainer.threads=1", "trainer.patience=0",
             "optim.schedule=constant", "optim.warmup_steps=0"]  # the same learning rates whatever the budget
     full_cwd, parts_cwd = tmp_path / "full", tmp_path / "parts"

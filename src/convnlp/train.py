@@ -196,6 +196,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         for module in ema.module.modules():  # the copy's LSTM weights are no longer one cuDNN block
             if isinstance(module, nn.RNNBase):
                 module.flatten_parameters()
+    scored = model if ema is None else ema.module  # the weights validation scores and checkpoints hold
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                   weight_decay=cfg.optim.weight_decay)
     steps_per_epoch = len(token_batches(lengths, tc.batch_tokens, shuffle=False))
@@ -256,8 +257,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 training_state["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
                 training_state["ema_updates"] = int(ema.n_averaged)
         meta = {**metrics, "step": step, "epoch": epoch, "finished": finished, "git_revision": revision}
-        weights = model if ema is None else ema.module
-        checkpoint.save(run_dir / name, weights, config, tokenizer, labels, meta, training_state)
+        checkpoint.save(run_dir / name, scored, config, tokenizer, labels, meta, training_state)
 
     start_time = time.perf_counter()
 
@@ -325,7 +325,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     or stop_reason:
                 metrics = {}
                 if validation is not None:
-                    metrics = evaluate(validation, model if ema is None else ema.module)
+                    metrics = evaluate(validation, scored)
                     task.log_metrics(writer, "validation", metrics, step)
                     score = metrics["accuracy"]
                     improved = score > best_score
