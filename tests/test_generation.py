@@ -238,8 +238,17 @@ def test_references_are_grouped_by_source():
     ("ce", "sequence", "fixed"), ("ctc", "sequence", "fixed"), ("ce", "vector", "fixed"), ("ctc", "vector", "fixed"),
     ("ce", "sequence", "source"), ("ctc", "sequence", "source")])
 def test_overfits_a_tiny_set_to_exact_outputs(loss, bottleneck, output_length):
-    torch.manual_seed(0)
     task = task_with(loss, bottleneck, output_length=output_length, length_ratio=2, length_extra=2)
+    model, tokenizer, labels, (value, count) = overfit(task)
+    assert count == len(PAIRS)
+    assert value.item() < 0.01
+    result = gen.evaluate(model, tokenizer, labels, split_of(PAIRS), task, torch.device("cpu"), 1000)
+    assert result["wer"] == 0.0 and result["per"] == 0.0 and result["bleu"] == pytest.approx(100.0)
+
+
+def overfit(task):
+    """A model trained on PAIRS until its loss is about 0: (model, tokenizer, labels, (loss, count))."""
+    torch.manual_seed(0)
     split = split_of(PAIRS)
     labels = gen.label_vocabulary(split, task)
     tokenizer = tok.build("char", split["source"])
@@ -254,10 +263,20 @@ def test_overfits_a_tiny_set_to_exact_outputs(loss, bottleneck, output_length):
         optimizer.step()
         if value.item() < 0.005:
             break
-    assert count == len(PAIRS)
-    assert value.item() < 0.01
-    result = gen.evaluate(model, tokenizer, labels, split, task, torch.device("cpu"), 1000)
-    assert result["wer"] == 0.0 and result["per"] == 0.0 and result["bleu"] == pytest.approx(100.0)
+    return model, tokenizer, labels, (value, count)
+
+
+def test_distillation_gives_each_source_once_with_the_teachers_output():
+    task = task_with("ctc")
+    teacher, tokenizer, labels, _ = overfit(task)
+    split = split_of([("cat", "K AE1 T"), ("cat", "K AH0 T"), ("dog", "D AO1 G G"), ("x" * 13, "AA1"),
+                      ("x" * 13, "AA1 AA1"), ("see", "S IY1"), ("cat", "K AE1 T")])
+    columns, counts = gen.distill(split, teacher, tokenizer, labels, task, task, torch.device("cpu"), 1000)
+    # the teacher's outputs (it learned cat, dog and see); it cannot read a source longer than
+    # decoder.source_length=12, which keeps its references
+    assert columns == {"source": ["cat", "dog", "x" * 13, "x" * 13, "see"],
+                       "target": ["K AE1 T", "D AO1 G", "AA1", "AA1 AA1", "S IY1"]}
+    assert counts == {"sources": 4, "changed": 1, "kept": 1}
 
 
 def test_predict_records():

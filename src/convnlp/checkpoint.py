@@ -66,8 +66,11 @@ def _read_json(path: Path):
 
 
 def existing(directory: str | Path) -> Path:
-    """The checkpoint directory, or the previous version a save was replacing when it was killed."""
+    """The checkpoint directory, or the previous version a save was replacing when it was killed;
+    for a run directory (no config.json, a best/ inside), its best/."""
     directory = Path(directory)
+    if not (directory / "config.json").is_file() and (directory / "best").is_dir():
+        directory = directory / "best"
     old = directory.with_name(f".{directory.name}.old")
     if not directory.is_dir() and old.is_dir():
         return old

@@ -325,6 +325,8 @@ class TrainerConfig:
     resume: Any = False
     progress: bool = True
     ema: float = 0.0
+    init: Optional[str] = None
+    teacher: Any = None
 
 
 @dataclass

@@ -93,10 +93,11 @@ def _with_defaults(group: str, values: dict) -> dict:
         return values
 
 
-def config_difference(saved: dict, current: dict, names: tuple[str, str] = ("there", "now")) -> str | None:
+def config_difference(saved: dict, current: dict, names: tuple[str, str] = ("there", "now"),
+                      groups: tuple[str, ...] = MODEL_GROUPS) -> str | None:
     """The first model-defining key where two run configs differ, or None; ``names`` say where
     each value is from."""
-    for group in MODEL_GROUPS:
+    for group in groups:
         a, b = (_with_defaults(group, c.get(group) or {}) if c.get(group) else {} for c in (saved, current))
         skip = DATA_NOT_COMPARED if group == "data" else ()
         a = {k: v for k, v in a.items() if k not in skip}
@@ -134,6 +135,34 @@ def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
+def find_init_dir(init) -> Path | None:
+    """``trainer.init``: a checkpoint directory, or a run directory (its best/)."""
+    if init in (None, "", "null", "None"):
+        return None
+    return checkpoint.existing(str(init))
+
+
+def distill(split, teacher, task, task_name: str, task_cfg: dict, device: torch.device, batch_tokens: int):
+    """``trainer.teacher``: the training split relabeled by a checkpoint or an ensemble of them."""
+    from convnlp import ensemble
+
+    if not hasattr(task, "distill"):
+        raise UserError(f"trainer.teacher: distillation is for task=generation, not task={task_name}")
+    model, config, tokenizer, labels = ensemble.load(teacher, device)
+    if config["task"]["name"] != task_name:
+        raise UserError(f"trainer.teacher={teacher}: a task={config['task']['name']} model cannot teach "
+                        f"task={task_name}")
+    start = time.perf_counter()
+    log.info("trainer.teacher: relabeling the training sources with %s", teacher)
+    split, counts = task.distill(split, model, tokenizer, labels, task_config(config), task_cfg, device,
+                                 batch_tokens)
+    log.info("trainer.teacher: %d distinct training sources, %d relabeled (%d differ from every reference), "
+             "%d kept their references (no output); %.1f min", counts["sources"],
+             counts["sources"] - counts["kept"], counts["changed"], counts["kept"],
+             (time.perf_counter() - start) / 60)
+    return split, {**counts, "seconds": time.perf_counter() - start}
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -160,15 +189,33 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     data = load_splits(cfg.data, task=cfg.task.name)
     train_split = data["train"]
     resume_dir = find_resume_dir(tc.resume, run_dir, config)
-    if resume_dir is None:
-        tokenizer = tok.build(cfg.tokenizer.name, task.tokenizer_examples(train_split),
-                              cfg.tokenizer.min_frequency, cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
-        labels = task.label_vocabulary(train_split, task_cfg)
-    else:  # the vocabularies the saved weights were trained with
+    init_dir = find_init_dir(tc.init) if resume_dir is None else None  # a resumed run has its weights
+    if resume_dir is not None:  # the vocabularies the saved weights were trained with
         _, saved_config, tokenizer, labels = checkpoint.load(resume_dir)
         difference = config_difference(saved_config, config)
         if difference:
             raise UserError(f"trainer.resume: {resume_dir} was trained with another config ({difference})")
+    elif init_dir is not None:  # fine-tuning: the checkpoint's vocabularies and weights
+        init_model, saved_config, tokenizer, labels = checkpoint.load(init_dir)
+        difference = config_difference(saved_config, config, ("there", "now"),
+                                       ("task", "encoder", "decoder", "tokenizer"))
+        if difference:
+            raise UserError(f"trainer.init: {init_dir} is another model ({difference}); set the model groups "
+                            "as it has them")
+    distilled = None
+    if tc.teacher:
+        train_split, distilled = distill(train_split, tc.teacher, task, cfg.task.name, task_cfg, device,
+                                         2 * tc.batch_tokens)
+    if init_dir is not None:
+        unseen = task.report_unseen(train_split, labels, "train", task_cfg)
+        if unseen:
+            raise UserError(f"trainer.init: the training data has {len(unseen)} label(s) {init_dir} cannot "
+                            f"predict ({', '.join(list(unseen)[:5])})")
+        log.info("trainer.init: starting from the weights of %s", init_dir)
+    elif resume_dir is None:
+        tokenizer = tok.build(cfg.tokenizer.name, task.tokenizer_examples(train_split),
+                              cfg.tokenizer.min_frequency, cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
+        labels = task.label_vocabulary(train_split, task_cfg)
     encoded = task.encode(train_split, tokenizer, labels, "train", task_cfg)
     lengths = [len(ids) for ids in encoded["ids"]]
     validation = data["validation"] if "validation" in data else None
@@ -180,6 +227,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     # ---- model and optimizer
     model = build_model(task_cfg, config["encoder"], tokenizer.get_vocab_size(), len(labels)).to(device)
+    if init_dir is not None:
+        model.load_state_dict(init_model.state_dict())
+        del init_model
     n_params = count_parameters(model)
     receptive_field = model.encoder.receptive_field
     receptive_field = int(receptive_field) if math.isfinite(receptive_field) else "unbounded"
@@ -361,6 +411,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "best_step": best_step, "train_seconds": train_seconds, "parameters": n_params,
                "receptive_field": receptive_field, "train_symbols_per_s": train_symbols_per_s,
                "threads": torch.get_num_threads()}
+    if init_dir is not None:
+        results["init"] = str(init_dir)
+    if distilled is not None:
+        results["teacher"] = {"checkpoints": OmegaConf.to_container(tc.teacher)
+                              if OmegaConf.is_config(tc.teacher) else str(tc.teacher), **distilled}
     for name in ("validation", "test"):
         if name in data:
             results[name] = evaluate(data[name], model)

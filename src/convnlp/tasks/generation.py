@@ -258,6 +258,36 @@ def generate(model: nn.Module, tokenizer, labels: list[str], sources: list[str],
     return out
 
 
+def distill(split, teacher: nn.Module, tokenizer, labels: list[str], teacher_task: dict, task: dict,
+            device: torch.device, batch_tokens: int) -> tuple[dict[str, list], dict[str, int]]:
+    """Sequence-level knowledge distillation (Kim and Rush, 2016): the training data with each
+    distinct source once, its target the ``teacher``'s output (one model or an ensemble, with its
+    own ``tokenizer``, ``labels`` and ``teacher_task``) in place of its references. A source the
+    teacher gives no output for (unreadable, or an empty output) keeps its references.
+
+    Returns the new columns and counts: ``sources`` (distinct), ``changed`` (the output equals none
+    of the references), ``kept`` (references kept)."""
+    references: dict[str, list[str]] = {}
+    for source, target in zip(split["source"], split["target"]):
+        references.setdefault(source, []).append(target)
+    distinct = list(references)
+    outputs = generate(teacher, tokenizer, labels, distinct, device, teacher_task, batch_tokens)
+    sources, targets = [], []
+    changed = kept = 0
+    for source, output in zip(distinct, outputs):
+        if not output:
+            kept += 1
+            sources += [source] * len(references[source])
+            targets += references[source]
+            continue
+        target = join_tokens(output, teacher_task)
+        tokens = split_target(target, task)
+        changed += all(tokens != split_target(r, task) for r in references[source])
+        sources.append(source)
+        targets.append(target)
+    return {"source": sources, "target": targets}, {"sources": len(distinct), "changed": changed, "kept": kept}
+
+
 def sequence_log_likelihood(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]],
                             loss_name: str) -> torch.Tensor:
     """log p(target) of each row under one model: ``log_probs`` (B, L, V), ``lengths`` (B,) output
