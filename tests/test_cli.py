@@ -427,18 +427,22 @@ def test_an_ensemble_evaluates_and_predicts_and_needs_one_task(generated, traine
 def test_init_starts_from_a_checkpoints_weights_and_a_teacher_relabels_the_training_sources(
         tmp_path, generated, spelling_files, trained, conll_files):
     cwd, run_dir, _ = generated
-    # a run directory stands for its best/; a learning rate of 1e-9 leaves the weights as they were
-    convnlp("train", *spelling_args(spelling_files), *TINY_GENERATOR, "task.loss=ctc", f"trainer.init={run_dir}",
-            f"trainer.teacher=[{run_dir / 'best'},{run_dir / 'last'}]", "trainer.max_steps=1", "optim.lr=1e-9",
-            "optim.warmup_steps=0", cwd=tmp_path)
+    # a run directory stands for its best/; a learning rate of 1e-9 leaves the weights as they were,
+    # and the moving average starts from them
+    result = convnlp("train", *spelling_args(spelling_files), *TINY_GENERATOR, "task.loss=ctc",
+                     f"trainer.init={run_dir}", f"trainer.teacher=[{run_dir / 'best'},{run_dir / 'last'}]",
+                     "trainer.max_steps=1", "optim.lr=1e-9", "optim.warmup_steps=0", "trainer.ema=0.9", cwd=tmp_path)
     (student,) = run_dirs(tmp_path)
     metrics = json.loads((student / "metrics.json").read_text())
     teacher_metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["init"] == str(run_dir / "best")
+    assert metrics["init"] == str((run_dir / "best").resolve())
     distinct = {line.split("\t")[0] for line in spelling_files["train"].read_text().splitlines()}
-    assert metrics["teacher"]["checkpoints"] == [str(run_dir / "best"), str(run_dir / "last")]
-    assert metrics["teacher"]["sources"] == len(distinct) < 600  # repeated sources are relabeled once
-    assert 0 <= metrics["teacher"]["changed"] < 0.2 * len(distinct)  # the teacher knows most of them
+    teacher = metrics["teacher"]
+    assert teacher["checkpoints"] == [str(run_dir / "best"), str(run_dir / "last")]
+    assert teacher["sources"] == teacher["relabeled"] == len(distinct) < 600  # repeated sources relabeled once
+    assert teacher["kept"] == 0 and 0 < teacher["seconds"]
+    assert teacher["changed"] < 0.2 * len(distinct)  # the teacher knows most of them
+    assert f"train: {len(distinct)} pairs" in result.stderr + result.stdout  # the student learns from those
     before = load_file(run_dir / "best" / "model.safetensors")
     after = load_file(student / "best" / "model.safetensors")
     assert before.keys() == after.keys()
@@ -446,13 +450,16 @@ def test_init_starts_from_a_checkpoints_weights_and_a_teacher_relabels_the_train
     assert metrics["test"]["wer"] == teacher_metrics["test"]["wer"]
     assert json.loads((student / "best" / "labels.json").read_text()) == \
         json.loads((run_dir / "best" / "labels.json").read_text())
-    # another model, a teacher of another task, a teacher for a task without distillation
     for args, message in (
             (["encoder.width=48", f"trainer.init={run_dir}"],
              f"trainer.init: {run_dir / 'best'} is another model (encoder.width: 32 there, 48 now); set the model "
              "groups as it has them"),
+            (["trainer.init=nowhere"], "trainer.init: nowhere: checkpoint directory not found"),
+            (["trainer.teacher=[]"], "trainer.teacher=[]: give a checkpoint directory, or a list of them (an ensemble)"),
             ([f"trainer.teacher={trained[1]}"],
-             f"trainer.teacher={trained[1]}: a task=tagging model cannot teach task=generation")):
+             f"trainer.teacher: {trained[1] / 'best'} is a task=tagging model; it cannot teach task=generation"),
+            ([f"trainer.teacher={run_dir}", "task.target_tokens=char"],
+             f"trainer.teacher: {run_dir / 'best'} has task.target_tokens=word, this run char; they must be the same")):
         result = convnlp("train", *spelling_args(spelling_files), *TINY_GENERATOR, *args, cwd=tmp_path, check=False)
         assert result.returncode == 2 and result.stderr == f"convnlp: error: {message}\n"
     result = convnlp("train", *conll_args(conll_files), *TINY, f"trainer.teacher={run_dir}", cwd=tmp_path,

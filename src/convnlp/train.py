@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from safetensors.torch import load_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from convnlp import checkpoint
+from convnlp import checkpoint, ensemble
 from convnlp.config import validate_group
 from convnlp.data import DESCRIPTIONS, load_splits
 from convnlp.data import tokenizer as tok
@@ -82,6 +82,11 @@ def git_revision() -> str | None:
 MODEL_GROUPS = ("task", "encoder", "decoder", "tokenizer", "data")  # what a resumed run must share
 # data keys that only suggest other groups' defaults (those groups are compared themselves)
 DATA_NOT_COMPARED = {"split", "output_length", "too_long", "batch_tokens"}
+# what a run started from a checkpoint (trainer.init) must share with it, and the keys that do
+# not shape the weights
+INIT_GROUPS = ("task", "encoder", "decoder", "tokenizer")
+NOT_COMPARED = {"data": DATA_NOT_COMPARED, "decoder": {"too_long"},
+                "task": {"predict_max_chars", "predict_context_words"}}
 
 
 def _with_defaults(group: str, values: dict) -> dict:
@@ -99,7 +104,7 @@ def config_difference(saved: dict, current: dict, names: tuple[str, str] = ("the
     each value is from."""
     for group in groups:
         a, b = (_with_defaults(group, c.get(group) or {}) if c.get(group) else {} for c in (saved, current))
-        skip = DATA_NOT_COMPARED if group == "data" else ()
+        skip = NOT_COMPARED.get(group, ()) if groups == INIT_GROUPS else DATA_NOT_COMPARED if group == "data" else ()
         a = {k: v for k, v in a.items() if k not in skip}
         b = {k: v for k, v in b.items() if k not in skip}
         for key in sorted(set(a) | set(b)):
@@ -127,7 +132,8 @@ def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
             continue
         if json.loads((last / "metrics.json").read_text()).get("finished", False):
             continue
-        if config_difference(json.loads((last / "config.json").read_text()), config) is None:
+        saved = json.loads((last / "config.json").read_text())
+        if config_difference(saved, config) is None and teacher_difference(saved, config) is None:
             candidates.append(last)
     if not candidates:
         raise UserError(f"trainer.resume=true: no unfinished run of this config with a last/ checkpoint "
@@ -135,32 +141,54 @@ def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
+def teacher_difference(saved: dict, current: dict) -> str | None:
+    """Why a run cannot resume another whose training targets came from another teacher, or None."""
+    teachers = [(c.get("trainer") or {}).get("teacher") for c in (saved, current)]
+    if teachers[0] != teachers[1]:
+        return f"trainer.teacher: {teachers[0]!r} there, {teachers[1]!r} now"
+    return None
+
+
 def find_init_dir(init) -> Path | None:
     """``trainer.init``: a checkpoint directory, or a run directory (its best/)."""
     if init in (None, "", "null", "None"):
         return None
-    return checkpoint.existing(str(init))
+    try:
+        return checkpoint.existing(str(init))
+    except UserError as e:
+        raise UserError(f"trainer.init: {e}") from None
 
 
-def distill(split, teacher, task, task_name: str, task_cfg: dict, device: torch.device, batch_tokens: int):
-    """``trainer.teacher``: the training split relabeled by a checkpoint or an ensemble of them."""
-    from convnlp import ensemble
-
+def relabel_with_teacher(split, teacher, task, task_name: str, task_cfg: dict, device: torch.device,
+                         batch_tokens: int) -> tuple[dict, dict]:
+    """``trainer.teacher``: the training split relabeled by a checkpoint or an ensemble of them
+    (generation's ``distill``), and the counts that go to metrics.json."""
     if not hasattr(task, "distill"):
         raise UserError(f"trainer.teacher: distillation is for task=generation, not task={task_name}")
-    model, config, tokenizer, labels = ensemble.load(teacher, device)
+    paths = [str(p) for p in teacher] if isinstance(teacher, (list, tuple, ListConfig)) else [str(teacher)]
+    if not paths:
+        raise UserError("trainer.teacher=[]: give a checkpoint directory, or a list of them (an ensemble)")
+    try:
+        paths = [str(checkpoint.existing(p)) for p in paths]
+        model, config, tokenizer, labels = ensemble.load(paths if len(paths) > 1 else paths[0], device)
+    except UserError as e:
+        raise UserError(f"trainer.teacher: {e}") from None
+    teacher_task = task_config(config)
     if config["task"]["name"] != task_name:
-        raise UserError(f"trainer.teacher={teacher}: a task={config['task']['name']} model cannot teach "
+        raise UserError(f"trainer.teacher: {paths[0]} is a task={config['task']['name']} model; it cannot teach "
                         f"task={task_name}")
+    if teacher_task.get("target_tokens") != task_cfg.get("target_tokens"):
+        raise UserError(f"trainer.teacher: {paths[0]} has task.target_tokens={teacher_task.get('target_tokens')}, "
+                        f"this run {task_cfg.get('target_tokens')}; they must be the same")
     start = time.perf_counter()
-    log.info("trainer.teacher: relabeling the training sources with %s", teacher)
-    split, counts = task.distill(split, model, tokenizer, labels, task_config(config), task_cfg, device,
-                                 batch_tokens)
+    log.info("trainer.teacher: relabeling the training sources with %s", ", ".join(paths))
+    split, counts = task.distill(split, model, tokenizer, labels, teacher_task, task_cfg, device, batch_tokens)
+    counts = {"checkpoints": paths, **counts, "relabeled": counts["sources"] - counts["kept"],
+              "seconds": time.perf_counter() - start}
     log.info("trainer.teacher: %d distinct training sources, %d relabeled (%d differ from every reference), "
-             "%d kept their references (no output); %.1f min", counts["sources"],
-             counts["sources"] - counts["kept"], counts["changed"], counts["kept"],
-             (time.perf_counter() - start) / 60)
-    return split, {**counts, "seconds": time.perf_counter() - start}
+             "%d kept their references (no output); %.1f min", counts["sources"], counts["relabeled"],
+             counts["changed"], counts["kept"], counts["seconds"] / 60)
+    return split, counts
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
@@ -192,30 +220,31 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     init_dir = find_init_dir(tc.init) if resume_dir is None else None  # a resumed run has its weights
     if resume_dir is not None:  # the vocabularies the saved weights were trained with
         _, saved_config, tokenizer, labels = checkpoint.load(resume_dir)
-        difference = config_difference(saved_config, config)
+        difference = config_difference(saved_config, config) or teacher_difference(saved_config, config)
         if difference:
             raise UserError(f"trainer.resume: {resume_dir} was trained with another config ({difference})")
     elif init_dir is not None:  # fine-tuning: the checkpoint's vocabularies and weights
         init_model, saved_config, tokenizer, labels = checkpoint.load(init_dir)
-        difference = config_difference(saved_config, config, ("there", "now"),
-                                       ("task", "encoder", "decoder", "tokenizer"))
+        difference = config_difference(saved_config, config, ("there", "now"), INIT_GROUPS)
         if difference:
             raise UserError(f"trainer.init: {init_dir} is another model ({difference}); set the model groups "
                             "as it has them")
     distilled = None
-    if tc.teacher:
-        train_split, distilled = distill(train_split, tc.teacher, task, cfg.task.name, task_cfg, device,
-                                         2 * tc.batch_tokens)
+    if tc.teacher is not None:
+        train_split, distilled = relabel_with_teacher(train_split, tc.teacher, task, cfg.task.name, task_cfg,
+                                                      device, 2 * tc.batch_tokens)
     if init_dir is not None:
-        unseen = task.report_unseen(train_split, labels, "train", task_cfg)
-        if unseen:
-            raise UserError(f"trainer.init: the training data has {len(unseen)} label(s) {init_dir} cannot "
-                            f"predict ({', '.join(list(unseen)[:5])})")
+        known = set(labels)
+        missing = [label for label in task.label_vocabulary(train_split, task_cfg) if label not in known]
+        if missing:
+            raise UserError(f"trainer.init: the training data has {len(missing)} label(s) {init_dir} cannot "
+                            f"predict ({', '.join(missing[:5])})")
         log.info("trainer.init: starting from the weights of %s", init_dir)
-    elif resume_dir is None:
-        tokenizer = tok.build(cfg.tokenizer.name, task.tokenizer_examples(train_split),
+    elif resume_dir is None:  # from the data as given (a teacher's outputs may lack some references' labels)
+        tokenizer = tok.build(cfg.tokenizer.name, task.tokenizer_examples(data["train"]),
                               cfg.tokenizer.min_frequency, cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
-        labels = task.label_vocabulary(train_split, task_cfg)
+        labels = task.label_vocabulary(data["train"] if distilled is None else
+                                       {"target": list(data["train"]["target"]) + train_split["target"]}, task_cfg)
     encoded = task.encode(train_split, tokenizer, labels, "train", task_cfg)
     lengths = [len(ids) for ids in encoded["ids"]]
     validation = data["validation"] if "validation" in data else None
@@ -412,10 +441,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "receptive_field": receptive_field, "train_symbols_per_s": train_symbols_per_s,
                "threads": torch.get_num_threads()}
     if init_dir is not None:
-        results["init"] = str(init_dir)
+        results["init"] = str(init_dir.resolve())
     if distilled is not None:
-        results["teacher"] = {"checkpoints": OmegaConf.to_container(tc.teacher)
-                              if OmegaConf.is_config(tc.teacher) else str(tc.teacher), **distilled}
+        results["teacher"] = distilled
     for name in ("validation", "test"):
         if name in data:
             results[name] = evaluate(data[name], model)
