@@ -426,9 +426,8 @@ def test_an_ensemble_evaluates_and_predicts_and_needs_one_task(generated, traine
 
 def test_init_starts_from_a_checkpoints_weights_and_a_teacher_relabels_the_training_sources(
         tmp_path, generated, spelling_files, trained, conll_files):
-    cwd, run_dir, _ = generated
-    # a run directory stands for its best/; a learning rate of 1e-9 leaves the weights as they were,
-    # and the moving average starts from them
+    _, run_dir, _ = generated
+    # a run directory stands for its best/; a learning rate of 1e-9 leaves the weights as they were
     result = convnlp("train", *spelling_args(spelling_files), *TINY_GENERATOR, "task.loss=ctc",
                      f"trainer.init={run_dir}", f"trainer.teacher=[{run_dir / 'best'},{run_dir / 'last'}]",
                      "trainer.max_steps=1", "optim.lr=1e-9", "optim.warmup_steps=0", "trainer.ema=0.9", cwd=tmp_path)
@@ -452,8 +451,8 @@ def test_init_starts_from_a_checkpoints_weights_and_a_teacher_relabels_the_train
         json.loads((run_dir / "best" / "labels.json").read_text())
     for args, message in (
             (["encoder.width=48", f"trainer.init={run_dir}"],
-             f"trainer.init: {run_dir / 'best'} is another model (encoder.width: 32 there, 48 now); set the model "
-             "groups as it has them"),
+             (f"trainer.init: {run_dir / 'best'} is another model (encoder.width: 32 there, 48 now); set the model "
+              "groups as it has them")),
             (["trainer.init=nowhere"], "trainer.init: nowhere: checkpoint directory not found"),
             (["trainer.teacher=[]"], "trainer.teacher=[]: give a checkpoint directory, or a list of them (an ensemble)"),
             ([f"trainer.teacher={trained[1]}"],
