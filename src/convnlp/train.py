@@ -82,11 +82,11 @@ def git_revision() -> str | None:
 MODEL_GROUPS = ("task", "encoder", "decoder", "tokenizer", "data")  # what a resumed run must share
 # data keys that only suggest other groups' defaults (those groups are compared themselves)
 DATA_NOT_COMPARED = {"split", "output_length", "too_long", "batch_tokens"}
-# what a run started from a checkpoint (trainer.init) must share with it, and the keys that do
+RESUME_NOT_COMPARED = {"data": DATA_NOT_COMPARED}
+# what a run started from a checkpoint (trainer.init) must share with it, less the keys that do
 # not shape the weights
 INIT_GROUPS = ("task", "encoder", "decoder", "tokenizer")
-NOT_COMPARED = {"data": DATA_NOT_COMPARED, "decoder": {"too_long"},
-                "task": {"predict_max_chars", "predict_context_words"}}
+INIT_NOT_COMPARED = {"decoder": {"too_long"}, "task": {"predict_max_chars", "predict_context_words"}}
 
 
 def _with_defaults(group: str, values: dict) -> dict:
@@ -99,12 +99,13 @@ def _with_defaults(group: str, values: dict) -> dict:
 
 
 def config_difference(saved: dict, current: dict, names: tuple[str, str] = ("there", "now"),
-                      groups: tuple[str, ...] = MODEL_GROUPS) -> str | None:
-    """The first model-defining key where two run configs differ, or None; ``names`` say where
-    each value is from."""
+                      groups: tuple[str, ...] = MODEL_GROUPS,
+                      not_compared: dict[str, set[str]] = RESUME_NOT_COMPARED) -> str | None:
+    """The first model-defining key of ``groups`` where two run configs differ, or None; ``names``
+    say where each value is from; ``not_compared`` the keys of a group left out."""
     for group in groups:
         a, b = (_with_defaults(group, c.get(group) or {}) if c.get(group) else {} for c in (saved, current))
-        skip = NOT_COMPARED.get(group, ()) if groups == INIT_GROUPS else DATA_NOT_COMPARED if group == "data" else ()
+        skip = not_compared.get(group, ())
         a = {k: v for k, v in a.items() if k not in skip}
         b = {k: v for k, v in b.items() if k not in skip}
         for key in sorted(set(a) | set(b)):
@@ -170,7 +171,7 @@ def relabel_with_teacher(split, teacher, task, task_name: str, task_cfg: dict, d
         raise UserError("trainer.teacher=[]: give a checkpoint directory, or a list of them (an ensemble)")
     try:
         paths = [str(checkpoint.existing(p)) for p in paths]
-        model, config, tokenizer, labels = ensemble.load(paths if len(paths) > 1 else paths[0], device)
+        model, config, tokenizer, labels = ensemble.load(paths, device)  # one path: that model alone
     except UserError as e:
         raise UserError(f"trainer.teacher: {e}") from None
     teacher_task = task_config(config)
@@ -225,7 +226,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             raise UserError(f"trainer.resume: {resume_dir} was trained with another config ({difference})")
     elif init_dir is not None:  # fine-tuning: the checkpoint's vocabularies and weights
         init_model, saved_config, tokenizer, labels = checkpoint.load(init_dir)
-        difference = config_difference(saved_config, config, ("there", "now"), INIT_GROUPS)
+        difference = config_difference(saved_config, config, ("there", "now"), INIT_GROUPS, INIT_NOT_COMPARED)
         if difference:
             raise UserError(f"trainer.init: {init_dir} is another model ({difference}); set the model groups "
                             "as it has them")
