@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,7 +83,87 @@ def test_predict_tags_every_line_and_every_word(trained, tmp_path):
     assert bad.returncode == 2 and bad.stderr == "convnlp: error: /nonexistent/out.jsonl: cannot open (No such file or directory)\n"
     latin = convnlp("predict", f"checkpoint={run_dir / 'best'}", cwd=cwd, input="ok\ncaf\xe9 x\n".encode("latin-1"),
                     check=False)
-    assert latin.returncode == 2 and "<stdin>:2: cannot decode byte b'\\xe9' at column 4 as utf-8" in latin.stderr
+    assert latin.returncode == 0 and "(first: <stdin>:2: cannot decode byte b'\\xe9' at column 4 as utf-8" in latin.stderr
+
+
+def test_predict_keeps_every_line_when_one_cannot_be_read(trained, tmp_path):
+    """Issue 16: a bad byte on one line loses neither the lines before it nor those after it."""
+    cwd, run_dir, _ = trained
+    lines = [f"Alice met Bob in Paris {i} .".encode() for i in range(70)]
+    lines[5] = b"Grace saw caf\xe9 ."  # latin-1, not utf-8
+    lines[69] = b"Erin left \xff"
+    stream = b"\n".join(lines) + b"\n"
+    result = convnlp("predict", f"checkpoint={run_dir / 'best'}", cwd=cwd, input=stream)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 70 and [r["tokens"][5] for r in rows[:5]] == ["0", "1", "2", "3", "4"]
+    assert rows[5] == {"tokens": None, "tags": None, "error": "line 6: cannot decode byte b'\\xe9' at column 14 as "
+                       "utf-8 (set encoding=...)"}
+    assert rows[6]["tokens"][5] == "6" and rows[69]["error"].startswith("line 70: cannot decode byte b'\\xff'")
+    assert "2 input line(s) could not be read, each has an error record (first: <stdin>:6:" in result.stderr
+    # on_error=stop: the lines before the bad one are written, then one line names it
+    stop = convnlp("predict", f"checkpoint={run_dir / 'best'}", "on_error=stop", cwd=cwd, input=stream, check=False)
+    assert stop.returncode == 2 and len(stop.stdout.splitlines()) == 5
+    assert stop.stderr.startswith("convnlp: error: <stdin>:6: cannot decode byte") and stop.stderr.count("\n") == 1
+    # a reader that leaves early (| head -1) ends the command quietly, as for any Unix filter
+    (tmp_path / "many.txt").write_bytes(b"Alice met Bob .\n" * 20000)
+    piped = subprocess.run(f"{sys.executable} -m convnlp predict checkpoint={run_dir / 'best'} "
+                           f"input={tmp_path / 'many.txt'} 2>{tmp_path / 'err.txt'} | head -1", shell=True, cwd=cwd,
+                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert json.loads(piped.stdout)["tags"] == ["B-PER", "O", "B-PER", "O"]
+    assert (tmp_path / "err.txt").read_text() == ""
+
+
+def test_runs_started_at_once_get_their_own_directories_and_a_failed_run_logs_why(tmp_path, conll_files):
+    """Issue 16: three runs started in the same second share nothing; a failed run's train.log
+    says why it failed."""
+    args = [sys.executable, "-m", "convnlp", "train", *conll_args(conll_files), *TINY, "trainer.max_steps=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    processes = [subprocess.Popen([*args, f"seed={i}"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for i in range(3)]
+    assert [p.wait(timeout=300) for p in processes] == [0, 0, 0]
+    runs = run_dirs(tmp_path)
+    assert len(runs) == 3
+    assert sorted(json.loads((r / "best" / "config.json").read_text())["seed"] for r in runs) == [0, 1, 2]
+    for run in runs:  # each log holds one run's lines
+        assert (run / "train.log").read_text().count("training: ") == 1
+    failed = convnlp("train", "data=conllu", f"data.train={tmp_path / 'missing.conllu'}", cwd=tmp_path, check=False)
+    assert failed.returncode == 2
+    (log,) = [r / "train.log" for r in run_dirs(tmp_path) if r not in runs]
+    assert f"failed: {tmp_path / 'missing.conllu'}: no such file" in log.read_text()
+
+
+def test_a_run_killed_before_its_first_evaluation_resumes_from_its_own_checkpoint(tmp_path, conll_files):
+    """Issue 16: last/ is written on its own schedule (trainer.checkpoint_every steps here,
+    trainer.checkpoint_minutes by default), not only at evaluations."""
+    args = [*conll_args(conll_files), *TINY, "trainer.batch_tokens=80", "trainer.max_epochs=1",
+            "trainer.threads=1", "trainer.checkpoint_every=10"]
+    full_cwd, killed_cwd = tmp_path / "full", tmp_path / "killed"
+    full_cwd.mkdir()
+    killed_cwd.mkdir()
+    convnlp("train", *args, cwd=full_cwd)
+    (full,) = run_dirs(full_cwd)
+    steps = json.loads((full / "metrics.json").read_text())["steps"]
+    assert steps > 40  # one epoch, evaluated once at its end
+
+    process = subprocess.Popen([sys.executable, "-m", "convnlp", "train", *args], cwd=killed_cwd,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        metrics = list(killed_cwd.glob("outputs/train/*/last/metrics.json"))
+        if metrics and json.loads(metrics[0].read_text())["step"] >= 20:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (killed,) = run_dirs(killed_cwd)
+    state = json.loads((killed / "last" / "metrics.json").read_text())
+    assert state["step"] < steps and not (killed / "best").exists(), "killed after its first evaluation"
+    result = convnlp("train", *args, "trainer.resume=true", cwd=killed_cwd)
+    assert f"resumed from {killed / 'last'} at step {state['step']}" in result.stdout
+    resumed = [d for d in run_dirs(killed_cwd) if d != killed][0]
+    a, b = load_file(full / "best" / "model.safetensors"), load_file(resumed / "best" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
 
 
 def test_resume_after_a_killed_run_gives_the_same_model(tmp_path, conll_files):
@@ -520,3 +601,25 @@ def test_the_default_generation_data_through_the_cli(tmp_path):
     (run_dir,) = run_dirs(tmp_path)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["examples"] > 5000 and metrics["validation"]["examples"] > 5000
+
+
+def test_random_kills_resume_to_identical_weights_and_failed_writes_stop_in_one_line(tmp_path):
+    """Issue 16: scripts/reliability.py SIGKILLs a run at random moments (many during a
+    checkpoint write), checks that every checkpoint on disk loads, resumes, and compares the final
+    weights with an uninterrupted run's; then makes checkpoint writes fail (file size limit,
+    read-only directory, full disk where a tmpfs can be mounted). A small budget here; the README
+    gives the command for the large one."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "reliability.py"
+    result = subprocess.run([sys.executable, str(script), "kill", "write-fails", "--kills", "2",
+                             "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    kill = report["kill"]
+    assert kill["kills"] == 2 and kill["problems"] == [] and kill["checkpoints_loaded"] >= 1
+    assert kill["same_last_weights"] and kill["same_best_weights"] and kill["same_test_metrics"]
+    fsize = report["write_fails"]["file_size_limit"]
+    assert fsize["passed"] and fsize["stderr"][0].startswith("convnlp: error: cannot write the checkpoint ")
+    assert "File too large" in fsize["stderr"][0]
+    for case in ("read_only_directory", "disk_full"):  # where this machine allows them
+        assert report["write_fails"][case]["passed"] in (True, None), report["write_fails"][case]

@@ -111,3 +111,78 @@ def test_resume_comparison_fills_defaults_and_ignores_suggestions():
         del saved["decoder"][key]
     assert config_difference(saved, current) is None
     assert config_difference(saved, composed()) == "decoder.output_length: 'fixed' there, 'source' now"
+
+
+# ------------------------------------------------- bad values, generated from the schemas
+
+
+def _bad_values():
+    """(group, option, key, kind, value) for every option of every group: a value of a wrong
+    type, one out of range (where a rule gives a range), one not among the choices (where there
+    are choices), and an unknown key per option."""
+    import dataclasses
+    import typing
+
+    from convnlp.config import CHOICES, RULES
+
+    candidates = [-1, 0, 1, 2, 3, 4, 0.5, 1.5, 100, 10**6, -0.5, [], [0], [2], [-1], [4, 6], [0.5, 2.0]]
+    for group, schemas in SCHEMAS.items():
+        for option, schema in schemas.items():
+            hints = typing.get_type_hints(schema)
+            for field in dataclasses.fields(schema):
+                key, hint = f"{group}.{field.name}", hints[field.name]
+                if field.name == "name" or hint is typing.Any:
+                    continue
+                base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+                wrong = {int: "many", float: "many", bool: "maybe", str: [1, 2]}.get(base, "many")
+                yield group, option, field.name, "type", wrong
+                choice = CHOICES.get(key) or CHOICES.get(f"{option}.{field.name}")
+                if choice:
+                    yield group, option, field.name, "choice", "nope"
+                if key in RULES:
+                    ok, _ = RULES[key]
+                    for value in candidates:
+                        try:
+                            typed = OmegaConf.merge(OmegaConf.structured(schema), {field.name: value})[field.name]
+                            holds = ok(typed)
+                        except Exception:
+                            continue
+                        if not holds:
+                            yield group, option, field.name, "range", value
+                            break
+                    else:
+                        raise AssertionError(f"no out-of-range candidate for {key}")
+            yield group, option, "no_such_key", "unknown key", 1
+
+
+BAD_VALUES = list(_bad_values())
+
+
+def _context(group: str, option: str) -> dict:
+    """A config in which ``group=option`` is valid: a task the data serves, generation for a decoder."""
+    if group == "data":
+        return {"task": {"name": DATA_TASKS[option][0]}}
+    if group == "decoder":
+        return {"task": {"name": "generation"}}
+    if group == "task":
+        return {"data": {"name": {"tagging": "cmudict_stress", "classification": "cmudict_syllables",
+                                  "generation": "cmudict_g2p"}[option]}}
+    return {}
+
+
+def test_every_option_rejects_a_wrong_type_an_out_of_range_and_an_unknown_value_in_one_line():
+    """Issue 16: each of these, for every option of every group, is one line naming the key."""
+    assert len(BAD_VALUES) > 300
+    kinds = {}
+    for group, option, key, kind, value in BAD_VALUES:
+        base = {**_context(group, option), group: {"name": option}}
+        good = validate(OmegaConf.create(base))  # the option itself is valid ...
+        assert good[group].name == option
+        bad = OmegaConf.create(base)
+        bad[group][key] = value
+        with pytest.raises(UserError) as error:  # ... and the bad value is refused, by name
+            validate(bad)
+        message = str(error.value)
+        assert "\n" not in message and f"{group}.{key}" in message, (group, option, key, kind, value, message)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    assert set(kinds) == {"type", "choice", "range", "unknown key"}

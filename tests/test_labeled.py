@@ -169,3 +169,43 @@ def test_probe_longrange_for_classification():
         tokens = text.split()
         assert len(tokens) == 12 and label == ("same" if tokens[0] == tokens[5] else "different")
     assert 150 < labels.count("same") < 250
+
+
+def test_a_tsv_row_is_a_line_and_a_quote_is_text(tmp_path, caplog):
+    """Issue 16: texts that begin with a quote must not swallow the rows after them."""
+    rows = [(f'"quoted {i} ...' if i % 7 == 0 else f"plain text {i}", "pos" if i % 2 else "neg") for i in range(40)]
+    path = write(tmp_path / "a.tsv", "text\tlabel\n" + "".join(f"{t}\t{label}\n" for t, label in rows))
+    texts, labels = labeled.read_table(path, "text", "label", delimiter="\t")
+    assert list(zip(texts, labels)) == rows  # 40 rows, not 19
+    # the same file through the named data set
+    cfg = validate_group("data", OmegaConf.create({"name": "tsv", "train": str(path)}))
+    assert load_splits(cfg, splits=("train",), task="classification")["train"].num_rows == 40
+    # CSV-style quoting on request: a quoted field may hold a tab and a line break
+    quoted = write(tmp_path / "q.tsv", 'text\tlabel\n"a\ttab and\na break"\tpos\nplain\tneg\n')
+    with caplog.at_level(logging.WARNING):
+        assert labeled.read_table(quoted, "text", "label", delimiter="\t", quoting="csv") == (
+            ["a\ttab and\na break", "plain"], ["pos", "neg"])
+    assert "q.tsv: 1 row(s) have a quoted field with a line break inside (first at line 2)" in caplog.text
+    assert labeled.read_table(quoted, "text", "label", delimiter="\t")[0] == ['"a', 'a break"', "plain"]
+
+
+def test_a_csv_with_a_stray_quote_names_the_line_where_it_opened(tmp_path):
+    rows = "".join(f'{"x" if i != 3 else chr(34) + "x"} {i},pos\n' for i in range(10))
+    path = write(tmp_path / "a.csv", "text,label\n" + rows)
+    with pytest.raises(UserError) as error:
+        labeled.read_table(path, "text", "label")
+    assert str(error.value).startswith(f"{path}:5: malformed CSV: a quoted field that starts on this line is not "
+                                       "closed properly")
+    unclosed = write(tmp_path / "b.csv", 'text,label\nfine,pos\n"never closed,neg\nmore,pos\n')
+    with pytest.raises(UserError, match=r"b.csv:3: malformed CSV: .*unexpected end of data"):
+        labeled.read_table(unclosed, "text", "label")
+    # quoting=none reads a CSV whose quotes are text
+    assert labeled.read_table(path, "text", "label", quoting="none")[0][3] == '"x 3'
+
+
+def test_every_record_of_a_table_is_read_skipped_or_ignored(tmp_path, caplog):
+    path = write(tmp_path / "a.csv", "text,label\nok,pos\n\n,neg\nfine,pos\n\n")
+    with caplog.at_level(logging.DEBUG):
+        assert labeled.read_table(path, "text", "label", skip_empty=True) == (["ok", "fine"], ["pos", "pos"])
+    assert "a.csv: left out 1 row(s) with an empty text (first at line 4)" in caplog.text
+    assert "a.csv: 2 blank line(s) between rows (first at line 3)" in caplog.text

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from convnlp.data import tokenizer as tok
@@ -33,13 +34,9 @@ REQUIRED = ("model.safetensors", "config.json", "tokenizer.json", "labels.json")
 
 def save(directory: Path, model: Model, config: dict, tokenizer, labels: list[str],
          metrics: dict, training_state: dict | None = None) -> None:
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is an ordinary directory
-    try:
+    """Write a checkpoint directory; a write that fails (disk full, file size limit, read-only
+    directory) raises a one-line UserError and leaves the previous checkpoint as it was."""
+    def write(tmp: Path) -> None:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, tmp / "model.safetensors")
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
@@ -48,14 +45,51 @@ def save(directory: Path, model: Model, config: dict, tokenizer, labels: list[st
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         if training_state is not None:
             torch.save(training_state, tmp / "training_state.pt")
+
+    _write_atomically(Path(directory), write)
+
+
+def copy(source: Path, directory: Path) -> None:
+    """Copy a checkpoint directory, as atomically as ``save`` writes one."""
+    _write_atomically(Path(directory), lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True))
+
+
+def _write_atomically(directory: Path, write) -> None:
+    """``write(tmp)`` fills a temporary sibling directory, which then replaces ``directory``
+    by renames: a killed process leaves either the old or the new checkpoint under its name (or,
+    for a moment, the old one as ``.<name>.old``, which ``existing`` finds)."""
+    tmp = None
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is an ordinary directory
+        write(tmp)
         old = directory.with_name(f".{directory.name}.old")
         if directory.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(directory, old)
         os.replace(tmp, directory)
         shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        raise UserError(f"cannot write the checkpoint {directory} ({e.strerror or e}); the previous one, if any, "
+                        "is kept") from None
+    except (RuntimeError, SafetensorError) as e:  # torch.save and safetensors wrap the OS error in their own
+        raise UserError(f"cannot write the checkpoint {directory} ({str(e).splitlines()[0]}); the previous one, "
+                        "if any, is kept") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def mark_finished(directory: Path) -> None:
+    """Set ``finished`` in a checkpoint's metrics.json (a file replaced whole, by a rename)."""
+    path = Path(directory) / "metrics.json"
+    metrics = {**json.loads(path.read_text()), "finished": True}
+    tmp = path.with_name(".metrics.json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2))
+    os.replace(tmp, path)
 
 
 def _read_json(path: Path):
@@ -79,9 +113,79 @@ def existing(directory: str | Path) -> Path:
     return directory
 
 
+# The keys of a run config (config.json); anything else is refused, not ignored.
+CONFIG_KEYS = ("task", "encoder", "decoder", "data", "tokenizer", "trainer", "optim", "seed")
+# Hydra's instantiation keys: a checkpoint never names code to run.
+INSTANTIATION_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
+
+
+def _untrusted_value(value, where: str = "") -> str | None:
+    """Why a value of a checkpoint's config.json is refused, or None: a class path to
+    instantiate, or an interpolation (``${oc.env:HOME}``) to resolve; both run or read more than
+    the file holds."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{where}.{key}" if where else str(key)
+            if key in INSTANTIATION_KEYS:
+                return f"{name}: names code to instantiate; a checkpoint's config holds plain values only"
+            problem = _untrusted_value(item, name)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = _untrusted_value(item, f"{where}[{i}]")
+            if problem:
+                return problem
+    elif isinstance(value, str) and "${" in value:
+        return f"{where}: {value!r} is an interpolation; a checkpoint's config holds plain values only"
+    return None
+
+
+def _check_config(config) -> None:
+    if not isinstance(config, dict):
+        raise UserError(f"expected a JSON object, found {type(config).__name__}")
+    unknown = [key for key in config if key not in CONFIG_KEYS]
+    if unknown:
+        raise UserError(f"unknown top-level key {unknown[0]!r}; a run config holds: {', '.join(CONFIG_KEYS)}")
+    for group in ("task", "encoder"):
+        if not isinstance(config.get(group), dict):
+            raise UserError(f"no {group} group")
+    problem = _untrusted_value(config)
+    if problem:
+        raise UserError(problem)
+
+
+def _check_labels(labels) -> None:
+    if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+        raise UserError("expected a non-empty JSON list of label strings")
+    if len(set(labels)) != len(labels):
+        raise UserError("a label appears twice")
+
+
+def weights_difference(expected: dict, weights: dict) -> str | None:
+    """The first way saved weights differ from the model a config builds, or None; says which
+    file disagrees where it can tell (the embedding: tokenizer.json; the output layer: labels.json)."""
+    missing = [k for k in expected if k not in weights]
+    if missing:
+        return f"the config's model has a tensor {missing[0]!r} the weights lack ({len(missing)} missing)"
+    unexpected = [k for k in weights if k not in expected]
+    if unexpected:
+        return f"the weights hold a tensor {unexpected[0]!r} the config's model lacks ({len(unexpected)} extra)"
+    for key, tensor in expected.items():
+        if tuple(weights[key].shape) != tuple(tensor.shape):
+            hint = " (its rows: the tokenizer's vocabulary size)" if key == "embedding.weight" else ""
+            return (f"{key!r} has shape {tuple(weights[key].shape)} in the weights, {tuple(tensor.shape)} from "
+                    f"config.json, tokenizer.json and labels.json{hint}")
+        if not weights[key].dtype.is_floating_point and tensor.dtype.is_floating_point:
+            return f"{key!r} holds {weights[key].dtype}, not floating-point numbers"
+    return None
+
+
 def load(directory: str | Path, device: str | torch.device = "cpu"):
-    """(model, config, tokenizer, labels) from a checkpoint directory. Executes nothing from it."""
-    from convnlp.config import validate_group
+    """(model, config, tokenizer, labels) from a checkpoint directory. Executes nothing from it:
+    the config names no code (no class paths, no interpolations, no unknown keys), the model is
+    built from the fixed table of tasks and encoders, the weights are safetensors."""
+    from convnlp.config import validate
     from convnlp.tasks import task_config
 
     directory = existing(directory)
@@ -90,19 +194,32 @@ def load(directory: str | Path, device: str | torch.device = "cpu"):
             raise UserError(f"{directory}: checkpoint is missing {name}")
     config = _read_json(directory / "config.json")
     labels = _read_json(directory / "labels.json")
+    for name, check, value in (("config.json", _check_config, config), ("labels.json", _check_labels, labels)):
+        try:
+            check(value)
+        except UserError as e:
+            raise UserError(f"{directory / name}: {e}") from None
     tokenizer = tok.load(directory / "tokenizer.json")
-    try:  # the task and encoder configs pass the same checks as on the command line
+    try:  # the model groups pass the same type, choice and range checks as on the command line
+        checked = validate(OmegaConf.create({g: config[g] for g in ("task", "encoder", "decoder") if g in config}),
+                           ("task", "encoder", "decoder"))
         for group in ("task", "encoder", "decoder"):
-            if group != "decoder" or config.get(group) is not None:
-                config[group] = OmegaConf.to_container(validate_group(group, OmegaConf.create(config[group])))
+            if config.get(group) is not None:
+                config[group] = OmegaConf.to_container(checked[group])
         model = build_model(task_config(config), config["encoder"], tokenizer.get_vocab_size(), len(labels))
-    except (UserError, KeyError, TypeError, ValueError) as e:
+    except UserError as e:
+        raise UserError(f"{directory}/config.json: {e}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise UserError(f"{directory}/config.json: not a usable model config ({str(e).splitlines()[0]})") from None
     try:
-        model.load_state_dict(load_file(directory / "model.safetensors", device="cpu"))
-    except Exception as e:  # safetensors raises its own error type for damaged files
-        raise UserError(f"{directory}/model.safetensors: does not match the checkpoint's config "
+        weights = load_file(directory / "model.safetensors", device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{directory}/model.safetensors: damaged or not a safetensors file "
                         f"({str(e).splitlines()[0]})") from None
+    difference = weights_difference(model.state_dict(), weights)
+    if difference:
+        raise UserError(f"{directory}/model.safetensors: does not match the checkpoint's model: {difference}")
+    model.load_state_dict(weights)
     return model.to(device), config, tokenizer, labels
 
 

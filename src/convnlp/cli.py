@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -187,12 +188,48 @@ COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict, "inspe
 def main(argv: list[str] | None = None) -> None:
     try:
         dispatch(list(sys.argv[1:] if argv is None else argv))
-    except BrokenPipeError:  # e.g. `convnlp predict ... | head`: the reader left, not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+    except BrokenPipeError:
+        reader_left()
+
+
+def reader_left() -> None:
+    """`convnlp predict ... | head -1`: the reader of our output left. Exit quietly, as Unix
+    filters do (status 141, as if killed by SIGPIPE), without a traceback and without a second
+    error when Python flushes standard output at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(141)
+
+
+RUN_DIR_COMMANDS = ("train", "eval", "inspect")  # commands that write a run directory
+
+
+def claim_run_dir(command: str, multirun: bool, root: Path = Path("outputs")) -> Path:
+    """A new run (or sweep) directory ``outputs/<command>[-multirun]/<date>_<time>``, created
+    here with an exclusive mkdir: runs started in the same second get ``_2``, ``_3``, ... and two
+    processes can never share one directory, on one machine or on a shared file system."""
+    parent = root / (f"{command}-multirun" if multirun else command)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    for n in range(1, 10_000):
+        path = parent / (stamp if n == 1 else f"{stamp}_{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"{parent}: cannot create a new run directory for {stamp}")
+
+
+def _log_to_files(level: int, message: str, exc_info=None) -> None:
+    """Write to the run's log file (train.log) only: standard error gets its own one line."""
+    record = logging.getLogger("convnlp").makeRecord("convnlp", level, __file__, 0, message, None, exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def dispatch(argv: list[str]) -> None:
+    logging.raiseExceptions = False  # a log file that cannot be written (disk full) prints no traceback
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
@@ -201,12 +238,28 @@ def dispatch(argv: list[str]) -> None:
         fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
     if not INFO_FLAGS.intersection(args):
         check_overrides(command, args)
+        multirun = "-m" in args or "--multirun" in args
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        if command in RUN_DIR_COMMANDS and not any(a.lstrip("+").startswith(f"{key}=") for a in args):
+            try:
+                args = [*args, f"{key}={claim_run_dir(command, multirun)}"]
+            except (UserError, OSError) as e:
+                fail(f"cannot create the run directory: {e}")
 
     def app(cfg: DictConfig) -> None:
         try:
             COMMANDS[command](cfg)
-        except UserError as e:
+        except UserError as e:  # the reason goes to the run's log too, not only to the terminal
+            _log_to_files(logging.ERROR, f"failed: {e}")
             fail(str(e))
+        except BrokenPipeError:
+            reader_left()
+        except KeyboardInterrupt:
+            _log_to_files(logging.ERROR, "interrupted (Ctrl-C)")
+            raise
+        except Exception as e:
+            _log_to_files(logging.ERROR, f"failed: {type(e).__name__}: {e}", sys.exc_info())
+            raise
 
     app.__name__ = command
     sys.argv = [f"convnlp {command}", *args]

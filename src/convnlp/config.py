@@ -260,6 +260,7 @@ class LabeledFilesConfig:  # csv, tsv, jsonl
     label_column: str = "label"
     encoding: str = "utf-8"
     skip_empty: bool = False
+    quoting: str = "auto"  # auto (csv: quoted fields; tsv: none, a row is a line) | csv | none
 
 
 @dataclass
@@ -317,6 +318,8 @@ class TrainerConfig:
     max_minutes: float = 0.0
     batch_tokens: int = 4000
     eval_every: int = 0
+    checkpoint_minutes: float = 1.0
+    checkpoint_every: int = 0
     patience: int = 5
     grad_clip: float = 1.0
     device: str = "auto"
@@ -378,6 +381,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "decoder.too_long": ("error", "filter"),
     "decoder.output_length": ("fixed", "source"),
     "data.format": ("auto", "tsv", "jsonl", "files"),
+    "data.quoting": ("auto", "csv", "none"),
     "encoder.activation": ("relu", "gelu"),
     "encoder.norm": ("layer", "none"),
     "data.split": ("train", "validation", "test"),
@@ -385,6 +389,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.schedule": ("linear", "cosine", "constant"),
     "trainer.device": ("auto", "cpu", "cuda"),
     "device": ("auto", "cpu", "cuda"),  # eval and predict
+    "on_error": ("record", "stop"),     # predict
     "norm": ("layer", "none"),          # inspect
 }
 
@@ -452,6 +457,8 @@ RULES: dict[str, tuple] = {
     "trainer.max_minutes": (lambda v: v >= 0, "must be 0 (no limit) or more"),
     "trainer.batch_tokens": (lambda v: v >= 1, "must be at least 1"),
     "trainer.eval_every": (lambda v: v >= 0, "must be 0 (every epoch) or more"),
+    "trainer.checkpoint_minutes": (lambda v: v >= 0, "must be 0 (only at evaluations) or more"),
+    "trainer.checkpoint_every": (lambda v: v >= 0, "must be 0 (no step schedule) or more"),
     "trainer.patience": (lambda v: v >= 0, "must be 0 (never stop early) or more"),
     "trainer.grad_clip": (lambda v: v >= 0, "must be 0 (no clipping) or more"),
     "trainer.threads": (lambda v: v >= 0, "must be 0 (torch's default) or more"),

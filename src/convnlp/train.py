@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -114,26 +113,50 @@ def config_difference(saved: dict, current: dict, names: tuple[str, str] = ("the
     return None
 
 
+def _resumable(run: Path) -> Path | None:
+    """A run directory's last/ checkpoint (or the previous one, if a save was killed while
+    swapping them), when it holds a training state."""
+    try:
+        last = checkpoint.existing(run / "last")
+    except UserError:
+        return None
+    return last if (last / "training_state.pt").is_file() and (last / "config.json").is_file() else None
+
+
+def _superseded(run: Path) -> bool:
+    """Whether a run was resumed by another that got far enough to write its own last/; a
+    resuming run killed before its first checkpoint leaves the run it resumed resumable."""
+    marker = run / "resumed_by"
+    if not marker.is_file():
+        return False
+    return any(_resumable(Path(line)) for line in marker.read_text().split("\n") if line.strip())
+
+
 def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
     """``trainer.resume``: false, a path to a run or its last/ directory, or true for the newest
-    unfinished, not yet resumed run with the same config beside this one (same parent directory)."""
+    unfinished run with the same config beside this one (same parent directory) that no later
+    run has taken further."""
     if resume in (False, None, "false", "False"):
         return None
     if resume not in (True, "true", "True"):
         path = Path(str(resume))
-        path = path / "last" if (path / "last").is_dir() else path
-        if not (path / "training_state.pt").is_file():
-            raise UserError(f"trainer.resume={resume}: no resumable checkpoint (last/training_state.pt) there")
-        return path
+        last = _resumable(path) or (path if (path / "training_state.pt").is_file() else None)
+        if last is None:
+            raise UserError(f"trainer.resume={resume}: no resumable checkpoint (last/training_state.pt) there"
+                            + ("; the run stopped before its first checkpoint (trainer.checkpoint_minutes)"
+                               if (path / ".hydra").is_dir() else ""))
+        return last
     candidates = []
-    for last in run_dir.parent.glob("*/last"):
-        if last.parent == run_dir or (last.parent / "resumed_by").exists():
+    for run in run_dir.parent.iterdir():
+        last = _resumable(run) if run.is_dir() and run != run_dir else None
+        if last is None or _superseded(run):
             continue
-        if not (last / "training_state.pt").is_file() or not (last / "config.json").is_file():
+        try:
+            if json.loads((last / "metrics.json").read_text()).get("finished", False):
+                continue
+            saved = json.loads((last / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
             continue
-        if json.loads((last / "metrics.json").read_text()).get("finished", False):
-            continue
-        saved = json.loads((last / "config.json").read_text())
         if config_difference(saved, config) is None and teacher_difference(saved, config) is None:
             candidates.append(last)
     if not candidates:
@@ -310,10 +333,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if device.type == "cuda" and state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         scaler.load_state_dict(state["scaler"])
-        if (resume_dir.parent / "best").is_dir():
-            # carry the best checkpoint over, so this run's best/ is the best of both runs
-            shutil.copytree(resume_dir.parent / "best", run_dir / "best", dirs_exist_ok=True)
-        (resume_dir.parent / "resumed_by").write_text(f"{run_dir}\n")  # resume=true won't pick it again
+        try:  # carry the best checkpoint over, so this run's best/ is the best of both runs
+            checkpoint.copy(checkpoint.existing(resume_dir.parent / "best"), run_dir / "best")
+        except UserError:
+            pass  # it had no validation data, or stopped before its first evaluation
+        with open(resume_dir.parent / "resumed_by", "a") as marker:  # resume=true goes on from this run
+            marker.write(f"{run_dir.resolve()}\n")
         log.info("resumed from %s at step %d (epoch %d, batch %d)", resume_dir, step, epoch, batch_in_epoch)
 
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
@@ -322,7 +347,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
              steps_per_epoch, tc.max_epochs, total_steps,
              f" / {tc.max_minutes:g} min" if max_seconds else "", device, run_dir)
 
-    def save_checkpoint(name: str, metrics: dict, finished: bool = False):
+    def save_checkpoint(name: str, metrics: dict):
         training_state = None
         if name == "last":
             training_state = {
@@ -336,16 +361,22 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             if ema is not None:
                 training_state["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
                 training_state["ema_updates"] = int(ema.n_averaged)
-        meta = {**metrics, "step": step, "epoch": epoch, "finished": finished, "git_revision": revision}
+        meta = {**metrics, "step": step, "epoch": epoch, "finished": False, "git_revision": revision}
         checkpoint.save(run_dir / name, scored, config, tokenizer, labels, meta, training_state)
 
     start_time = time.perf_counter()
+    last_saved = start_time  # last/ is written at every evaluation and on its own schedule
+    save_seconds = 60.0 * tc.checkpoint_minutes
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - start_time
 
     # ---- the loop
-    stop_reason = None
+    stop_reason, last_metrics = None, {}
+    if step >= total_steps:  # resumed after its last step, e.g. killed during the final evaluation
+        stop_reason = f"reached {total_steps} steps"
+    elif epoch >= tc.max_epochs:
+        stop_reason = f"reached {tc.max_epochs} epochs"
     window_symbols, window_start, trained_symbols = 0, time.perf_counter(), 0
     loop_start = time.perf_counter()
     while stop_reason is None:
@@ -405,7 +436,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     or stop_reason:
                 metrics = {}
                 if validation is not None:
-                    metrics = evaluate(validation, scored)
+                    metrics = last_metrics = evaluate(validation, scored)
                     task.log_metrics(writer, "validation", metrics, step)
                     score = metrics["accuracy"]
                     improved = score > best_score
@@ -421,6 +452,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                         stop_reason = f"no improvement in {tc.patience} evaluations"
                 model.train()
                 save_checkpoint("last", metrics)
+                last_saved = time.perf_counter()
+            elif (tc.checkpoint_every and step % tc.checkpoint_every == 0) or \
+                    (save_seconds and time.perf_counter() - last_saved >= save_seconds):
+                save_checkpoint("last", last_metrics)
+                last_saved = time.perf_counter()
             if stop_reason or end_of_epoch:
                 break
         bar.close()
@@ -432,7 +468,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     log.info("stopped: %s after %d steps, %.1f min", stop_reason, step, train_seconds / 60)
 
     # ---- final evaluation with the best weights (the last ones without validation data)
-    save_checkpoint("last", {}, finished=True)  # resume=true skips finished runs
+    save_checkpoint("last", {})  # the end state: a larger budget continues from it (trainer.resume=DIR)
     if validation is None or not (run_dir / "best").is_dir():
         save_checkpoint("best", {})
     model.load_state_dict(load_file(run_dir / "best" / "model.safetensors", device=str(device)))
@@ -455,6 +491,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     writer.close()
     results["total_seconds"] = time.perf_counter() - t0
     (run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    checkpoint.mark_finished(run_dir / "last")  # only now: resume=true finishes a run killed before this
     log.info("checkpoint: %s", run_dir / "best")
     return results
 

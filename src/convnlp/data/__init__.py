@@ -110,7 +110,7 @@ def load_splits(cfg: DictConfig, splits: tuple[str, ...] = SPLITS, task: str = "
     elif cfg.name in ("csv", "tsv"):
         delimiter = "\t" if cfg.name == "tsv" else ","
         raw = _per_split(cfg, splits, lambda path: labeled.read_table(
-            path, cfg.text_column, cfg.label_column, delimiter, cfg.encoding, cfg.skip_empty))
+            path, cfg.text_column, cfg.label_column, delimiter, cfg.encoding, cfg.skip_empty, cfg.quoting))
     elif cfg.name == "jsonl":
         raw = _per_split(cfg, splits, lambda path: labeled.read_jsonl(
             path, cfg.text_column, cfg.label_column, cfg.encoding, cfg.skip_empty))

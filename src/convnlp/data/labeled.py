@@ -10,10 +10,14 @@ left out and their count is logged.
 from __future__ import annotations
 
 import csv
+import io
+import logging
 from pathlib import Path
 
 from convnlp.data.readers import RowCollector, json_objects, read_lines
 from convnlp.errors import UserError
+
+log = logging.getLogger(__name__)
 
 Texts = tuple[list[str], list[str]]
 
@@ -42,6 +46,7 @@ def read_label_first(path: str | Path, encoding: str = "utf-8", skip_empty: bool
     """Lines ``<label> <text>`` (the SST-2 files): the label is the first whitespace-separated field."""
     rows = _Rows(path, skip_empty)
     for number, line in enumerate(read_lines(path, encoding), start=1):
+        rows.records += 1
         if not line.strip():
             raise UserError(f"{path}:{number}: empty line (expected '<label> <text>')")
         label, _, text = line.strip().partition(" ")
@@ -59,29 +64,70 @@ def read_text_lines(path: str | Path, label: str, encoding: str = "utf-8") -> li
     return texts
 
 
+QUOTING = ("auto", "csv", "none")
+
+
+def _table_records(path, lines: list[str], delimiter: str, quoting: bool):
+    """Yield (first line, last line, fields) for each record of a delimited text. Without
+    ``quoting`` a record is a line and a quote is an ordinary character (a TSV as most tools
+    write it); with it, RFC 4180 rules: a field may be quoted, hold the delimiter, doubled quotes
+    and line breaks. A quote that is never closed, or text after a closing quote, is an error
+    naming the line where its record began, since it would swallow the rows after it."""
+    name = "TSV" if delimiter == "\t" else "CSV"
+    if not quoting:
+        for number, line in enumerate(lines, start=1):
+            yield number, number, line.split(delimiter) if line.strip() else []
+        return
+    reader = csv.reader(io.StringIO("\n".join(lines) + "\n", newline=""), delimiter=delimiter, strict=True)
+    start = 1
+    try:
+        for fields in reader:
+            yield start, reader.line_num, fields if "".join(fields).strip() or len(fields) > 1 else []
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise UserError(f"{path}:{start}: malformed {name}: a quoted field that starts on this line is not "
+                        f"closed properly ({e}, at line {reader.line_num}); double a quote inside a quoted "
+                        f"field{', or set data.quoting=none to read quotes as text' if name == 'TSV' else ''}") from None
+
+
 def read_table(path: str | Path, text_column: str, label_column: str, delimiter: str = ",",
-               encoding: str = "utf-8", skip_empty: bool = False) -> Texts:
-    """A CSV or TSV file with a header row naming the columns."""
-    lines = read_lines(path, encoding)
-    reader = csv.DictReader(lines, delimiter=delimiter)
-    header = reader.fieldnames or []
+               encoding: str = "utf-8", skip_empty: bool = False, quoting: str = "auto") -> Texts:
+    """A CSV or TSV file with a header row naming the columns. ``quoting``: ``csv`` reads quoted
+    fields (RFC 4180), ``none`` reads every line as one row and quotes as text; ``auto`` is
+    ``csv`` for commas and ``none`` for tabs."""
+    if quoting not in QUOTING:
+        raise UserError(f"data.quoting={quoting!r} is not valid; choose one of: {', '.join(QUOTING)}")
+    quoted = quoting == "csv" or (quoting == "auto" and delimiter != "\t")
+    lines = read_lines(path, encoding)  # checks the file and names an undecodable byte's line
+    records = _table_records(path, lines, delimiter, quoted)
+    header, header_line = [], 1
+    for header_line, _, fields in records:
+        if fields:
+            header = [field.strip() for field in fields]
+            break
     for role, column in (("text", text_column), ("label", label_column)):
         if column not in header:
-            raise UserError(f"{path}:1: no {role} column {column!r}; the header has: {', '.join(header)} "
+            raise UserError(f"{path}:{header_line}: no {role} column {column!r}; the header has: {', '.join(header)} "
                             f"(set data.{role}_column=...)")
-    rows = _Rows(path, skip_empty)
-    try:
-        for row in reader:
-            number = reader.line_num
-            text, label = row.get(text_column), _label(row.get(label_column))
-            if None in row:
-                raise UserError(f"{path}:{number}: {len(header) + len(row[None])} fields, the header has {len(header)}")
-            if label is None:
-                raise UserError(f"{path}:{number}: no label in column {label_column!r}")
-            rows.add(text or "", label, f"line {number}", f"{path}:{number}: empty text in column "
-                     f"{text_column!r} (remove the row, or set data.skip_empty=true)")
-    except csv.Error as e:
-        raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
+    text_at, label_at = header.index(text_column), header.index(label_column)
+    rows, spanning = _Rows(path, skip_empty), []
+    for number, last, fields in records:
+        rows.records += 1
+        if not fields:
+            rows.ignore("blank line(s) between rows", f"line {number}")
+            continue
+        if len(fields) != len(header):
+            raise UserError(f"{path}:{number}: {len(fields)} fields, the header has {len(header)}")
+        if last > number:
+            spanning.append(number)
+        text, label = fields[text_at], _label(fields[label_at])
+        if label is None:
+            raise UserError(f"{path}:{number}: no label in column {label_column!r}")
+        rows.add(text, label, f"line {number}", f"{path}:{number}: empty text in column "
+                 f"{text_column!r} (remove the row, or set data.skip_empty=true)")
+    if spanning:
+        log.warning("%s: %d row(s) have a quoted field with a line break inside (first at line %d)",
+                    path, len(spanning), spanning[0])
     return rows.finish()
 
 
@@ -90,6 +136,10 @@ def read_jsonl(path: str | Path, text_column: str, label_column: str, encoding: 
     """One JSON object per line; blank lines are allowed between objects."""
     rows = _Rows(path, skip_empty)
     for number, row in json_objects(path, encoding):
+        rows.records += 1
+        if row is None:
+            rows.ignore("blank line(s) between objects", f"line {number}")
+            continue
         if text_column not in row:
             raise UserError(f"{path}:{number}: no text field {text_column!r}; the object has: "
                             f"{', '.join(row)} (set data.text_column=...)")
@@ -125,6 +175,7 @@ def read_hf(path: str, subset: str | None, split: str, text_column: str, label_c
     names = feature.names if isinstance(feature, datasets.ClassLabel) else None
     rows = _Rows(where, skip_empty)
     for number, (text, raw_label) in enumerate(zip(dataset[text_column], dataset[label_column])):
+        rows.records += 1
         label = names[raw_label] if names is not None and isinstance(raw_label, int) and raw_label >= 0 else None
         label = label if names is not None else _label(raw_label)
         if label is None:

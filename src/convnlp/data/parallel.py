@@ -51,6 +51,7 @@ class _Pairs(RowCollector):
 def read_tsv(path: str, encoding: str = "utf-8", skip_empty: bool = False) -> Pairs:
     pairs = _Pairs(path, skip_empty)
     for number, line in enumerate(read_lines(path, encoding), start=1):
+        pairs.records += 1
         fields = line.split("\t")
         if len(fields) != 2:
             raise UserError(f"{path}:{number}: {len(fields)} tab-separated field(s), expected 2 (source, target)")
@@ -62,6 +63,10 @@ def read_jsonl(path: str, source_column: str, target_column: str, encoding: str 
                skip_empty: bool = False) -> Pairs:
     pairs = _Pairs(path, skip_empty)
     for number, row in json_objects(path, encoding):
+        pairs.records += 1
+        if row is None:
+            pairs.ignore("blank line(s) between objects", f"line {number}")
+            continue
         for role, column in (("source", source_column), ("target", target_column)):
             if column not in row:
                 raise UserError(f"{path}:{number}: no {role} field {column!r}; the object has: "
@@ -81,6 +86,7 @@ def read_files(path: str, source_suffix: str, target_suffix: str, encoding: str 
                         "the files must be line-aligned")
     pairs = _Pairs(f"{source_path} / {target_path}", skip_empty)
     for number, (source, target) in enumerate(zip(sources, targets), start=1):
+        pairs.records += 1
         place = f"{target_path}:{number}" if source.strip() else f"{source_path}:{number}"
         pairs.add(source, target, place)
     return pairs.finish()

@@ -24,13 +24,18 @@ Sentences = tuple[list[list[str]], list[list[str]]]
 
 class RowCollector:
     """Collects the two columns of one source's rows. A row with a problem (``add``'s ``error``)
-    raises it, or with ``skip_empty`` is left out and counted; ``finish`` logs that count and
-    refuses a source with no rows left. ``skipped`` and ``nothing`` word the log and the error:
-    "row(s) with an empty text", "no labeled texts found"."""
+    raises it, or with ``skip_empty`` is left out and counted; ``ignore`` counts a record the
+    format itself leaves out (a blank line between rows, a ``-DOCSTART-`` block). ``finish``
+    logs those counts, checks that every physical record of the source was read, skipped or
+    ignored (``records``: counted by the reader as it goes), and refuses a source with no rows
+    left. ``skipped`` and ``nothing`` word the log and the error: "row(s) with an empty text",
+    "no labeled texts found"."""
 
     def __init__(self, source, skip_empty: bool, skipped: str, nothing: str):
         self.source, self.skip_empty, self.skipped_what, self.nothing = source, skip_empty, skipped, nothing
         self.first, self.second, self.skipped = [], [], []
+        self.records = 0   # physical records (lines, blocks) the reader met
+        self.ignored = {}  # what the format leaves out -> [places]
 
     def add(self, first: str, second: str, place: str, error: str | None) -> None:
         if error is None:
@@ -41,10 +46,20 @@ class RowCollector:
         else:
             raise UserError(error)
 
+    def ignore(self, what: str, place: str) -> None:
+        self.ignored.setdefault(what, []).append(place)
+
     def finish(self) -> tuple[list[str], list[str]]:
         if self.skipped:
             log.warning("%s: left out %d %s (first at %s)", self.source, len(self.skipped), self.skipped_what,
                         self.skipped[0])
+        for what, places in self.ignored.items():
+            log.debug("%s: %d %s (first at %s)", self.source, len(places), what, places[0])
+        accounted = len(self.first) + len(self.skipped) + sum(map(len, self.ignored.values()))
+        if accounted != self.records:  # a reader bug, never the user's: refuse rather than lose rows
+            raise UserError(f"{self.source}: {self.records} records, but {len(self.first)} read, "
+                            f"{len(self.skipped)} left out and {accounted - len(self.first) - len(self.skipped)} "
+                            "ignored; please report this")
         if not self.first:
             raise UserError(f"{self.source}: {self.nothing}")
         return self.first, self.second
@@ -80,15 +95,18 @@ def decode_lines(raw: bytes, name: str, encoding: str = "utf-8") -> list[str]:
 
 
 def json_objects(path: str | Path, encoding: str = "utf-8"):
-    """Yield (line number, object) for each JSON object of a JSON lines file; blank lines are
-    allowed between objects. Bad JSON or a value that is not an object names its line."""
+    """Yield (line number, object) for each line of a JSON lines file, (line number, None) for a
+    blank line (allowed between objects). Bad JSON or a value that is not an object names its line."""
     for number, line in enumerate(read_lines(path, encoding), start=1):
         if not line.strip():
+            yield number, None
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise UserError(f"{path}:{number}: JSON nested too deeply") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
         yield number, row
@@ -115,8 +133,9 @@ _CONLLU_ID = re.compile(r"^(\d+|\d+-\d+|\d+\.\d+)$")
 def read_conllu(path: str | Path, tagset: str = "upos", encoding: str = "utf-8") -> Sentences:
     """Sentences of a CoNLL-U file with their UPOS (column 4) or XPOS (column 5) tags."""
     field, tag_column = {"upos": ("upos", 3), "xpos": ("xpos", 4)}[tagset]
-    all_tokens, all_tags = [], []
+    sentences = RowCollector(path, False, "", "no sentences found")
     for start, block in _blocks(read_lines(path, encoding)):
+        sentences.records += 1
         for offset, line in enumerate(block):
             if line.startswith("#"):
                 continue
@@ -133,22 +152,21 @@ def read_conllu(path: str | Path, tagset: str = "upos", encoding: str = "utf-8")
         except Exception as e:  # conllu raises several types; all mean a malformed block
             raise UserError(f"{path}:{start}: malformed CoNLL-U sentence: {e}") from None
         words = [t for t in sentence if isinstance(t["id"], int)]  # not ranges, not empty nodes
-        tokens, tags = [t["form"] for t in words], [t[field] for t in words]
-        if tokens:
-            all_tokens.append(tokens)
-            all_tags.append(tags)
-    if not all_tokens:
-        raise UserError(f"{path}: no sentences found")
-    return all_tokens, all_tags
+        if words:
+            sentences.add([t["form"] for t in words], [t[field] for t in words], f"line {start}", None)
+        else:
+            sentences.ignore("block(s) of comments only", f"line {start}")
+    return sentences.finish()
 
 
 def read_conll(
     path: str | Path, token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8"
 ) -> Sentences:
     """Sentences of a whitespace-column file: blank lines end sentences, -DOCSTART- is ignored."""
-    all_tokens, all_tags = [], []
+    sentences = RowCollector(path, False, "", "no sentences found")
     width = None  # every token line of a file has the same number of columns
     for start, block in _blocks(read_lines(path, encoding)):
+        sentences.records += 1
         tokens, tags = [], []
         for offset, line in enumerate(block):
             columns = line.split()
@@ -176,8 +194,7 @@ def read_conll(
                     f"{token_column} (token) and {tag_column} (tag)"
                 ) from None
         if tokens:
-            all_tokens.append(tokens)
-            all_tags.append(tags)
-    if not all_tokens:
-        raise UserError(f"{path}: no sentences found")
-    return all_tokens, all_tags
+            sentences.add(tokens, tags, f"line {start}", None)
+        else:
+            sentences.ignore("-DOCSTART- block(s)", f"line {start}")
+    return sentences.finish()

@@ -5,6 +5,8 @@ Every task module offers the same functions, which the trainer, ``eval`` and ``p
 (see ``task_config``):
 
     COLUMNS                                  the data set's column names
+    OUTPUT_FIELDS                            the fields of a predict record (null, plus "error",
+                                             for an input line that cannot be read)
     build_head(task_cfg, input_dim, num_labels) -> nn.Module
     label_vocabulary(train_split, task_cfg) -> list[str]
     tokenizer_examples(train_split)          what the vocabulary is trained on

@@ -33,6 +33,7 @@ from convnlp.encoders.layers import MaskedConv1d
 log = logging.getLogger(__name__)
 
 COLUMNS = ("text", "label")
+OUTPUT_FIELDS = ("text", "label", "probabilities")  # the fields of a `convnlp predict` record (null with an error)
 
 
 class ConvReduction(nn.Module):

@@ -46,6 +46,7 @@ from convnlp.errors import UserError
 log = logging.getLogger(__name__)
 
 COLUMNS = ("source", "target")
+OUTPUT_FIELDS = ("source", "output", "tokens")  # the fields of a `convnlp predict` record (null with an error)
 SPECIALS = ("<pad>", "</s>", "<blank>")
 PAD, END, BLANK = 0, 1, 2
 

@@ -27,6 +27,7 @@ from convnlp.encoders.dilated import DilatedEncoder
 log = logging.getLogger(__name__)
 
 COLUMNS = ("tokens", "tags")
+OUTPUT_FIELDS = ("tokens", "tags")  # the fields of a `convnlp predict` record (null with an error)
 
 
 class TaggingHead(nn.Module):
