@@ -57,7 +57,12 @@ def convnlp(*args: str) -> list[str]:
 
 
 def run_dirs(cwd: Path) -> list[Path]:
-    return sorted(p for p in (cwd / "outputs" / "train").glob("*/") if p.is_dir())
+    """Run directories in the order they were made (``<stamp>``, ``<stamp>_2``, ..., ``_10``)."""
+    def order(p: Path):
+        parts = p.name.split("_")  # date, time and, from the second run of a second on, a count
+        return "_".join(parts[:2]), int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 1
+
+    return sorted((p for p in (cwd / "outputs" / "train").glob("*/") if p.is_dir()), key=order)
 
 
 def checkpoints_load(cwd: Path) -> tuple[int, list[str]]:
@@ -104,7 +109,9 @@ def kill(kills: int, steps: int, seed: int) -> dict:
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="convnlp-kill-"))
     args = ["train", *write_data(work / "data"), *MODEL, f"trainer.max_steps={steps}", "trainer.max_epochs=1000",
-            "trainer.eval_every=40", "trainer.checkpoint_every=1"]
+            "trainer.eval_every=40", "trainer.patience=4", "trainer.checkpoint_every=1"]
+    # every other attempt writes last/ on the default time schedule (a short period) instead of every step
+    timed = ["trainer.checkpoint_every=0", "trainer.checkpoint_minutes=0.005"]
     (work / "full").mkdir()
     start = time.perf_counter()
     reference = subprocess.Popen(convnlp(*args), cwd=work / "full", env=ENV, stdout=subprocess.DEVNULL,
@@ -123,11 +130,13 @@ def kill(kills: int, steps: int, seed: int) -> dict:
     cwd.mkdir()
     record = {"kills": 0, "before_first_checkpoint": 0, "during_checkpoint_write": 0, "checkpoints_loaded": 0,
               "problems": [], "attempts": 0}
+    finished_early = False
     while record["kills"] < kills:
         resumable = bool(checkpoints_load(cwd)[0])
         before = set(run_dirs(cwd))
-        process = subprocess.Popen(convnlp(*args, *(["trainer.resume=true"] if resumable else [])), cwd=cwd,
-                                   env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        schedule = timed if record["attempts"] % 2 else []
+        process = subprocess.Popen(convnlp(*args, *schedule, *(["trainer.resume=true"] if resumable else [])),
+                                   cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         record["attempts"] += 1
         early = rng.random() < 0.2
         deadline = time.perf_counter() + (rng.uniform(0, first_checkpoint) if early else 600)
@@ -140,6 +149,7 @@ def kill(kills: int, steps: int, seed: int) -> dict:
         if process.poll() is not None:  # it finished (or failed) before the kill
             if process.returncode:
                 record["problems"].append(f"run failed: {process.stderr.read()[-500:]}")
+            finished_early = True
             break
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -150,7 +160,8 @@ def kill(kills: int, steps: int, seed: int) -> dict:
         loaded, problems = checkpoints_load(cwd)
         record["checkpoints_loaded"] += loaded
         record["problems"] += problems
-    finish = subprocess.run(convnlp(*args, "trainer.resume=true"), cwd=cwd, env=ENV, capture_output=True, text=True)
+    finish = subprocess.run(convnlp(*args, "trainer.resume=true") if not finished_early else ["true"], cwd=cwd,
+                            env=ENV, capture_output=True, text=True)
     if finish.returncode:
         record["problems"].append(f"the last resume failed: {finish.stderr[-500:]}")
         final = None
@@ -163,7 +174,10 @@ def kill(kills: int, steps: int, seed: int) -> dict:
                   same_best_weights=bool(final and same_weights(full / "best" / "model.safetensors",
                                                                 final / "best" / "model.safetensors")),
                   same_test_metrics=bool(final and _scores(full) == _scores(final)))
-    record["passed"] = not record["problems"] and record["same_last_weights"] and record["same_best_weights"]
+    record["stop_reason"] = json.loads((full / "metrics.json").read_text())["stop_reason"]
+    record["passed"] = (not record["problems"] and record["same_last_weights"] and record["same_best_weights"]
+                        and record["same_test_metrics"]
+                        and (kills < 10 or record["during_checkpoint_write"] > 0))
     shutil.rmtree(work, ignore_errors=True)
     return record
 
@@ -211,7 +225,12 @@ def write_fails() -> dict:
     results = {}
 
     def limit_file_size(process, run):  # RLIMIT_FSIZE (ulimit -f) of the running process
-        size = (run / "last" / "model.safetensors").stat().st_size // 2
+        size = 0
+        while not size:  # last/ may be mid-swap
+            try:
+                size = (run / "last" / "model.safetensors").stat().st_size // 2
+            except OSError:
+                time.sleep(0.001)
         resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (size, size))
 
     (work / "fsize").mkdir()

@@ -109,6 +109,9 @@ def _edit_config(directory, edit):
     (lambda c: c["encoder"].update(width="wide"), "config.json: encoder.width: Value 'wide' of type 'str' could not"),
     (lambda c: c["encoder"].update(name="torch.nn.Module"), "config.json: encoder.name='torch.nn.Module' is not known"),
     (lambda c: c["task"].update(name="os"), "config.json: task.name='os' is not known"),
+    (lambda c: c["encoder"].update(width="???"), r"config.json: encoder.width: '\?\?\?' \(a missing value\)"),
+    (lambda c: c.update(data=[1]), "config.json: data: expected a group of settings, found list"),
+    (lambda c: c.update(seed="x"), "config.json: seed: expected a whole number"),
 ])
 def test_a_hostile_or_broken_config_is_refused_in_one_line(tmp_path, edit, message):
     """Issue 16: a checkpoint's config names no code and holds plain, valid values."""
@@ -183,3 +186,17 @@ def test_a_training_state_carrying_a_pickled_payload_is_refused_and_never_runs(t
     assert not proof.exists(), "loading ran code from the checkpoint"
     torch.load(tmp_path / "last" / "training_state.pt", weights_only=False)  # the payload is live:
     assert proof.exists()                                                      # unpickled, it runs
+
+
+def test_deeply_nested_json_and_a_training_state_of_another_shape_are_one_line(tmp_path):
+    make_checkpoint(tmp_path / "ck")
+    (tmp_path / "ck" / "labels.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UserError, match="labels.json: JSON nested too deeply"):
+        checkpoint.load(tmp_path / "ck")
+    for state, message in (([1, 2], "not a training state \\(a list, not a dict\\)"),
+                           ({"step": 1}, "not a training state of this version \\('optimizer' is missing, expected dict\\)"),
+                           ({**dict.fromkeys(checkpoint.TRAINING_STATE, {}), "step": "3"},
+                            "'step' is str, expected int")):
+        torch.save(state, tmp_path / "ck" / "training_state.pt")
+        with pytest.raises(UserError, match=message):
+            checkpoint.load_training_state(tmp_path / "ck")

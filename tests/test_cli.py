@@ -19,6 +19,14 @@ from tests.conftest import (TINY, TINY_CLASSIFIER, TINY_GENERATOR, conll_args, c
 pytestmark = pytest.mark.slow
 
 
+def _step(metrics) -> int:
+    """The step of a checkpoint's metrics.json, or -1 while a save is swapping it."""
+    try:
+        return json.loads(metrics.read_text())["step"]
+    except (OSError, ValueError):
+        return -1
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, conll_files):
     """One real training run on the tiny BIO data; several tests read its outputs."""
@@ -151,7 +159,7 @@ def test_a_run_killed_before_its_first_evaluation_resumes_from_its_own_checkpoin
     deadline = time.time() + 300
     while time.time() < deadline:
         metrics = list(killed_cwd.glob("outputs/train/*/last/metrics.json"))
-        if metrics and json.loads(metrics[0].read_text())["step"] >= 20:
+        if metrics and _step(metrics[0]) >= 20:
             break
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
@@ -182,7 +190,7 @@ def test_resume_after_a_killed_run_gives_the_same_model(tmp_path, conll_files):
     deadline = time.time() + 300
     while time.time() < deadline:
         metrics = list(killed_cwd.glob("outputs/train/*/last/metrics.json"))
-        if metrics and json.loads(metrics[0].read_text())["step"] >= 50:
+        if metrics and _step(metrics[0]) >= 50:
             break
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
@@ -623,3 +631,33 @@ def test_random_kills_resume_to_identical_weights_and_failed_writes_stop_in_one_
     assert "File too large" in fsize["stderr"][0]
     for case in ("read_only_directory", "disk_full"):  # where this machine allows them
         assert report["write_fails"][case]["passed"] in (True, None), report["write_fails"][case]
+
+
+def test_run_directories_of_the_same_second_are_claimed_exclusively(tmp_path, monkeypatch):
+    from convnlp import cli
+
+    monkeypatch.setattr(cli.time, "strftime", lambda fmt: "2026-12-01_10-00-00")
+    claimed = [cli.claim_run_dir("train", False, tmp_path / "outputs") for _ in range(3)]
+    assert [p.name for p in claimed] == ["2026-12-01_10-00-00", "2026-12-01_10-00-00_2", "2026-12-01_10-00-00_3"]
+    assert cli.claim_run_dir("train", True, tmp_path / "outputs").parent.name == "train-multirun"
+
+
+def test_a_run_killed_during_its_final_evaluation_finishes_without_training_more(tmp_path, conll_files):
+    """A run that stopped early (patience) and was killed before it marked itself finished: the
+    resume goes straight to the final evaluation, so its weights stay those of the stopped run."""
+    args = [*conll_args(conll_files), *TINY, "trainer.threads=1", "trainer.eval_every=5", "trainer.patience=1",
+            "optim.lr=1e-9", "optim.warmup_steps=0", "trainer.max_epochs=50"]
+    convnlp("train", *args, cwd=tmp_path)
+    (stopped,) = run_dirs(tmp_path)
+    metrics = json.loads((stopped / "metrics.json").read_text())
+    assert metrics["stop_reason"] == "no improvement in 1 evaluations" and metrics["steps"] == 10
+    last = json.loads((stopped / "last" / "metrics.json").read_text())
+    assert last["finished"] is True
+    (stopped / "last" / "metrics.json").write_text(json.dumps({**last, "finished": False}))  # killed before this
+    (stopped / "metrics.json").unlink()
+    result = convnlp("train", *args, "trainer.resume=true", cwd=tmp_path)
+    assert f"resumed from {stopped / 'last'} at step 10" in result.stdout
+    (resumed,) = [d for d in run_dirs(tmp_path) if d != stopped]
+    assert json.loads((resumed / "metrics.json").read_text())["steps"] == 10
+    a, b = load_file(stopped / "last" / "model.safetensors"), load_file(resumed / "last" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

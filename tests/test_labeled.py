@@ -180,11 +180,14 @@ def test_a_tsv_row_is_a_line_and_a_quote_is_text(tmp_path, caplog):
     # the same file through the named data set
     cfg = validate_group("data", OmegaConf.create({"name": "tsv", "train": str(path)}))
     assert load_splits(cfg, splits=("train",), task="classification")["train"].num_rows == 40
-    # CSV-style quoting on request: a quoted field may hold a tab and a line break
+    # CSV-style quoting on request: a quoted field may hold a tab, and with multiline a line break
     quoted = write(tmp_path / "q.tsv", 'text\tlabel\n"a\ttab and\na break"\tpos\nplain\tneg\n')
     with caplog.at_level(logging.WARNING):
-        assert labeled.read_table(quoted, "text", "label", delimiter="\t", quoting="csv") == (
+        assert labeled.read_table(quoted, "text", "label", delimiter="\t", quoting="multiline") == (
             ["a\ttab and\na break", "plain"], ["pos", "neg"])
+    with pytest.raises(UserError, match=r"q.tsv:2: malformed TSV: a quoted field that starts on this line runs on "
+                                        r"to line 3; .* or set data.quoting=multiline"):
+        labeled.read_table(quoted, "text", "label", delimiter="\t", quoting="csv")
     assert "q.tsv: 1 row(s) have a quoted field with a line break inside (first at line 2)" in caplog.text
     assert labeled.read_table(quoted, "text", "label", delimiter="\t")[0] == ['"a', 'a break"', "plain"]
 
@@ -192,13 +195,27 @@ def test_a_tsv_row_is_a_line_and_a_quote_is_text(tmp_path, caplog):
 def test_a_csv_with_a_stray_quote_names_the_line_where_it_opened(tmp_path):
     rows = "".join(f'{"x" if i != 3 else chr(34) + "x"} {i},pos\n' for i in range(10))
     path = write(tmp_path / "a.csv", "text,label\n" + rows)
-    with pytest.raises(UserError) as error:
-        labeled.read_table(path, "text", "label")
-    assert str(error.value).startswith(f"{path}:5: malformed CSV: a quoted field that starts on this line is not "
-                                       "closed properly")
+    for quoting in ("csv", "multiline"):  # the quote opened on line 5 meets text after its close
+        with pytest.raises(UserError) as error:
+            labeled.read_table(path, "text", "label", quoting=quoting)
+        assert str(error.value).startswith(f"{path}:5: malformed CSV: a quoted field that starts on this line ")
     unclosed = write(tmp_path / "b.csv", 'text,label\nfine,pos\n"never closed,neg\nmore,pos\n')
     with pytest.raises(UserError, match=r"b.csv:3: malformed CSV: .*unexpected end of data"):
-        labeled.read_table(unclosed, "text", "label")
+        labeled.read_table(unclosed, "text", "label", quoting="multiline")
+    # closed on a later line, so that it swallows whole rows: refused unless multiline is asked for
+    swallowing = write(tmp_path / "c.csv", 'label,text\n1,"best film ever\n0,ok\n1,fine\n0,he is 6 ft 2"\n1,last\n')
+    with pytest.raises(UserError, match=r"c.csv:2: malformed CSV: a quoted field that starts on this line runs on "
+                                        r"to line 5"):
+        labeled.read_table(swallowing, "text", "label")
+    # a lone carriage return is a character of its line, never a row break
+    assert labeled.read_table(write(tmp_path / "d.csv", "label,text\npos,good\rneg bad\n"), "text", "label") == (
+        ["good\rneg bad"], ["pos"])
+    with pytest.raises(UserError, match=r"d.csv:2: 3 fields, the header has 2"):
+        labeled.read_table(write(tmp_path / "d.csv", "label,text\npos,good\rneg,bad\n"), "text", "label")
+    assert labeled.read_table(write(tmp_path / "e.csv", 'label,text\npos,"good\rbad"\n'), "text", "label") == (
+        ["good\rbad"], ["pos"])
+    long = write(tmp_path / "f.csv", "label,text\npos," + "x" * 200_000 + "\n")  # past csv's default field limit
+    assert [len(t) for t in labeled.read_table(long, "text", "label")[0]] == [200_000]
     # quoting=none reads a CSV whose quotes are text
     assert labeled.read_table(path, "text", "label", quoting="none")[0][3] == '"x 3'
 

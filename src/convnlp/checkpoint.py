@@ -49,6 +49,21 @@ def save(directory: Path, model: Model, config: dict, tokenizer, labels: list[st
     _write_atomically(Path(directory), write)
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_writes(run_dir: Path) -> None:
+    """Remove what a process killed during a checkpoint write left in its run directory
+    (``.last.tmp-*``); ``.last.old`` stays, as ``existing`` may still need it."""
+    for stale in Path(run_dir).glob(".*.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def copy(source: Path, directory: Path) -> None:
     """Copy a checkpoint directory, as atomically as ``save`` writes one."""
     _write_atomically(Path(directory), lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True))
@@ -66,11 +81,14 @@ def _write_atomically(directory: Path, write) -> None:
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is an ordinary directory
         write(tmp)
+        for path in tmp.iterdir():  # on disk before the rename: a power cut leaves no half-written file
+            _fsync(path)
         old = directory.with_name(f".{directory.name}.old")
         if directory.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(directory, old)
         os.replace(tmp, directory)
+        _fsync(directory.parent)
         shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
         raise UserError(f"cannot write the checkpoint {directory} ({e.strerror or e}); the previous one, if any, "
@@ -84,12 +102,9 @@ def _write_atomically(directory: Path, write) -> None:
 
 
 def mark_finished(directory: Path) -> None:
-    """Set ``finished`` in a checkpoint's metrics.json (a file replaced whole, by a rename)."""
+    """Set ``finished`` in a checkpoint's metrics.json."""
     path = Path(directory) / "metrics.json"
-    metrics = {**json.loads(path.read_text()), "finished": True}
-    tmp = path.with_name(".metrics.json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, path)
+    write_json(path, {**_read_json(path), "finished": True})
 
 
 def _read_json(path: Path):
@@ -97,6 +112,21 @@ def _read_json(path: Path):
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply") from None
+
+
+def write_json(path: Path, value) -> None:
+    """Replace a JSON file whole (a rename, so a reader never sees half of it); a write that
+    fails is one UserError line."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(value, indent=2))
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path} ({e.strerror or e})") from None
 
 
 def existing(directory: str | Path) -> Path:
@@ -138,6 +168,8 @@ def _untrusted_value(value, where: str = "") -> str | None:
                 return problem
     elif isinstance(value, str) and "${" in value:
         return f"{where}: {value!r} is an interpolation; a checkpoint's config holds plain values only"
+    elif value == "???":  # OmegaConf's mark of a missing value: the schema's default would fill it in
+        return f"{where}: '???' (a missing value); a checkpoint's config holds every value"
     return None
 
 
@@ -150,6 +182,12 @@ def _check_config(config) -> None:
     for group in ("task", "encoder"):
         if not isinstance(config.get(group), dict):
             raise UserError(f"no {group} group")
+    for group in CONFIG_KEYS:
+        if group in config and group != "seed" and not isinstance(config[group], dict) and \
+                not (group == "decoder" and config[group] is None):
+            raise UserError(f"{group}: expected a group of settings, found {type(config[group]).__name__}")
+    if not isinstance(config.get("seed", 0), int):
+        raise UserError(f"seed: expected a whole number, found {config['seed']!r}")
     problem = _untrusted_value(config)
     if problem:
         raise UserError(problem)
@@ -233,11 +271,25 @@ def vocabulary_difference(first, labels: list[str], tokenizer, other_labels: lis
     return None
 
 
+# What training_state.pt must hold, and of which type (train.py writes it).
+TRAINING_STATE = {"optimizer": dict, "step": int, "epoch": int, "batch_in_epoch": int, "best_score": float,
+                  "best_step": int, "bad_evals": int, "elapsed": float, "torch_rng": torch.Tensor,
+                  "python_rng": tuple, "cuda_rng": list, "scaler": dict}
+
+
 def load_training_state(directory: Path) -> dict:
     path = Path(directory) / "training_state.pt"
     if not path.is_file():
         raise UserError(f"{directory}: no training_state.pt, cannot resume from it")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged or foreign file: torch raises several error types
         raise UserError(f"{path}: cannot read the training state ({str(e).splitlines()[0]})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a training state (a {type(state).__name__}, not a dict)")
+    for key, kind in TRAINING_STATE.items():
+        value = state.get(key)
+        if not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
+            raise UserError(f"{path}: not a training state of this version ({key!r} is "
+                            f"{type(value).__name__ if key in state else 'missing'}, expected {kind.__name__})")
+    return state

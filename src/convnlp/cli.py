@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -220,6 +221,14 @@ def claim_run_dir(command: str, multirun: bool, root: Path = Path("outputs")) ->
     raise UserError(f"{parent}: cannot create a new run directory for {stamp}")
 
 
+def terminated(command: str) -> None:
+    """SIGTERM (a scheduler's preemption, `timeout`, `kill`): say so in the run's log and exit as
+    a terminated process does (128 + 15); a checkpoint being written is left whole (the old one)."""
+    _log_to_files(logging.ERROR, "terminated by SIGTERM" + (
+        "; continue it with trainer.resume=true" if command == "train" else ""))
+    sys.exit(143)
+
+
 def _log_to_files(level: int, message: str, exc_info=None) -> None:
     """Write to the run's log file (train.log) only: standard error gets its own one line."""
     record = logging.getLogger("convnlp").makeRecord("convnlp", level, __file__, 0, message, None, exc_info)
@@ -247,6 +256,7 @@ def dispatch(argv: list[str]) -> None:
                 fail(f"cannot create the run directory: {e}")
 
     def app(cfg: DictConfig) -> None:
+        signal.signal(signal.SIGTERM, lambda signum, frame: terminated(command))
         try:
             COMMANDS[command](cfg)
         except UserError as e:  # the reason goes to the run's log too, not only to the terminal

@@ -260,7 +260,7 @@ class LabeledFilesConfig:  # csv, tsv, jsonl
     label_column: str = "label"
     encoding: str = "utf-8"
     skip_empty: bool = False
-    quoting: str = "auto"  # auto (csv: quoted fields; tsv: none, a row is a line) | csv | none
+    quoting: str = "auto"  # auto (csv for data=csv, none for data=tsv) | none | csv | multiline
 
 
 @dataclass
@@ -381,7 +381,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "decoder.too_long": ("error", "filter"),
     "decoder.output_length": ("fixed", "source"),
     "data.format": ("auto", "tsv", "jsonl", "files"),
-    "data.quoting": ("auto", "csv", "none"),
+    "data.quoting": ("auto", "none", "csv", "multiline"),
     "encoder.activation": ("relu", "gelu"),
     "encoder.norm": ("layer", "none"),
     "data.split": ("train", "validation", "test"),

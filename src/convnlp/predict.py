@@ -16,7 +16,6 @@ lines and of empty lines goes to standard error.
 from __future__ import annotations
 
 import codecs
-import io
 import json
 import logging
 import sys
@@ -44,40 +43,68 @@ class BadLine:
     problem: str
 
 
-def _bom_hint(raw: bytes, number: int) -> str:
-    if number == 1 and raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        return "; the input starts with a UTF-16 byte-order mark: set encoding=utf-16"
-    return ""
+WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+             (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
 def read_lines(stream, name: str, encoding: str) -> Iterator[str | BadLine]:
     """Decoded lines without line ends, or a ``BadLine`` for a line with an undecodable byte;
-    a byte-order mark at the start is dropped."""
+    a byte-order mark at the start is dropped. UTF-16 and UTF-32 are split into lines at their
+    own line-feed code units, so a bad line there is one line too."""
     try:
-        codec = codecs.lookup(encoding)
+        codec = codecs.lookup(encoding).name
     except LookupError:
         raise UserError(f"encoding={encoding!r} is not a known encoding") from None
-    if "\n".encode(codec.name) != b"\n":  # UTF-16/32: lines are not split at the byte 0x0A
-        yield from _read_wide(stream, name, codec.name)
+    if codec.startswith(("utf-16", "utf-32")):
+        yield from _wide_lines(stream, name, codec)
         return
     for number, raw in enumerate(stream, start=1):
-        try:
-            line = raw.decode(codec.name)
-        except UnicodeDecodeError as e:
-            yield BadLine(number, f"{name}:{number}", f"cannot decode byte {raw[e.start:e.start + 1]!r} at column "
-                          f"{e.start + 1} as {encoding}{_bom_hint(raw, number)} (set encoding=...)")
-            continue
-        yield (line.removeprefix("\ufeff") if number == 1 else line).rstrip("\r\n")
+        if number == 1:
+            wide = next((wide for bom, wide in WIDE_BOMS if raw.startswith(bom)), None)
+            if wide:  # every line would be misread, not only this one
+                raise UserError(f"{name}:1: the input starts with a {wide[:6].upper()} byte-order mark; set "
+                                f"encoding={wide[:6]}")
+        yield _decode(raw.removesuffix(b"\n"), number, name, "utf-8" if codec == "utf-8-sig" else codec, encoding)
 
 
-def _read_wide(stream, name: str, encoding: str) -> Iterator[str]:
-    text = io.TextIOWrapper(stream, encoding=encoding, newline=None)
-    number = 0
+def _decode(raw: bytes, number: int, name: str, codec: str, encoding: str) -> str | BadLine:
     try:
-        for number, line in enumerate(text, start=1):
-            yield (line.removeprefix("\ufeff") if number == 1 else line).rstrip("\n")
-    except UnicodeDecodeError as e:  # no line boundary to resume at in a wide encoding
-        raise UserError(f"{name}:{number + 1}: cannot decode the input as {encoding} ({e.reason})") from None
+        line = raw.decode(codec)
+    except UnicodeDecodeError as e:
+        return BadLine(number, f"{name}:{number}", f"cannot decode byte {raw[e.start:e.start + 1]!r} at column "
+                       f"{e.start + 1} as {encoding} (set encoding=...)")
+    line = line.removeprefix("\ufeff") if number == 1 else line
+    return line[:-1] if line.endswith("\r") else line
+
+
+def _wide_lines(stream, name: str, codec: str) -> Iterator[str | BadLine]:
+    """Lines of a UTF-16 or UTF-32 stream: split at line feeds on code-unit boundaries, each line
+    decoded on its own. The byte order is the codec's, or the byte-order mark's, or little-endian."""
+    unit = 4 if codec.startswith("utf-32") else 2
+    buffer = stream.read(4)
+    fixed = codec if codec.endswith(("-le", "-be")) else None
+    for bom, wide in WIDE_BOMS:
+        if fixed is None and len(bom) == unit and buffer.startswith(bom):
+            fixed, buffer = wide, buffer[len(bom):]
+    fixed = fixed or f"{codec}-le"
+    newline = "\n".encode(fixed)
+    number, done = 0, False
+    while not done:
+        chunk = stream.read(1 << 16)
+        done = not chunk
+        buffer += chunk
+        start, position = 0, buffer.find(newline)
+        while position != -1:
+            if (position - start) % unit == 0:  # a line feed, not the tail of another code unit
+                number += 1
+                yield _decode(buffer[start:position], number, name, fixed, codec)
+                start = position + unit
+                position = buffer.find(newline, start)
+            else:
+                position = buffer.find(newline, position + 1)
+        buffer = buffer[start:]
+    if buffer:
+        yield _decode(buffer, number + 1, name, fixed, codec)
 
 
 def _open(path: str, mode: str, stack: ExitStack):
@@ -94,7 +121,7 @@ def predict_command(cfg: DictConfig) -> None:
     model, config, tokenizer, labels = ensemble.load(cfg.checkpoint, device)  # one, or a list
     task = TASKS[config["task"]["name"]]
     task_cfg = task_config(config)
-    empty, bad = 0, []
+    empty, bad, first_bad = 0, 0, None
     with ExitStack() as stack:
         source = sys.stdin.buffer if cfg.input == "-" else _open(cfg.input, "rb", stack)
         out = sys.stdout if cfg.output == "-" else _open(cfg.output, "w", stack)
@@ -108,7 +135,7 @@ def predict_command(cfg: DictConfig) -> None:
                            if readable else [])
             for line in chunk[:stop]:
                 if isinstance(line, BadLine):
-                    bad.append(line)
+                    bad, first_bad = bad + 1, first_bad or line
                     record = {**dict.fromkeys(task.OUTPUT_FIELDS), "error": f"line {line.number}: {line.problem}"}
                 else:
                     record = next(records)
@@ -122,4 +149,4 @@ def predict_command(cfg: DictConfig) -> None:
         log.warning("%d empty input line(s): each has an empty result", empty)
     if bad:
         log.warning("%d input line(s) could not be read, each has an error record (first: %s: %s)",
-                    len(bad), bad[0].where, bad[0].problem)
+                    bad, first_bad.where, first_bad.problem)

@@ -113,14 +113,19 @@ def config_difference(saved: dict, current: dict, names: tuple[str, str] = ("the
     return None
 
 
-def _resumable(run: Path) -> Path | None:
-    """A run directory's last/ checkpoint (or the previous one, if a save was killed while
-    swapping them), when it holds a training state."""
+def _resumable_checkpoint(last: Path) -> Path | None:
+    """A last/ directory (or its previous version, if a save was killed while swapping them)
+    that holds a training state and a config, or None."""
     try:
-        last = checkpoint.existing(run / "last")
+        last = checkpoint.existing(last)
     except UserError:
         return None
     return last if (last / "training_state.pt").is_file() and (last / "config.json").is_file() else None
+
+
+def _resumable(run: Path) -> Path | None:
+    """A run directory's resumable last/ checkpoint, or None."""
+    return _resumable_checkpoint(run / "last")
 
 
 def _superseded(run: Path) -> bool:
@@ -140,7 +145,7 @@ def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
         return None
     if resume not in (True, "true", "True"):
         path = Path(str(resume))
-        last = _resumable(path) or (path if (path / "training_state.pt").is_file() else None)
+        last = _resumable(path) or _resumable_checkpoint(path)
         if last is None:
             raise UserError(f"trainer.resume={resume}: no resumable checkpoint (last/training_state.pt) there"
                             + ("; the run stopped before its first checkpoint (trainer.checkpoint_minutes)"
@@ -319,26 +324,37 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if resume_dir is not None:
         state = checkpoint.load_training_state(resume_dir)
         weights = load_file(resume_dir / "model.safetensors", device=str(device))
-        # with trainer.ema the checkpoint holds the average; the trained weights are in the state
-        model.load_state_dict(state.get("model") or weights)
-        if ema is not None:  # from a run without the average: it starts at the saved weights
-            ema.module.load_state_dict(weights)
-            ema.n_averaged.fill_(int(state.get("ema_updates", 1)))
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            # with trainer.ema the checkpoint holds the average; the trained weights are in the state
+            model.load_state_dict(state.get("model") or weights)
+            if ema is not None:  # from a run without the average: it starts at the saved weights
+                ema.module.load_state_dict(weights)
+                ema.n_averaged.fill_(int(state.get("ema_updates", 1)))
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            random.setstate(state["python_rng"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise UserError(f"{resume_dir / 'training_state.pt'}: does not fit this model and optimizer "
+                            f"({str(e).splitlines()[0]})") from None
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         best_score, best_step, bad_evals = state["best_score"], state["best_step"], state["bad_evals"]
         elapsed_before = state["elapsed"]
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
         if device.type == "cuda" and state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         scaler.load_state_dict(state["scaler"])
-        try:  # carry the best checkpoint over, so this run's best/ is the best of both runs
-            checkpoint.copy(checkpoint.existing(resume_dir.parent / "best"), run_dir / "best")
+        try:
+            previous_best = checkpoint.existing(resume_dir.parent / "best")
         except UserError:
-            pass  # it had no validation data, or stopped before its first evaluation
-        with open(resume_dir.parent / "resumed_by", "a") as marker:  # resume=true goes on from this run
-            marker.write(f"{run_dir.resolve()}\n")
+            previous_best = None  # it had no validation data, or stopped before its first evaluation
+        if previous_best is not None:  # carried over, so this run's best/ is the best of both runs
+            checkpoint.copy(previous_best, run_dir / "best")
+        checkpoint.remove_stale_writes(resume_dir.parent)
+        marker = resume_dir.parent / "resumed_by"  # resume=true goes on from this run once it has a last/
+        try:
+            with open(marker, "a") as f:
+                f.write(f"{run_dir.resolve()}\n")
+        except OSError as e:
+            raise UserError(f"cannot write {marker} ({e.strerror})") from None
         log.info("resumed from %s at step %d (epoch %d, batch %d)", resume_dir, step, epoch, batch_in_epoch)
 
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
@@ -373,10 +389,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     # ---- the loop
     stop_reason, last_metrics = None, {}
-    if step >= total_steps:  # resumed after its last step, e.g. killed during the final evaluation
+    # resumed from a run that had already stopped (killed during its final evaluation): stop again
+    if step >= total_steps:
         stop_reason = f"reached {total_steps} steps"
     elif epoch >= tc.max_epochs:
         stop_reason = f"reached {tc.max_epochs} epochs"
+    elif max_seconds and elapsed_before >= max_seconds:
+        stop_reason = f"reached {tc.max_minutes:g} minutes"
+    elif tc.patience and bad_evals >= tc.patience:
+        stop_reason = f"no improvement in {tc.patience} evaluations"
     window_symbols, window_start, trained_symbols = 0, time.perf_counter(), 0
     loop_start = time.perf_counter()
     while stop_reason is None:
@@ -490,7 +511,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     checkpoint.save(run_dir / "best", model, config, tokenizer, labels, {**best_meta, **results})
     writer.close()
     results["total_seconds"] = time.perf_counter() - t0
-    (run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    checkpoint.write_json(run_dir / "metrics.json", results)
     checkpoint.mark_finished(run_dir / "last")  # only now: resume=true finishes a run killed before this
     log.info("checkpoint: %s", run_dir / "best")
     return results

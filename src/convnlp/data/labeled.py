@@ -34,19 +34,19 @@ def _label(value) -> str | None:
 class _Rows(RowCollector):
     """(text, label) rows: an empty text raises its error, or with ``skip_empty`` is counted."""
 
-    def __init__(self, source, skip_empty: bool):
-        super().__init__(source, skip_empty, "row(s) with an empty text", "no labeled texts found")
+    def __init__(self, source, skip_empty: bool, lines: int):
+        super().__init__(source, skip_empty, "row(s) with an empty text", "no labeled texts found", lines)
 
-    def add(self, text: str, label: str, place: str, empty_error: str) -> None:
+    def add(self, text: str, label: str, place: str, empty_error: str, lines: int = 1) -> None:
         text = text.strip()
-        super().add(text, label, place, None if text else empty_error)
+        super().add(text, label, place, None if text else empty_error, lines)
 
 
 def read_label_first(path: str | Path, encoding: str = "utf-8", skip_empty: bool = False) -> Texts:
     """Lines ``<label> <text>`` (the SST-2 files): the label is the first whitespace-separated field."""
-    rows = _Rows(path, skip_empty)
-    for number, line in enumerate(read_lines(path, encoding), start=1):
-        rows.records += 1
+    lines = read_lines(path, encoding)
+    rows = _Rows(path, skip_empty, len(lines))
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             raise UserError(f"{path}:{number}: empty line (expected '<label> <text>')")
         label, _, text = line.strip().partition(" ")
@@ -64,79 +64,96 @@ def read_text_lines(path: str | Path, label: str, encoding: str = "utf-8") -> li
     return texts
 
 
-QUOTING = ("auto", "csv", "none")
+QUOTING = ("auto", "none", "csv", "multiline")
 
 
-def _table_records(path, lines: list[str], delimiter: str, quoting: bool):
-    """Yield (first line, last line, fields) for each record of a delimited text. Without
-    ``quoting`` a record is a line and a quote is an ordinary character (a TSV as most tools
-    write it); with it, RFC 4180 rules: a field may be quoted, hold the delimiter, doubled quotes
-    and line breaks. A quote that is never closed, or text after a closing quote, is an error
-    naming the line where its record began, since it would swallow the rows after it."""
+def _table_records(path, lines: list[str], delimiter: str, quoting: str):
+    """Yield (first line, last line, fields) for each record of a delimited text; fields [] for
+    a blank line. ``none``: a record is a line and a quote is an ordinary character (a TSV as
+    most tools write it). ``csv``: RFC 4180 quoted fields (the delimiter inside, ``""`` for a
+    quote) on one line; ``multiline``: such fields may also hold line breaks. A quote that is
+    not closed on its line (``csv``) or never (``multiline``), or text after a closing quote,
+    is an error naming the line where its record began: it would swallow the rows after it."""
     name = "TSV" if delimiter == "\t" else "CSV"
-    if not quoting:
+    if quoting == "none":
         for number, line in enumerate(lines, start=1):
-            yield number, number, line.split(delimiter) if line.strip() else []
+            yield number, number, [] if not line.strip() and delimiter not in line else line.split(delimiter)
         return
-    reader = csv.reader(io.StringIO("\n".join(lines) + "\n", newline=""), delimiter=delimiter, strict=True)
+    # Fed line by line, so line_num counts physical lines. A lone \r is a character of its line
+    # (as Python's own csv writer leaves it, unquoted); csv would take it for a line break, so it
+    # passes the parser as a character the file does not hold.
+    carriage = "\r" if not any("\r" in line for line in lines) else \
+        next(c for c in map(chr, range(0xE000, 0xF900)) if not any(c in line for line in lines))
+    reader = csv.reader((line.replace("\r", carriage) + "\n" for line in lines), delimiter=delimiter, strict=True)
     start = 1
     try:
         for fields in reader:
-            yield start, reader.line_num, fields if "".join(fields).strip() or len(fields) > 1 else []
+            fields = [field.replace(carriage, "\r") for field in fields] if carriage != "\r" else fields
+            if reader.line_num > start and quoting != "multiline":
+                raise UserError(f"{path}:{start}: malformed {name}: a quoted field that starts on this line runs on "
+                                f"to line {reader.line_num}; close the quote on its line and double a quote inside "
+                                f"a quoted field (\"\"), or set data.quoting=multiline if texts hold line breaks"
+                                f"{', or data.quoting=none to read quotes as text' if name == 'TSV' else ''}")
+            yield start, reader.line_num, fields if len(fields) > 1 or "".join(fields).strip() else []
             start = reader.line_num + 1
     except csv.Error as e:
-        raise UserError(f"{path}:{start}: malformed {name}: a quoted field that starts on this line is not "
-                        f"closed properly ({e}, at line {reader.line_num}); double a quote inside a quoted "
-                        f"field{', or set data.quoting=none to read quotes as text' if name == 'TSV' else ''}") from None
+        raise UserError(f"{path}:{start}: malformed {name}: a quoted field that starts on this line is not closed "
+                        f"properly ({e}, at line {reader.line_num}); double a quote inside a quoted field (\"\")"
+                        f"{', or set data.quoting=none to read quotes as text' if name == 'TSV' else ''}") from None
 
 
 def read_table(path: str | Path, text_column: str, label_column: str, delimiter: str = ",",
                encoding: str = "utf-8", skip_empty: bool = False, quoting: str = "auto") -> Texts:
-    """A CSV or TSV file with a header row naming the columns. ``quoting``: ``csv`` reads quoted
-    fields (RFC 4180), ``none`` reads every line as one row and quotes as text; ``auto`` is
-    ``csv`` for commas and ``none`` for tabs."""
+    """A CSV or TSV file with a header row naming the columns. ``quoting`` (see _table_records):
+    ``auto`` is ``csv`` for commas and ``none`` for tabs."""
     if quoting not in QUOTING:
         raise UserError(f"data.quoting={quoting!r} is not valid; choose one of: {', '.join(QUOTING)}")
-    quoted = quoting == "csv" or (quoting == "auto" and delimiter != "\t")
+    if quoting == "auto":
+        quoting = "none" if delimiter == "\t" else "csv"
+    csv.field_size_limit(2**31 - 1)  # a text may be long; the default limit is 131,072 characters
     lines = read_lines(path, encoding)  # checks the file and names an undecodable byte's line
-    records = _table_records(path, lines, delimiter, quoted)
-    header, header_line = [], 1
+    records = _table_records(path, lines, delimiter, quoting)
+    header, header_line = [], 0
     for header_line, _, fields in records:
         if fields:
             header = [field.strip() for field in fields]
             break
     for role, column in (("text", text_column), ("label", label_column)):
         if column not in header:
-            raise UserError(f"{path}:{header_line}: no {role} column {column!r}; the header has: {', '.join(header)} "
-                            f"(set data.{role}_column=...)")
+            raise UserError(f"{path}:{max(header_line, 1)}: no {role} column {column!r}; the header has: "
+                            f"{', '.join(header)} (set data.{role}_column=...)")
     text_at, label_at = header.index(text_column), header.index(label_column)
-    rows, spanning = _Rows(path, skip_empty), []
+    rows, spanning, looks_quoted = _Rows(path, skip_empty, len(lines) - header_line), [], []
     for number, last, fields in records:
-        rows.records += 1
         if not fields:
             rows.ignore("blank line(s) between rows", f"line {number}")
             continue
         if len(fields) != len(header):
             raise UserError(f"{path}:{number}: {len(fields)} fields, the header has {len(header)}")
-        if last > number:
-            spanning.append(number)
         text, label = fields[text_at], _label(fields[label_at])
         if label is None:
             raise UserError(f"{path}:{number}: no label in column {label_column!r}")
+        if last > number:
+            spanning.append(number)
+        if quoting == "none" and len(text) > 1 and text[0] == text[-1] == '"':
+            looks_quoted.append(number)
         rows.add(text, label, f"line {number}", f"{path}:{number}: empty text in column "
-                 f"{text_column!r} (remove the row, or set data.skip_empty=true)")
+                 f"{text_column!r} (remove the row, or set data.skip_empty=true)", last - number + 1)
     if spanning:
         log.warning("%s: %d row(s) have a quoted field with a line break inside (first at line %d)",
                     path, len(spanning), spanning[0])
+    if looks_quoted:
+        log.warning("%s: %d text(s) begin and end with a quote, which is kept as text (first at line %d); if the "
+                    "file was written with CSV quoting, set data.quoting=csv", path, len(looks_quoted), looks_quoted[0])
     return rows.finish()
 
 
 def read_jsonl(path: str | Path, text_column: str, label_column: str, encoding: str = "utf-8",
                skip_empty: bool = False) -> Texts:
     """One JSON object per line; blank lines are allowed between objects."""
-    rows = _Rows(path, skip_empty)
-    for number, row in json_objects(path, encoding):
-        rows.records += 1
+    lines = read_lines(path, encoding)
+    rows = _Rows(path, skip_empty, len(lines))
+    for number, row in json_objects(lines, path):
         if row is None:
             rows.ignore("blank line(s) between objects", f"line {number}")
             continue
@@ -173,9 +190,8 @@ def read_hf(path: str, subset: str | None, split: str, text_column: str, label_c
                             f"(set data.{role}_column=...)")
     feature = dataset.features[label_column]
     names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-    rows = _Rows(where, skip_empty)
+    rows = _Rows(where, skip_empty, dataset.num_rows)
     for number, (text, raw_label) in enumerate(zip(dataset[text_column], dataset[label_column])):
-        rows.records += 1
         label = names[raw_label] if names is not None and isinstance(raw_label, int) and raw_label >= 0 else None
         label = label if names is not None else _label(raw_label)
         if label is None:

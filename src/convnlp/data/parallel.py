@@ -38,8 +38,8 @@ def detect_format(path: str, source_suffix: str, target_suffix: str) -> str:
 class _Pairs(RowCollector):
     """(source, target) pairs: an empty side raises its error, or with ``skip_empty`` is counted."""
 
-    def __init__(self, source: str, skip_empty: bool):
-        super().__init__(source, skip_empty, "pair(s) with an empty side", "no pairs found")
+    def __init__(self, source: str, skip_empty: bool, lines: int):
+        super().__init__(source, skip_empty, "pair(s) with an empty side", "no pairs found", lines)
 
     def add(self, source: str, target: str, place: str) -> None:
         source, target = source.strip(), target.strip()
@@ -49,9 +49,9 @@ class _Pairs(RowCollector):
 
 
 def read_tsv(path: str, encoding: str = "utf-8", skip_empty: bool = False) -> Pairs:
-    pairs = _Pairs(path, skip_empty)
-    for number, line in enumerate(read_lines(path, encoding), start=1):
-        pairs.records += 1
+    lines = read_lines(path, encoding)
+    pairs = _Pairs(path, skip_empty, len(lines))
+    for number, line in enumerate(lines, start=1):
         fields = line.split("\t")
         if len(fields) != 2:
             raise UserError(f"{path}:{number}: {len(fields)} tab-separated field(s), expected 2 (source, target)")
@@ -61,9 +61,9 @@ def read_tsv(path: str, encoding: str = "utf-8", skip_empty: bool = False) -> Pa
 
 def read_jsonl(path: str, source_column: str, target_column: str, encoding: str = "utf-8",
                skip_empty: bool = False) -> Pairs:
-    pairs = _Pairs(path, skip_empty)
-    for number, row in json_objects(path, encoding):
-        pairs.records += 1
+    lines = read_lines(path, encoding)
+    pairs = _Pairs(path, skip_empty, len(lines))
+    for number, row in json_objects(lines, path):
         if row is None:
             pairs.ignore("blank line(s) between objects", f"line {number}")
             continue
@@ -84,9 +84,8 @@ def read_files(path: str, source_suffix: str, target_suffix: str, encoding: str 
     if len(sources) != len(targets):
         raise UserError(f"{source_path} has {len(sources)} lines but {target_path} has {len(targets)}: "
                         "the files must be line-aligned")
-    pairs = _Pairs(f"{source_path} / {target_path}", skip_empty)
+    pairs = _Pairs(f"{source_path} / {target_path}", skip_empty, len(sources))
     for number, (source, target) in enumerate(zip(sources, targets), start=1):
-        pairs.records += 1
         place = f"{target_path}:{number}" if source.strip() else f"{source_path}:{number}"
         pairs.add(source, target, place)
     return pairs.finish()

@@ -24,20 +24,20 @@ Sentences = tuple[list[list[str]], list[list[str]]]
 
 class RowCollector:
     """Collects the two columns of one source's rows. A row with a problem (``add``'s ``error``)
-    raises it, or with ``skip_empty`` is left out and counted; ``ignore`` counts a record the
-    format itself leaves out (a blank line between rows, a ``-DOCSTART-`` block). ``finish``
-    logs those counts, checks that every physical record of the source was read, skipped or
-    ignored (``records``: counted by the reader as it goes), and refuses a source with no rows
-    left. ``skipped`` and ``nothing`` word the log and the error: "row(s) with an empty text",
-    "no labeled texts found"."""
+    raises it, or with ``skip_empty`` is left out and counted; ``ignore`` counts what the format
+    itself leaves out (a blank line between rows, a ``-DOCSTART-`` block). ``finish`` logs those
+    counts, checks that every one of the source's ``lines`` (counted before parsing) belongs to
+    exactly one row read, left out or ignored, and refuses a source with no rows left.
+    ``skipped`` and ``nothing`` word the log and the error: "row(s) with an empty text", "no
+    labeled texts found"."""
 
-    def __init__(self, source, skip_empty: bool, skipped: str, nothing: str):
+    def __init__(self, source, skip_empty: bool, skipped: str, nothing: str, lines: int):
         self.source, self.skip_empty, self.skipped_what, self.nothing = source, skip_empty, skipped, nothing
         self.first, self.second, self.skipped = [], [], []
-        self.records = 0   # physical records (lines, blocks) the reader met
+        self.lines, self.accounted = lines, 0  # physical lines (rows of a data set), and those accounted for
         self.ignored = {}  # what the format leaves out -> [places]
 
-    def add(self, first: str, second: str, place: str, error: str | None) -> None:
+    def add(self, first, second, place: str, error: str | None, lines: int = 1) -> None:
         if error is None:
             self.first.append(first)
             self.second.append(second)
@@ -45,21 +45,24 @@ class RowCollector:
             self.skipped.append(place)
         else:
             raise UserError(error)
+        self.accounted += lines
 
-    def ignore(self, what: str, place: str) -> None:
-        self.ignored.setdefault(what, []).append(place)
+    def ignore(self, what: str | None, place: str = "", lines: int = 1) -> None:
+        """Lines the format leaves out; ``what=None``: not worth a log line (blank separators)."""
+        if what is not None:
+            self.ignored.setdefault(what, []).append(place)
+        self.accounted += lines
 
-    def finish(self) -> tuple[list[str], list[str]]:
+    def finish(self) -> tuple[list, list]:
         if self.skipped:
             log.warning("%s: left out %d %s (first at %s)", self.source, len(self.skipped), self.skipped_what,
                         self.skipped[0])
         for what, places in self.ignored.items():
             log.debug("%s: %d %s (first at %s)", self.source, len(places), what, places[0])
-        accounted = len(self.first) + len(self.skipped) + sum(map(len, self.ignored.values()))
-        if accounted != self.records:  # a reader bug, never the user's: refuse rather than lose rows
-            raise UserError(f"{self.source}: {self.records} records, but {len(self.first)} read, "
-                            f"{len(self.skipped)} left out and {accounted - len(self.first) - len(self.skipped)} "
-                            "ignored; please report this")
+        if self.accounted != self.lines:  # a reader bug, never the user's: refuse rather than lose rows
+            raise UserError(f"{self.source}: {self.lines} lines, but the {len(self.first)} rows read, "
+                            f"{len(self.skipped)} left out and the lines ignored account for {self.accounted}; "
+                            "please report this")
         if not self.first:
             raise UserError(f"{self.source}: {self.nothing}")
         return self.first, self.second
@@ -91,13 +94,14 @@ def decode_lines(raw: bytes, name: str, encoding: str = "utf-8") -> list[str]:
     lines = text.removeprefix("\ufeff").split("\n")
     if lines[-1] == "":
         lines.pop()
-    return [line.rstrip("\r") for line in lines]
+    return [line[:-1] if line.endswith("\r") else line for line in lines]  # the \r of a \r\n line end
 
 
-def json_objects(path: str | Path, encoding: str = "utf-8"):
-    """Yield (line number, object) for each line of a JSON lines file, (line number, None) for a
-    blank line (allowed between objects). Bad JSON or a value that is not an object names its line."""
-    for number, line in enumerate(read_lines(path, encoding), start=1):
+def json_objects(lines: list[str], path: str | Path):
+    """Yield (line number, object) for each of the lines of a JSON lines file, (line number,
+    None) for a blank line (allowed between objects). Bad JSON or a value that is not an object
+    names its line."""
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             yield number, None
             continue
@@ -133,9 +137,10 @@ _CONLLU_ID = re.compile(r"^(\d+|\d+-\d+|\d+\.\d+)$")
 def read_conllu(path: str | Path, tagset: str = "upos", encoding: str = "utf-8") -> Sentences:
     """Sentences of a CoNLL-U file with their UPOS (column 4) or XPOS (column 5) tags."""
     field, tag_column = {"upos": ("upos", 3), "xpos": ("xpos", 4)}[tagset]
-    sentences = RowCollector(path, False, "", "no sentences found")
-    for start, block in _blocks(read_lines(path, encoding)):
-        sentences.records += 1
+    lines = read_lines(path, encoding)
+    sentences = RowCollector(path, False, "", "no sentences found", len(lines))
+    sentences.ignore(None, lines=sum(not line.strip() for line in lines))  # the blank lines between sentences
+    for start, block in _blocks(lines):
         for offset, line in enumerate(block):
             if line.startswith("#"):
                 continue
@@ -153,9 +158,9 @@ def read_conllu(path: str | Path, tagset: str = "upos", encoding: str = "utf-8")
             raise UserError(f"{path}:{start}: malformed CoNLL-U sentence: {e}") from None
         words = [t for t in sentence if isinstance(t["id"], int)]  # not ranges, not empty nodes
         if words:
-            sentences.add([t["form"] for t in words], [t[field] for t in words], f"line {start}", None)
+            sentences.add([t["form"] for t in words], [t[field] for t in words], f"line {start}", None, len(block))
         else:
-            sentences.ignore("block(s) of comments only", f"line {start}")
+            sentences.ignore("block(s) of comments only", f"line {start}", len(block))
     return sentences.finish()
 
 
@@ -163,10 +168,11 @@ def read_conll(
     path: str | Path, token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8"
 ) -> Sentences:
     """Sentences of a whitespace-column file: blank lines end sentences, -DOCSTART- is ignored."""
-    sentences = RowCollector(path, False, "", "no sentences found")
+    lines = read_lines(path, encoding)
+    sentences = RowCollector(path, False, "", "no sentences found", len(lines))
+    sentences.ignore(None, lines=sum(not line.strip() for line in lines))  # the blank lines between sentences
     width = None  # every token line of a file has the same number of columns
-    for start, block in _blocks(read_lines(path, encoding)):
-        sentences.records += 1
+    for start, block in _blocks(lines):
         tokens, tags = [], []
         for offset, line in enumerate(block):
             columns = line.split()
@@ -194,7 +200,7 @@ def read_conll(
                     f"{token_column} (token) and {tag_column} (tag)"
                 ) from None
         if tokens:
-            sentences.add(tokens, tags, f"line {start}", None)
+            sentences.add(tokens, tags, f"line {start}", None, len(block))
         else:
-            sentences.ignore("-DOCSTART- block(s)", f"line {start}")
+            sentences.ignore("-DOCSTART- block(s)", f"line {start}", len(block))
     return sentences.finish()

@@ -133,7 +133,10 @@ def encode(tokenizer: Tokenizer, sentences: list[list[str]]) -> tuple[list, list
 
 
 def save(tokenizer: Tokenizer, path: Path) -> None:
-    tokenizer.save(str(path))
+    try:
+        tokenizer.save(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception for an I/O error
+        raise OSError(f"{path}: {str(e).splitlines()[0]}") from None
 
 
 def load(path: Path) -> Tokenizer:
