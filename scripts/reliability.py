@@ -6,9 +6,10 @@ a large input through predict, and fuzz the readers; print a table and write JSO
     python scripts/reliability.py predict-large --lines 1000000
     python scripts/reliability.py fuzz --examples 2000         # tests/test_fuzz.py, more examples
     python scripts/reliability.py all --json docs/results/reliability.json
+    python scripts/reliability.py kill --json docs/results/reliability.json --update   # redo one part
 
-Each kill lands at a random moment of a run that writes last/ every step (so many land during
-a checkpoint write), or before its first checkpoint; after each kill every checkpoint on disk
+Each kill lands before the run's first checkpoint, the moment a checkpoint write is seen in
+progress, or at a random moment after the first checkpoint; after each kill every checkpoint on disk
 must load, and the next run resumes with `trainer.resume=true`. The final weights must equal
 those of an uninterrupted run, bit for bit. Runs use one thread and tiny tagging data made
 here, so the whole harness needs no data set and no network.
@@ -99,6 +100,13 @@ def same_weights(a: Path, b: Path) -> bool:
     return x.keys() == y.keys() and all(x[k].equal(y[k]) for k in x)
 
 
+def _finished(run: Path) -> bool:
+    try:
+        return json.loads((run / "last" / "metrics.json").read_text()).get("finished", False)
+    except (OSError, ValueError):
+        return False
+
+
 def _scores(run: Path) -> dict:
     """A run's test metrics, less its speed."""
     test = json.loads((run / "metrics.json").read_text())["test"]
@@ -132,20 +140,28 @@ def kill(kills: int, steps: int, seed: int) -> dict:
               "problems": [], "attempts": 0}
     finished_early = False
     while record["kills"] < kills:
+        if any(_finished(run) for run in run_dirs(cwd)):  # killed while exiting after its last write
+            finished_early = True
+            break
         resumable = bool(checkpoints_load(cwd)[0])
         before = set(run_dirs(cwd))
         schedule = timed if record["attempts"] % 2 else []
         process = subprocess.Popen(convnlp(*args, *schedule, *(["trainer.resume=true"] if resumable else [])),
                                    cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         record["attempts"] += 1
-        early = rng.random() < 0.2
-        deadline = time.perf_counter() + (rng.uniform(0, first_checkpoint) if early else 600)
+        # when: before the first checkpoint; the moment a checkpoint write is seen in progress;
+        # or a random moment up to 0.6 s after the first checkpoint
+        when = rng.choices(["early", "writing", "random"], weights=[0.2, 0.4, 0.4])[0]
+        deadline = time.perf_counter() + (rng.uniform(0, first_checkpoint) if when == "early" else 600)
         while process.poll() is None and time.perf_counter() < deadline:
             new = [r for r in run_dirs(cwd) if r not in before]
-            if not early and new and any((new[0] / n).exists() for n in ("last", ".last.old")):
-                time.sleep(rng.uniform(0, 0.6))  # a random moment after its first checkpoint
+            started = new and any((new[0] / n).exists() for n in ("last", ".last.old"))
+            if started and when == "random":
+                time.sleep(rng.uniform(0, 0.6))
                 break
-            time.sleep(0.005)
+            if started and when == "writing" and mid_write(new[0]):
+                break
+            time.sleep(0.005 if when != "writing" else 0.0005)
         if process.poll() is not None:  # it finished (or failed) before the kill
             if process.returncode:
                 record["problems"].append(f"run failed: {process.stderr.read()[-500:]}")
@@ -329,6 +345,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=2000, help="fuzz examples per property")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--update", action="store_true", help="keep the other parts of an existing --json file")
     args = parser.parse_args()
     results = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv)}
     if {"kill", "all"} & set(args.what):
@@ -341,11 +358,17 @@ def main() -> None:
         results["fuzz"] = pytest_cases(["tests/test_fuzz.py"], {"CONVNLP_FUZZ_EXAMPLES": str(args.examples)})
         results["fuzz"]["examples_per_property"] = args.examples
     if "all" in args.what:
-        results["hostile_checkpoints"] = pytest_cases(["tests/test_checkpoint.py"])
-        results["bad_configs"] = pytest_cases(["tests/test_config.py", "-k", "every_option"])
+        results["checkpoints"] = pytest_cases(["tests/test_checkpoint.py"])
+        results["bad_configs"] = pytest_cases(["tests/test_config.py", "-k", "every_option_rejects"])
+        results["bad_configs"]["cases"] = int(subprocess.run(
+            [sys.executable, "-c", "from tests.test_config import BAD_VALUES; print(len(BAD_VALUES))"], cwd=ROOT,
+            env=ENV, capture_output=True, text=True, check=True).stdout)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
+        if args.update and args.json.is_file():
+            old = json.loads(args.json.read_text())
+            results = {**old, **results, "command": f"{old['command']}; {results['command']}"}
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     failed = [k for k, v in results.items() if isinstance(v, dict) and v.get("passed") is False
               or isinstance(v, dict) and any(isinstance(x, dict) and x.get("passed") is False for x in v.values())]

@@ -27,6 +27,28 @@ def _step(metrics) -> int:
         return -1
 
 
+def _kill_at_step(cwd, args: list[str], step: int):
+    """Run `convnlp train` in ``cwd`` and SIGKILL it once its last/ holds ``step`` steps or more:
+    the run directory, its last checkpoint (the previous version if the kill came mid-swap) and
+    that checkpoint's metrics."""
+    from convnlp import checkpoint
+
+    process = subprocess.Popen([sys.executable, "-m", "convnlp", "train", *args], cwd=cwd,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        metrics = list(cwd.glob("outputs/train/*/last/metrics.json"))
+        if metrics and _step(metrics[0]) >= step:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (killed,) = run_dirs(cwd)
+    last = checkpoint.existing(killed / "last")
+    return killed, last, json.loads((last / "metrics.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, conll_files):
     """One real training run on the tiny BIO data; several tests read its outputs."""
@@ -153,22 +175,10 @@ def test_a_run_killed_before_its_first_evaluation_resumes_from_its_own_checkpoin
     steps = json.loads((full / "metrics.json").read_text())["steps"]
     assert steps > 40  # one epoch, evaluated once at its end
 
-    process = subprocess.Popen([sys.executable, "-m", "convnlp", "train", *args], cwd=killed_cwd,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        metrics = list(killed_cwd.glob("outputs/train/*/last/metrics.json"))
-        if metrics and _step(metrics[0]) >= 20:
-            break
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    (killed,) = run_dirs(killed_cwd)
-    state = json.loads((killed / "last" / "metrics.json").read_text())
+    killed, last, state = _kill_at_step(killed_cwd, args, 20)
     assert state["step"] < steps and not (killed / "best").exists(), "killed after its first evaluation"
     result = convnlp("train", *args, "trainer.resume=true", cwd=killed_cwd)
-    assert f"resumed from {killed / 'last'} at step {state['step']}" in result.stdout
+    assert f"resumed from {last} at step {state['step']}" in result.stdout
     resumed = [d for d in run_dirs(killed_cwd) if d != killed][0]
     a, b = load_file(full / "best" / "model.safetensors"), load_file(resumed / "best" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
@@ -184,24 +194,11 @@ def test_resume_after_a_killed_run_gives_the_same_model(tmp_path, conll_files):
     convnlp("train", *args, cwd=full_cwd)
     (full,) = run_dirs(full_cwd)
 
-    process = subprocess.Popen([sys.executable, "-m", "convnlp", "train", *args], cwd=killed_cwd,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        metrics = list(killed_cwd.glob("outputs/train/*/last/metrics.json"))
-        if metrics and _step(metrics[0]) >= 50:
-            break
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    (killed,) = run_dirs(killed_cwd)
-    state = json.loads((killed / "last" / "metrics.json").read_text())
+    killed, last, state = _kill_at_step(killed_cwd, args, 50)
     assert not state["finished"] and 50 <= state["step"] < 300, state
 
-    time.sleep(1.1)  # a new run directory name (second resolution)
     result = convnlp("train", *args, "trainer.resume=true", cwd=killed_cwd)
-    assert f"resumed from {killed / 'last'} at step {state['step']}" in result.stdout
+    assert f"resumed from {last} at step {state['step']}" in result.stdout
     resumed = [d for d in run_dirs(killed_cwd) if d != killed][0]
     a = load_file(full / "last" / "model.safetensors")
     b = load_file(resumed / "last" / "model.safetensors")

@@ -151,22 +151,25 @@ def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
                             + ("; the run stopped before its first checkpoint (trainer.checkpoint_minutes)"
                                if (path / ".hydra").is_dir() else ""))
         return last
-    candidates = []
+    candidates, finished = [], []
     for run in run_dir.parent.iterdir():
         last = _resumable(run) if run.is_dir() and run != run_dir else None
         if last is None or _superseded(run):
             continue
         try:
-            if json.loads((last / "metrics.json").read_text()).get("finished", False):
-                continue
+            done = json.loads((last / "metrics.json").read_text()).get("finished", False)
             saved = json.loads((last / "config.json").read_text())
         except (OSError, json.JSONDecodeError):
             continue
         if config_difference(saved, config) is None and teacher_difference(saved, config) is None:
-            candidates.append(last)
+            (finished if done else candidates).append(last)
     if not candidates:
+        newest = max(finished, key=lambda p: p.stat().st_mtime).parent if finished else None
         raise UserError(f"trainer.resume=true: no unfinished run of this config with a last/ checkpoint "
-                        f"in {run_dir.parent}; give its path instead: trainer.resume=DIR")
+                        f"in {run_dir.parent}" + (
+                            f"; the newest run of this config, {newest}, has finished (to train it further, raise "
+                            f"its limit and give trainer.resume={newest})" if newest else
+                            "; give its path instead: trainer.resume=DIR"))
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 

@@ -151,12 +151,8 @@ def read_table(path: str | Path, text_column: str, label_column: str, delimiter:
 def read_jsonl(path: str | Path, text_column: str, label_column: str, encoding: str = "utf-8",
                skip_empty: bool = False) -> Texts:
     """One JSON object per line; blank lines are allowed between objects."""
-    lines = read_lines(path, encoding)
-    rows = _Rows(path, skip_empty, len(lines))
-    for number, row in json_objects(lines, path):
-        if row is None:
-            rows.ignore("blank line(s) between objects", f"line {number}")
-            continue
+    rows = _Rows(path, skip_empty, 0)
+    for number, row in json_objects(path, encoding, rows):
         if text_column not in row:
             raise UserError(f"{path}:{number}: no text field {text_column!r}; the object has: "
                             f"{', '.join(row)} (set data.text_column=...)")

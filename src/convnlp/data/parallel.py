@@ -61,12 +61,8 @@ def read_tsv(path: str, encoding: str = "utf-8", skip_empty: bool = False) -> Pa
 
 def read_jsonl(path: str, source_column: str, target_column: str, encoding: str = "utf-8",
                skip_empty: bool = False) -> Pairs:
-    lines = read_lines(path, encoding)
-    pairs = _Pairs(path, skip_empty, len(lines))
-    for number, row in json_objects(lines, path):
-        if row is None:
-            pairs.ignore("blank line(s) between objects", f"line {number}")
-            continue
+    pairs = _Pairs(path, skip_empty, 0)
+    for number, row in json_objects(path, encoding, pairs):
         for role, column in (("source", source_column), ("target", target_column)):
             if column not in row:
                 raise UserError(f"{path}:{number}: no {role} field {column!r}; the object has: "

@@ -97,13 +97,15 @@ def decode_lines(raw: bytes, name: str, encoding: str = "utf-8") -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]  # the \r of a \r\n line end
 
 
-def json_objects(lines: list[str], path: str | Path):
-    """Yield (line number, object) for each of the lines of a JSON lines file, (line number,
-    None) for a blank line (allowed between objects). Bad JSON or a value that is not an object
+def json_objects(path: str | Path, encoding: str, rows: RowCollector):
+    """Yield (line number, object) for each JSON object of a JSON lines file; blank lines are
+    allowed between objects (``rows`` counts them). Bad JSON or a value that is not an object
     names its line."""
+    lines = read_lines(path, encoding)
+    rows.lines = len(lines)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
-            yield number, None
+            rows.ignore("blank line(s) between objects", f"line {number}")
             continue
         try:
             row = json.loads(line)
