@@ -1,5 +1,6 @@
 """End-to-end runs of the real CLI in subprocesses, on tiny data and tiny models."""
 
+import csv
 import json
 import os
 import signal
@@ -309,6 +310,25 @@ def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
         ("plain", "char"), ("plain", "word"), ("dilated", "char"), ("dilated", "word")]
     assert all(json.loads((p.parent.parent / "metrics.json").read_text())["test"]["tokens"] == 240
                for p in runs)
+    # convnlp report: the sweep as one table, sorted, the best marked; a run without metrics listed with why
+    (sweep,) = tmp_path.glob("outputs/train-multirun/*/")
+    failed = sweep / "9_broken" / ".hydra"
+    failed.mkdir(parents=True)
+    (failed.parent / "train.log").write_text("[2026-12-01 10:00:00,000][convnlp][ERROR] - failed: disk full\n")
+    result = convnlp("report", str(sweep), cwd=tmp_path)
+    table = result.stdout.strip().splitlines()
+    assert table[0].startswith("|  | run | overrides | validation | test |") and len(table) == 2 + 5
+    accuracies = [float(line.split(" | ")[3].rstrip("%")) for line in table[2:6]]
+    assert accuracies == sorted(accuracies, reverse=True) and table[2].startswith("| * |")
+    assert "encoder=plain tokenizer=char" in result.stdout and table[6].endswith("| failed: disk full |")
+    (report_dir,) = tmp_path.glob("outputs/report/*/")
+    assert (report_dir / "report.md").read_text() == result.stdout
+    rows = list(csv.DictReader(open(report_dir / "report.csv")))
+    assert len(rows) == 5 and rows[0]["best"] == "True" and abs(float(rows[0]["score"]) - accuracies[0] / 100) < 1e-4
+    by_test = convnlp("report", str(sweep), "sort=test.accuracy", cwd=tmp_path).stdout
+    assert by_test.splitlines()[2].startswith("| * |")
+    missing = convnlp("report", str(tmp_path / "nothing"), cwd=tmp_path, check=False)
+    assert missing.returncode == 2 and missing.stderr == f"convnlp: error: {tmp_path / 'nothing'}: no such directory\n"
 
 
 def test_every_encoder_family_trains_through_the_cli(tmp_path, conll_files):

@@ -35,6 +35,7 @@ commands:
                                      convnlp inspect task=generation (the decoder's length arithmetic)
   average   mean weights of checkpoints of one model
                                      convnlp average checkpoints=[<run>/best,<resumed run>/best] output=<dir>
+  report    runs side by side        convnlp report outputs/train-multirun/<sweep> [sort=test.accuracy]
 
 Overrides are Hydra's (group=option, key=value, -m for sweeps). `convnlp <command> --help`
 lists the config groups and options of a command.
@@ -43,7 +44,7 @@ lists the config groups and options of a command.
 # Which config groups each command's config holds (and so which are validated).
 GROUPS = {"train": ("task", "encoder", "decoder", "data", "tokenizer", "trainer", "optim"),
           "eval": ("data",), "predict": (), "inspect": ("task", "encoder", "decoder"),
-          "average": ()}
+          "average": (), "report": ()}
 VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
                "--experimental-rerun", "--package", "-p", "--cfg", "-c"}
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
@@ -182,8 +183,27 @@ def run_average(cfg: DictConfig) -> None:
     average_command(cfg)
 
 
+def run_report(cfg: DictConfig) -> None:
+    from convnlp.report import report_command
+
+    report_command(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
 COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict, "inspect": run_inspect,
-            "average": run_average}
+            "average": run_average, "report": run_report}
+
+
+def positional_runs(args: list[str]) -> list[str]:
+    """`convnlp report DIR [DIR ...]`: plain arguments become the override runs=[...]."""
+    paths, skip = [], False
+    for arg in args:  # not the values of flags that take one (--config-dir DIR)
+        if not skip and "=" not in arg and not arg.startswith("-"):
+            paths.append(arg)
+        skip = arg in VALUE_FLAGS
+    if not paths:
+        return args
+    quoted = ",".join("'" + p.replace("\\", "\\\\").replace("'", "\\'") + "'" for p in paths)
+    return [a for a in args if a not in paths] + [f"runs=[{quoted}]"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -201,7 +221,7 @@ def reader_left() -> None:
     sys.exit(141)
 
 
-RUN_DIR_COMMANDS = ("train", "eval", "inspect")  # commands that write a run directory
+RUN_DIR_COMMANDS = ("train", "eval", "inspect", "report")  # commands that write a run directory
 
 
 def claim_run_dir(command: str, multirun: bool, root: Path = Path("outputs")) -> Path:
@@ -245,6 +265,8 @@ def dispatch(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command not in COMMANDS:
         fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+    if command == "report":
+        args = positional_runs(args)
     if not INFO_FLAGS.intersection(args):
         check_overrides(command, args)
         multirun = "-m" in args or "--multirun" in args

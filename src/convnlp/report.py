@@ -1,0 +1,139 @@
+"""`convnlp report DIR [DIR ...]`: training runs side by side, one row each.
+
+A directory is a run (it holds ``metrics.json`` or ``.hydra/``), or holds runs below it (a
+``-m`` sweep: ``outputs/train-multirun/<date>_<time>/``). Each row gives the run's overrides
+(what the sweep varied), its validation and test metrics, training time, parameters and
+speed; rows are sorted by ``sort`` (a key of metrics.json, dotted: ``validation.accuracy``),
+the best is marked ``*``. A run without metrics.json is listed with the last line of its log
+(failed, killed or still running), never left out. The table is printed as Markdown and
+written to ``report.md`` and ``report.csv`` in the report's run directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from convnlp.errors import UserError
+
+# (column, key in metrics.json, format)
+COLUMNS = [
+    ("validation", "validation.accuracy", "{:.2%}"),
+    ("test", "test.accuracy", "{:.2%}"),
+    ("test F1", "test.f1", "{:.4f}"),
+    ("test WER", "test.wer", "{:.2%}"),
+    ("minutes", "train_seconds", "{:.1f}"),  # shown as minutes (see _cell)
+    ("parameters", "parameters", "{:,}"),
+    ("train symbols/s", "train_symbols_per_s", "{:,.0f}"),
+    ("test words/s", "test.words_per_s", "{:,.0f}"),
+    ("stopped", "stop_reason", "{}"),
+]
+
+
+def find_runs(directory: Path) -> list[Path]:
+    """The run directories at or below ``directory`` (a run holds metrics.json or .hydra/)."""
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such directory")
+    if (directory / "metrics.json").is_file() or (directory / ".hydra").is_dir():
+        return [directory]
+    runs = sorted({p.parent for p in directory.rglob(".hydra") if p.is_dir()} |
+                  {p.parent for p in directory.rglob("metrics.json") if p.parent.name not in ("best", "last")})
+    return runs
+
+
+def _get(metrics: dict, key: str):
+    value = metrics
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _overrides(run: Path) -> str:
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return ""
+    ignored = ("data.train=", "data.validation=", "data.test=", "trainer.progress=", "hydra.")
+    return " ".join(o for o in OmegaConf.to_container(OmegaConf.load(path)) if not o.startswith(ignored))
+
+
+def _status(run: Path) -> str:
+    """Why a run has no metrics.json: the last line of its log."""
+    logs = sorted(run.glob("*.log"))
+    lines = logs[0].read_text(errors="replace").strip().splitlines() if logs else []
+    return lines[-1].split(" - ", 1)[-1][:120] if lines else "no metrics.json and no log"
+
+
+def collect(runs: list[Path], sort: str) -> list[dict]:
+    """One row per run: its name, overrides, the chosen metric and the COLUMNS."""
+    rows = []
+    for run in runs:
+        row = {"run": str(run), "overrides": _overrides(run)}
+        path = run / "metrics.json"
+        try:
+            metrics = json.loads(path.read_text()) if path.is_file() else None
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{path}: not valid JSON ({e})") from None
+        if metrics is None:
+            row["status"] = _status(run)
+        for _, key, _ in COLUMNS:
+            row[key] = _get(metrics or {}, key)
+        row["score"] = _get(metrics or {}, sort)
+        rows.append(row)
+    scored = [r for r in rows if isinstance(r["score"], (int, float)) and not math.isnan(r["score"])]
+    if not scored and rows:
+        raise UserError(f"report: no run has {sort!r} in its metrics.json (sort=... names a key such as "
+                        "validation.accuracy or test.wer)")
+    lower_is_better = sort.rsplit(".", 1)[-1] in ("wer", "per", "cer", "loss", "train_seconds")
+    scored.sort(key=lambda r: r["score"], reverse=not lower_is_better)
+    for r in rows:
+        r["best"] = bool(scored) and r["score"] == scored[0]["score"]
+    return scored + [r for r in rows if r not in scored]
+
+
+def _cell(value, key: str, fmt: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return fmt.format(value / 60 if key == "train_seconds" else value)
+
+
+def markdown(rows: list[dict], sort: str, prefix: str) -> str:
+    keys = [(name, key, fmt) for name, key, fmt in COLUMNS if any(r.get(key) is not None for r in rows)]
+    if sort not in [key for _, key, _ in keys]:
+        keys.insert(0, (sort, sort, "{}"))
+    header = ["", "run", "overrides"] + [name for name, _, _ in keys]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = ["*" if r["best"] else "", r["run"].removeprefix(prefix).strip("/") or ".", r["overrides"]]
+        for _, key, fmt in keys:
+            cells.append(_cell(r.get(key) if key != sort else r["score"], key, fmt))
+        if "status" in r:
+            cells[-1] = r["status"].replace("|", "/")
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report_command(cfg: DictConfig, run_dir: Path) -> list[dict]:
+    dirs = [str(d) for d in cfg.runs] if isinstance(cfg.runs, ListConfig) else [str(cfg.runs)]
+    if not dirs:
+        raise UserError("report: give one or more run or sweep directories: convnlp report DIR [DIR ...]")
+    runs = [run for d in dirs for run in find_runs(Path(d))]
+    if not runs:
+        raise UserError(f"report: no training runs (directories with metrics.json or .hydra/) in {', '.join(dirs)}")
+    rows = collect(runs, cfg.sort)
+    prefix = str(Path(dirs[0])) if len(dirs) == 1 else ""
+    table = markdown(rows, cfg.sort, prefix)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "report.md").write_text(table)
+    with open(run_dir / "report.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["best", "run", "overrides", "score", "status",
+                                               *[key for _, key, _ in COLUMNS]], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(table, end="")  # standard output holds the table alone, for pipes; the files are in run_dir
+    return rows
