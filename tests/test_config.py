@@ -96,7 +96,7 @@ def test_sweep_directory_names_stay_short_and_distinct():
 def test_resume_comparison_fills_defaults_and_ignores_suggestions():
     """A run saved before a key existed (at its default) can still be resumed; a data config's
     suggestions for other groups are not compared (those groups are)."""
-    from convnlp.train import config_difference
+    from convnlp.resume import config_difference
 
     def composed(*overrides):
         with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig
 
 from convnlp import checkpoint
 from convnlp.errors import UserError
-from convnlp.train import config_difference
+from convnlp.resume import config_difference
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from convnlp.config import validate_group
 from convnlp.data import load_splits
 from convnlp.errors import UserError
 from convnlp.tasks import TASKS, task_config
-from convnlp.train import pick_device
+from convnlp.device import pick_device
 
 log = logging.getLogger(__name__)
 

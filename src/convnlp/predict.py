@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from convnlp import ensemble
 from convnlp.errors import UserError
 from convnlp.tasks import TASKS, task_config
-from convnlp.train import pick_device
+from convnlp.device import pick_device
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("record", "stop")

@@ -10,7 +10,6 @@ left out and their count is logged.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 from pathlib import Path
 
