@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from convnlp.config import SCHEMAS, validate
-from convnlp.data import DATA_TASKS
+from convnlp.data import DATASETS
 from convnlp.errors import UserError
 from convnlp.model import build_model
 from convnlp.tasks import task_config
@@ -45,7 +45,7 @@ def test_compose_validate_and_build(task, encoder, data, tokenizer):
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     data = cfg.data.name
-    if task not in DATA_TASKS[data]:
+    if task not in DATASETS[data].tasks:
         with pytest.raises(UserError, match=f"data={data} is .* data; task={task} needs one of: "):
             validate(cfg)
         return
@@ -161,7 +161,7 @@ BAD_VALUES = list(_bad_values())
 def _context(group: str, option: str) -> dict:
     """A config in which ``group=option`` is valid: a task the data serves, generation for a decoder."""
     if group == "data":
-        return {"task": {"name": DATA_TASKS[option][0]}}
+        return {"task": {"name": DATASETS[option].tasks[0]}}
     if group == "decoder":
         return {"task": {"name": "generation"}}
     if group == "task":

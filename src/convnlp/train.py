@@ -27,7 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from convnlp import checkpoint, ensemble
-from convnlp.data import DESCRIPTIONS, load_splits
+from convnlp.data import DATASETS, load_splits
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import token_batches
 from convnlp.errors import UserError
@@ -126,7 +126,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     # ---- data and vocabularies
-    log.info("data: %s (data=%s)", DESCRIPTIONS.get(cfg.data.name, cfg.data.name), cfg.data.name)
+    log.info("data: %s (data=%s)", DATASETS[cfg.data.name].description, cfg.data.name)
     data = load_splits(cfg.data, task=cfg.task.name)
     train_split = data["train"]
     resume_dir = find_resume_dir(tc.resume, run_dir, config)

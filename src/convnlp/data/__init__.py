@@ -7,7 +7,8 @@ classification data has ``text`` (str) and ``label`` (str); generation data has 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 from omegaconf import DictConfig
 
@@ -17,45 +18,16 @@ if TYPE_CHECKING:
     import datasets
 
 SPLITS = ("train", "validation", "test")
-DESCRIPTIONS = {
-    "cmudict_stress": "CMUdict lexical stress (phonemes -> stress digit per vowel), offline; "
-                      "for real text use data=ud_ewt, data=conllu or data=conll",
-    "cmudict_syllables": "CMUdict syllable counts (spelling -> number of syllables), offline; "
-                         "for real text use data=sst2, data=mr, data=csv, data=jsonl or data=hub",
-    "probe_longrange": "synthetic long-range probe (depends on the token `distance` positions away)",
-    "ud_ewt": "Universal Dependencies English-EWT",
-    "conllu": "CoNLL-U files",
-    "conll": "whitespace-column files",
-    "sst2": "Stanford Sentiment Treebank, binary sentence split",
-    "mr": "MR sentence polarity (Pang & Lee), one of 10 folds",
-    "csv": "CSV files with a header row",
-    "tsv": "TSV files with a header row",
-    "jsonl": "JSON lines files",
-    "hub": "a HuggingFace dataset (hub id or local directory)",
-    "cmudict_g2p": "CMUdict grapheme to phoneme (spelling -> ARPAbet with stress), offline; "
-                   "for your own pairs use data=parallel",
-    "parallel": "parallel source/target files (TSV, JSON lines or two aligned text files)",
-}
-# Which tasks each data set serves (its columns).
-DATA_TASKS = {
-    "cmudict_stress": ("tagging",), "ud_ewt": ("tagging",), "conllu": ("tagging",), "conll": ("tagging",),
-    "probe_longrange": ("tagging", "classification"),
-    "cmudict_syllables": ("classification",), "sst2": ("classification",), "mr": ("classification",),
-    "csv": ("classification",), "tsv": ("classification",), "jsonl": ("classification",),
-    "hub": ("classification",),
-    "cmudict_g2p": ("generation",), "parallel": ("generation",),
-}
 COLUMNS = {"tagging": ("tokens", "tags"), "classification": ("text", "label"), "generation": ("source", "target")}
-FILE_DATA = ("conllu", "conll", "csv", "tsv", "jsonl", "parallel")  # data.train / data.validation / data.test paths
 
 
-def check_task(data_name: str, task: str) -> None:
-    """One line when a data set cannot feed a task."""
-    serves = DATA_TASKS.get(data_name, ())
-    if task not in serves:
-        fitting = [name for name, tasks in DATA_TASKS.items() if task in tasks]
-        raise UserError(f"data={data_name} is {' and '.join(serves) or 'unknown'} data; task={task} "
-                        f"needs one of: {', '.join(fitting)}")
+class DataSet(NamedTuple):
+    """A named data set (``data=<name>``): the tasks it serves, a line for the log, and its
+    loader ``load(cfg, splits, task) -> {split: (first column, second column)}``, ``cfg`` being
+    the ``data`` group."""
+    tasks: tuple[str, ...]
+    description: str
+    load: Callable[[DictConfig, tuple[str, ...], str], dict]
 
 
 def _per_split(cfg: DictConfig, splits, read, key: str = "{split}", what: str = "file", value: str = "PATH") -> dict:
@@ -72,6 +44,120 @@ def _per_split(cfg: DictConfig, splits, read, key: str = "{split}", what: str = 
     return raw
 
 
+def _cmudict(module: str):
+    """A CMUdict data set split by a hash of the word (all three splits come at once)."""
+    def load(cfg, splits, task):
+        from importlib import import_module
+
+        raw = import_module(f"convnlp.data.{module}").load(cfg.validation_percent, cfg.test_percent)
+        return {s: raw[s] for s in splits}
+    return load
+
+
+def _probe(cfg, splits, task):
+    from convnlp.data import probe_longrange
+
+    raw = probe_longrange.load(cfg.distance, cfg.length, cfg.alphabet, cfg.train_size, cfg.eval_size, cfg.seed, task)
+    return {s: raw[s] for s in splits}
+
+
+def _ud_ewt(cfg, splits, task):
+    from convnlp.data import ud_ewt
+
+    return ud_ewt.load(cfg.tagset, cfg.data_dir, cfg.url, cfg.cache_dir, splits)
+
+
+def _sst2(cfg, splits, task):
+    from convnlp.data import sentiment
+
+    return sentiment.load_sst2(cfg.data_dir, cfg.url, cfg.cache_dir, splits)
+
+
+def _mr(cfg, splits, task):
+    from convnlp.data import sentiment
+
+    return sentiment.load_mr(cfg.fold, cfg.data_dir, cfg.url, cfg.cache_dir, cfg.encoding, splits)
+
+
+def _conllu(cfg, splits, task):
+    from convnlp.data import readers
+
+    return _per_split(cfg, splits, lambda path: readers.read_conllu(path, cfg.tagset, cfg.encoding))
+
+
+def _conll(cfg, splits, task):
+    from convnlp.data import readers
+
+    return _per_split(cfg, splits, lambda path: readers.read_conll(path, cfg.token_column, cfg.tag_column,
+                                                                   cfg.encoding))
+
+
+def _table(delimiter: str):
+    def load(cfg, splits, task):
+        from convnlp.data import labeled
+
+        return _per_split(cfg, splits, lambda path: labeled.read_table(
+            path, cfg.text_column, cfg.label_column, delimiter, cfg.encoding, cfg.skip_empty, cfg.quoting))
+    return load
+
+
+def _jsonl(cfg, splits, task):
+    from convnlp.data import labeled
+
+    return _per_split(cfg, splits, lambda path: labeled.read_jsonl(
+        path, cfg.text_column, cfg.label_column, cfg.encoding, cfg.skip_empty))
+
+
+def _hub(cfg, splits, task):
+    from convnlp.data import labeled
+
+    return _per_split(cfg, splits, lambda name: labeled.read_hf(
+        cfg.path, cfg.subset, name, cfg.text_column, cfg.label_column, cfg.revision, cfg.skip_empty),
+        key="{split}_split", what="split", value="NAME")
+
+
+def _parallel(cfg, splits, task):
+    from convnlp.data import parallel
+
+    return _per_split(cfg, splits, lambda path: parallel.read(
+        path, cfg.format, cfg.source_column, cfg.target_column, cfg.source_suffix, cfg.target_suffix,
+        cfg.encoding, cfg.skip_empty))
+
+
+# Every named data set, one entry each (its config is conf/data/<name>.yaml).
+DATASETS: dict[str, DataSet] = {
+    "cmudict_stress": DataSet(("tagging",), "CMUdict lexical stress (phonemes -> stress digit per vowel), offline; "
+                              "for real text use data=ud_ewt, data=conllu or data=conll", _cmudict("cmudict_stress")),
+    "ud_ewt": DataSet(("tagging",), "Universal Dependencies English-EWT", _ud_ewt),
+    "conllu": DataSet(("tagging",), "CoNLL-U files", _conllu),
+    "conll": DataSet(("tagging",), "whitespace-column files", _conll),
+    "probe_longrange": DataSet(("tagging", "classification"),
+                               "synthetic long-range probe (depends on the token `distance` positions away)", _probe),
+    "cmudict_syllables": DataSet(("classification",), "CMUdict syllable counts (spelling -> number of syllables), "
+                                 "offline; for real text use data=sst2, data=mr, data=csv, data=jsonl or data=hub",
+                                 _cmudict("cmudict_syllables")),
+    "sst2": DataSet(("classification",), "Stanford Sentiment Treebank, binary sentence split", _sst2),
+    "mr": DataSet(("classification",), "MR sentence polarity (Pang & Lee), one of 10 folds", _mr),
+    "csv": DataSet(("classification",), "CSV files with a header row", _table(",")),
+    "tsv": DataSet(("classification",), "TSV files with a header row", _table("\t")),
+    "jsonl": DataSet(("classification",), "JSON lines files", _jsonl),
+    "hub": DataSet(("classification",), "a HuggingFace dataset (hub id or local directory)", _hub),
+    "cmudict_g2p": DataSet(("generation",), "CMUdict grapheme to phoneme (spelling -> ARPAbet with stress), "
+                           "offline; for your own pairs use data=parallel", _cmudict("cmudict_g2p")),
+    "parallel": DataSet(("generation",), "parallel source/target files (TSV, JSON lines or two aligned text files)",
+                        _parallel),
+}
+
+
+def check_task(data_name: str, task: str) -> None:
+    """One line when a data set cannot feed a task."""
+    serves = DATASETS[data_name].tasks if data_name in DATASETS else ()
+    if task not in serves:
+        fitting = [name for name, entry in DATASETS.items() if task in entry.tasks]
+        raise UserError(f"data={data_name} is {' and '.join(serves) or 'unknown'} data; task={task} "
+                        f"needs one of: {', '.join(fitting)}")
+
+
 def load_splits(cfg: DictConfig, splits: tuple[str, ...] = SPLITS, task: str = "tagging") -> "datasets.DatasetDict":
     """Load the requested splits of the configured data set (``cfg`` is the ``data`` group).
 
@@ -79,51 +165,8 @@ def load_splits(cfg: DictConfig, splits: tuple[str, ...] = SPLITS, task: str = "
     """
     import datasets
 
-    from convnlp.data import (cmudict_g2p, cmudict_stress, cmudict_syllables, labeled, parallel,
-                              probe_longrange, readers, sentiment, ud_ewt)
-
     check_task(cfg.name, task)
-    if cfg.name == "cmudict_stress":
-        raw = cmudict_stress.load(cfg.validation_percent, cfg.test_percent)
-        raw = {s: raw[s] for s in splits}
-    elif cfg.name == "cmudict_syllables":
-        raw = cmudict_syllables.load(cfg.validation_percent, cfg.test_percent)
-        raw = {s: raw[s] for s in splits}
-    elif cfg.name == "cmudict_g2p":
-        raw = cmudict_g2p.load(cfg.validation_percent, cfg.test_percent)
-        raw = {s: raw[s] for s in splits}
-    elif cfg.name == "probe_longrange":
-        raw = probe_longrange.load(cfg.distance, cfg.length, cfg.alphabet, cfg.train_size, cfg.eval_size,
-                                   cfg.seed, task)
-        raw = {s: raw[s] for s in splits}
-    elif cfg.name == "ud_ewt":
-        raw = ud_ewt.load(cfg.tagset, cfg.data_dir, cfg.url, cfg.cache_dir, splits)
-    elif cfg.name == "sst2":
-        raw = sentiment.load_sst2(cfg.data_dir, cfg.url, cfg.cache_dir, splits)
-    elif cfg.name == "mr":
-        raw = sentiment.load_mr(cfg.fold, cfg.data_dir, cfg.url, cfg.cache_dir, cfg.encoding, splits)
-    elif cfg.name == "conllu":
-        raw = _per_split(cfg, splits, lambda path: readers.read_conllu(path, cfg.tagset, cfg.encoding))
-    elif cfg.name == "conll":
-        raw = _per_split(cfg, splits, lambda path: readers.read_conll(path, cfg.token_column, cfg.tag_column,
-                                                                       cfg.encoding))
-    elif cfg.name in ("csv", "tsv"):
-        delimiter = "\t" if cfg.name == "tsv" else ","
-        raw = _per_split(cfg, splits, lambda path: labeled.read_table(
-            path, cfg.text_column, cfg.label_column, delimiter, cfg.encoding, cfg.skip_empty, cfg.quoting))
-    elif cfg.name == "jsonl":
-        raw = _per_split(cfg, splits, lambda path: labeled.read_jsonl(
-            path, cfg.text_column, cfg.label_column, cfg.encoding, cfg.skip_empty))
-    elif cfg.name == "parallel":
-        raw = _per_split(cfg, splits, lambda path: parallel.read(
-            path, cfg.format, cfg.source_column, cfg.target_column, cfg.source_suffix, cfg.target_suffix,
-            cfg.encoding, cfg.skip_empty))
-    elif cfg.name == "hub":
-        raw = _per_split(cfg, splits, lambda name: labeled.read_hf(
-            cfg.path, cfg.subset, name, cfg.text_column, cfg.label_column, cfg.revision, cfg.skip_empty),
-            key="{split}_split", what="split", value="NAME")
-    else:
-        raise UserError(f"unknown data set {cfg.name!r}")
+    raw = DATASETS[cfg.name].load(cfg, splits, task)
     first, second = COLUMNS[task]
     return datasets.DatasetDict(
         {split: datasets.Dataset.from_dict({first: a, second: b}) for split, (a, b) in raw.items()}
