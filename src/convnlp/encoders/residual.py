@@ -18,7 +18,7 @@ class ResidualEncoder(nn.Module):
     skips keep the gradient, not the reach.
     """
 
-    def __init__(self, input_dim: int, width: int = 128, layers: int = 4, kernel: int = 3,
+    def __init__(self, input_dim: int, width: int = 128, layers: int = 8, kernel: int = 3,
                  activation: str = "relu", norm: str = "layer", dropout: float = 0.1):
         super().__init__()
         if layers < 1:
