@@ -90,9 +90,9 @@ def test_ensemble_decoding_takes_the_proposal_the_members_like_best_together():
     second = one_hot([[4, gen.END, gen.PAD, gen.PAD]], confidence=0.3)
     third = one_hot([[3, gen.END, gen.PAD, gen.PAD]], confidence=0.6)
     lengths = torch.tensor([4])
-    assert gen._ensemble_decode([second], [config], lengths) == [[4]]
-    assert gen._ensemble_decode([second, first], [config, config], lengths) == [[3]]
-    assert gen._ensemble_decode([second, third, first], [config] * 3, lengths) == [[3]]
+    assert ensemble.rescore_proposals([second], [config], lengths) == [[4]]
+    assert ensemble.rescore_proposals([second, first], [config, config], lengths) == [[3]]
+    assert ensemble.rescore_proposals([second, third, first], [config] * 3, lengths) == [[3]]
 
 
 def test_an_ensemble_of_copies_generates_what_the_model_does(tmp_path):
@@ -141,5 +141,5 @@ def test_ensemble_decoding_of_ctc_and_ce_members_with_different_output_lengths()
         one_hot([[3, E, P, P]], confidence=0.3),         # row 2: unsure of [3]
     ])
     sources = torch.tensor([3, 3, 3])
-    assert gen._ensemble_decode([ctc_log_probs], [ctc], sources) == [[3], [5], [3, 4, 5, 3]]
-    assert gen._ensemble_decode([ctc_log_probs, ce_log_probs], [ctc, ce], sources) == [[4], [5], [3]]
+    assert ensemble.rescore_proposals([ctc_log_probs], [ctc], sources) == [[3], [5], [3, 4, 5, 3]]
+    assert ensemble.rescore_proposals([ctc_log_probs, ce_log_probs], [ctc, ce], sources) == [[4], [5], [3]]

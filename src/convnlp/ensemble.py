@@ -65,3 +65,25 @@ def load(checkpoints, device: str | torch.device = "cpu"):
         members.append(other)
         configs.append(task_config(other_config))
     return Ensemble(members, configs).to(device), config, tokenizer, labels
+
+
+def rescore_proposals(log_probs: list[torch.Tensor], configs: list[dict],
+                      source_lengths: torch.Tensor) -> list[list[int]]:
+    """Generation: every member's greedy output is a proposal; each row takes the proposal with the highest
+    log-likelihood summed over the members (the first member's on a tie). A proposal some member
+    cannot produce at all (longer than that member's output) scores -inf; if every proposal
+    does, the first member's is kept. ``log_probs``: each member's (B, L, V); ``configs``: their
+    task configs."""
+    from convnlp.decoders import output_lengths
+    from convnlp.tasks.generation import decode_ids, sequence_log_likelihood
+
+    lengths = [output_lengths(c["decoder"], source_lengths) for c in configs]
+    proposals = []                                                                 # [member][row]
+    for lp, n, c in zip(log_probs, lengths, configs):
+        best = lp.argmax(-1).tolist()
+        proposals.append([decode_ids(row[:k], c["loss"]) for row, k in zip(best, n.tolist())])
+    scores = torch.stack([sum(sequence_log_likelihood(lp, n, candidates, c["loss"])
+                              for lp, n, c in zip(log_probs, lengths, configs))
+                          for candidates in proposals], dim=1)                     # (B, members)
+    choice = scores.argmax(dim=1).tolist()
+    return [proposals[k][b] for b, k in enumerate(choice)]

@@ -1,31 +1,56 @@
-"""Tasks: each file holds its head, loss, metrics, encoding and prediction.
-
-Every task module offers the same functions, which the trainer, ``eval`` and ``predict`` call.
-``task_cfg`` is the run's ``task`` group, with the ``decoder`` group under ``task_cfg["decoder"]``
-(see ``task_config``):
-
-    COLUMNS                                  the data set's column names
-    OUTPUT_FIELDS                            the fields of a predict record (null, plus "error",
-                                             for an input line that cannot be read)
-    build_head(task_cfg, input_dim, num_labels) -> nn.Module
-    label_vocabulary(train_split, task_cfg) -> list[str]
-    tokenizer_examples(train_split)          what the vocabulary is trained on
-    report_unseen(split, labels, where, task_cfg, tokenizer)
-                                             warn about labels training never saw; their counts
-    encode(split, tokenizer, labels, where, task_cfg)   lists the batches are cut from ("ids" first)
-    make_batch(encoded, indices)             padded tensors, "ids" and "mask" included
-    describe(encoded)                        "12544 sentences, 204577 words" for the log
-    loss(logits, batch, task_cfg) -> (mean loss, count)
-    evaluate(model, tokenizer, labels, split, task_cfg, device, batch_tokens) -> metrics
-                                             ("accuracy" selects the best checkpoint)
-    log_metrics(writer, prefix, metrics, step)   to TensorBoard
-    read_input(line)                         one line of `convnlp predict` input
-    predict_records(model, tokenizer, labels, inputs, device, task_cfg) -> JSON-ready dicts
+"""Tasks: each file holds its head, loss, metrics, encoding and prediction, and satisfies the
+``Task`` protocol below (a checker can verify it; tests/test_tasks.py does at run time), which
+the trainer, ``eval`` and ``predict`` call. ``task_cfg`` is the run's ``task`` group, with the
+``decoder`` group under ``task_cfg["decoder"]`` (see ``task_config``).
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+
+@runtime_checkable
+class Task(Protocol):
+    COLUMNS: tuple[str, str]        # the data set's column names
+    OUTPUT_FIELDS: tuple[str, ...]  # the fields of a predict record (null, with "error", for a line that cannot be read)
+
+    def build_head(self, task: dict, input_dim: int, num_labels: int) -> nn.Module: ...
+
+    def label_vocabulary(self, split, task: dict) -> list[str]: ...
+
+    def tokenizer_examples(self, split) -> Sequence: ...  # what the vocabulary is trained on
+
+    def report_unseen(self, split, labels: list[str], where: str, task: dict, tokenizer=None) -> dict[str, int]:
+        """Warn about labels training never saw; their counts."""
+
+    def encode(self, split, tokenizer, labels: list[str], where: str, task: dict) -> dict[str, list]:
+        """Lists the batches are cut from ("ids" first)."""
+
+    def make_batch(self, encoded: dict[str, list], indices: list[int]) -> dict[str, torch.Tensor]:
+        """Padded tensors, "ids" and "mask" included."""
+
+    def describe(self, encoded: dict[str, list]) -> str: ...  # "12544 sentences, 204577 words" for the log
+
+    def loss(self, logits: torch.Tensor, batch: dict, task: dict) -> tuple[torch.Tensor, int]: ...  # (mean, count)
+
+    def evaluate(self, model, tokenizer, labels, split, task: dict, device, batch_tokens: int) -> dict:
+        """Metrics; "accuracy" selects the best checkpoint."""
+
+    def log_metrics(self, writer, prefix: str, result: dict, step: int) -> None: ...  # to TensorBoard
+
+    def read_input(self, line: str) -> Any: ...  # one line of `convnlp predict` input
+
+    def predict_records(self, model, tokenizer, labels, inputs: list, device, task: dict,
+                        batch_tokens: int = 8000) -> list[dict]: ...  # JSON-ready, one per input
+
 
 from convnlp.tasks import classification, generation, tagging
 
-TASKS = {"tagging": tagging, "classification": classification, "generation": generation}
+TASKS: dict[str, Task] = {"tagging": tagging, "classification": classification, "generation": generation}
 
 
 def task_config(config: dict) -> dict:

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import IGNORE, lengths_to_mask, pad, token_batches
 from convnlp.encoders.layers import MaskedConv1d
+from convnlp.tasks.shared import log_scalars
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +209,7 @@ def confusion_figure(confusion: list[list[int]], labels: list[str]):
 
 def log_metrics(writer, prefix: str, result: dict, step: int) -> None:
     """Scalars and the confusion matrix image to TensorBoard."""
-    for key, value in result.items():
-        if isinstance(value, (int, float)):
-            writer.add_scalar(f"{prefix}/{key}", value, step)
+    log_scalars(writer, prefix, result, step)
     if result.get("confusion"):
         writer.add_figure(f"{prefix}/confusion", confusion_figure(result["confusion"], result["confusion_labels"]),
                           step, close=True)

@@ -38,10 +38,12 @@ from rapidfuzz.distance import Levenshtein
 from torch import nn
 from torch.nn import functional as F
 
+from convnlp import ensemble
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import lengths_to_mask, pad, token_batches
 from convnlp.decoders import build_decoder, output_lengths
 from convnlp.errors import UserError
+from convnlp.tasks.shared import log_scalars
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +254,8 @@ def generate(model: nn.Module, tokenizer, labels: list[str], sources: list[str],
             lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1)).tolist()
             rows = [decode_ids(row[:length], task["loss"]) for row, length in zip(best, lengths)]
         else:
-            rows = _ensemble_decode([m(batch).float().log_softmax(-1) for m in members], configs,
-                                    batch["mask"].sum(dim=1))
+            rows = ensemble.rescore_proposals([m(batch).float().log_softmax(-1) for m in members], configs,
+                                              batch["mask"].sum(dim=1))
         for row, i in zip(rows, indices):
             out[i] = [labels[a] for a in row]
     return out
@@ -308,23 +310,6 @@ def sequence_log_likelihood(log_probs: torch.Tensor, lengths: torch.Tensor, targ
     beyond = torch.arange(width, device=device) >= lengths.to(device)[:, None]
     # a target needing more positions than the model gives the row is impossible
     return picked.masked_fill(beyond, 0.0).sum(dim=1).masked_fill(~fits, -math.inf)
-
-
-def _ensemble_decode(log_probs: list[torch.Tensor], configs: list[dict], source_lengths: torch.Tensor) -> list[list[int]]:
-    """Every member's greedy output is a proposal; each row takes the proposal with the highest
-    log-likelihood summed over the members (the first member's on a tie). A proposal some member
-    cannot produce at all (longer than that member's output) scores -inf; if every proposal
-    does, the first member's is kept."""
-    lengths = [output_lengths(c["decoder"], source_lengths) for c in configs]
-    proposals = []                                                                 # [member][row]
-    for lp, n, c in zip(log_probs, lengths, configs):
-        best = lp.argmax(-1).tolist()
-        proposals.append([decode_ids(row[:k], c["loss"]) for row, k in zip(best, n.tolist())])
-    scores = torch.stack([sum(sequence_log_likelihood(lp, n, candidates, c["loss"])
-                              for lp, n, c in zip(log_probs, lengths, configs))
-                          for candidates in proposals], dim=1)                     # (B, members)
-    choice = scores.argmax(dim=1).tolist()
-    return [proposals[k][b] for b, k in enumerate(choice)]
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -387,10 +372,7 @@ def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: 
     return result
 
 
-def log_metrics(writer, prefix: str, result: dict, step: int) -> None:
-    for key, value in result.items():
-        if isinstance(value, (int, float)):
-            writer.add_scalar(f"{prefix}/{key}", value, step)
+log_metrics = log_scalars  # numbers only
 
 
 # ----------------------------------------------------------------------------- prediction

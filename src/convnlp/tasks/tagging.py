@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import IGNORE, collate, token_batches
 from convnlp.encoders.dilated import DilatedEncoder
+from convnlp.tasks.shared import log_scalars
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,7 @@ def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: 
     return result
 
 
-def log_metrics(writer, prefix: str, result: dict, step: int) -> None:
-    for key, value in result.items():
-        if isinstance(value, (int, float)):
-            writer.add_scalar(f"{prefix}/{key}", value, step)
+log_metrics = log_scalars  # numbers only
 
 
 def read_input(line: str) -> list[str]:
