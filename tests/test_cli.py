@@ -28,6 +28,17 @@ def _step(metrics) -> int:
         return -1
 
 
+def _uninterrupted(tmp_path, args: list[str]):
+    """An uninterrupted run of ``args`` (its run directory), and an empty directory for the
+    same run to be killed and resumed in."""
+    full_cwd, killed_cwd = tmp_path / "full", tmp_path / "killed"
+    full_cwd.mkdir()
+    killed_cwd.mkdir()
+    convnlp("train", *args, cwd=full_cwd)
+    (full,) = run_dirs(full_cwd)
+    return full, killed_cwd
+
+
 def _kill_at_step(cwd, args: list[str], step: int):
     """Run `convnlp train` in ``cwd`` and SIGKILL it once its last/ holds ``step`` steps or more:
     the run directory, its last checkpoint (the previous version if the kill came mid-swap) and
@@ -168,11 +179,7 @@ def test_a_run_killed_before_its_first_evaluation_resumes_from_its_own_checkpoin
     trainer.checkpoint_minutes by default), not only at evaluations."""
     args = [*conll_args(conll_files), *TINY, "trainer.batch_tokens=80", "trainer.max_epochs=1",
             "trainer.threads=1", "trainer.checkpoint_every=10"]
-    full_cwd, killed_cwd = tmp_path / "full", tmp_path / "killed"
-    full_cwd.mkdir()
-    killed_cwd.mkdir()
-    convnlp("train", *args, cwd=full_cwd)
-    (full,) = run_dirs(full_cwd)
+    full, killed_cwd = _uninterrupted(tmp_path, args)
     steps = json.loads((full / "metrics.json").read_text())["steps"]
     assert steps > 40  # one epoch, evaluated once at its end
 
@@ -189,11 +196,7 @@ def test_resume_after_a_killed_run_gives_the_same_model(tmp_path, conll_files):
     args = [*conll_args(conll_files), *TINY, "trainer.max_steps=300", "trainer.max_epochs=100",
             "trainer.eval_every=10",
             "trainer.threads=1", "trainer.patience=0"]
-    full_cwd, killed_cwd = tmp_path / "full", tmp_path / "killed"
-    full_cwd.mkdir()
-    killed_cwd.mkdir()
-    convnlp("train", *args, cwd=full_cwd)
-    (full,) = run_dirs(full_cwd)
+    full, killed_cwd = _uninterrupted(tmp_path, args)
 
     killed, last, state = _kill_at_step(killed_cwd, args, 50)
     assert not state["finished"] and 50 <= state["step"] < 300, state

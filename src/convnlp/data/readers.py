@@ -99,8 +99,8 @@ def decode_lines(raw: bytes, name: str, encoding: str = "utf-8") -> list[str]:
 
 def json_objects(path: str | Path, encoding: str, rows: RowCollector):
     """Yield (line number, object) for each JSON object of a JSON lines file; blank lines are
-    allowed between objects (``rows`` counts them). Bad JSON or a value that is not an object
-    names its line."""
+    allowed between objects. ``rows`` gets the file's line count (``rows.lines``) and counts
+    the blank lines. Bad JSON or a value that is not an object names its line."""
     lines = read_lines(path, encoding)
     rows.lines = len(lines)
     for number, line in enumerate(lines, start=1):
@@ -133,16 +133,23 @@ def _blocks(lines: list[str]):
         yield start, block
 
 
+def _sentence_blocks(path: str | Path, encoding: str):
+    """A collector for a file of blank-line separated sentences, with its blank lines already
+    accounted for, and the file's (first line number, lines) blocks."""
+    lines = read_lines(path, encoding)
+    sentences = RowCollector(path, False, "", "no sentences found", len(lines))
+    sentences.ignore(None, lines=sum(not line.strip() for line in lines))  # the blank lines between sentences
+    return sentences, _blocks(lines)
+
+
 _CONLLU_ID = re.compile(r"^(\d+|\d+-\d+|\d+\.\d+)$")
 
 
 def read_conllu(path: str | Path, tagset: str = "upos", encoding: str = "utf-8") -> Sentences:
     """Sentences of a CoNLL-U file with their UPOS (column 4) or XPOS (column 5) tags."""
     field, tag_column = {"upos": ("upos", 3), "xpos": ("xpos", 4)}[tagset]
-    lines = read_lines(path, encoding)
-    sentences = RowCollector(path, False, "", "no sentences found", len(lines))
-    sentences.ignore(None, lines=sum(not line.strip() for line in lines))  # the blank lines between sentences
-    for start, block in _blocks(lines):
+    sentences, blocks = _sentence_blocks(path, encoding)
+    for start, block in blocks:
         for offset, line in enumerate(block):
             if line.startswith("#"):
                 continue
@@ -170,11 +177,9 @@ def read_conll(
     path: str | Path, token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8"
 ) -> Sentences:
     """Sentences of a whitespace-column file: blank lines end sentences, -DOCSTART- is ignored."""
-    lines = read_lines(path, encoding)
-    sentences = RowCollector(path, False, "", "no sentences found", len(lines))
-    sentences.ignore(None, lines=sum(not line.strip() for line in lines))  # the blank lines between sentences
+    sentences, blocks = _sentence_blocks(path, encoding)
     width = None  # every token line of a file has the same number of columns
-    for start, block in _blocks(lines):
+    for start, block in blocks:
         tokens, tags = [], []
         for offset, line in enumerate(block):
             columns = line.split()
