@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -320,10 +321,14 @@ def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
     (failed.parent / "train.log").write_text("[2026-12-01 10:00:00,000][convnlp][ERROR] - failed: disk full\n")
     result = convnlp("report", str(sweep), cwd=tmp_path)
     table = result.stdout.strip().splitlines()
-    assert table[0].startswith("|  | run | overrides | validation | test |") and len(table) == 2 + 5
+    assert table[0].startswith("|  | run | overrides | validation | test |") and len(table) == 2 + 5 + 1
     accuracies = [float(line.split(" | ")[3].rstrip("%")) for line in table[2:6]]
     assert accuracies == sorted(accuracies, reverse=True) and table[2].startswith("| * |")
     assert "encoder=plain tokenizer=char" in result.stdout and table[6].endswith("| failed: disk full |")
+    # the last row: mean ± sample std over the four finished runs (a cross-validation's figure)
+    mean, std = table[7].split(" | ")[3].rstrip("%").split(" ± ")
+    assert table[7].startswith("|  | mean ± std | 4 runs |")
+    assert abs(float(mean) - statistics.mean(accuracies)) < 0.01 and abs(float(std) - statistics.stdev(accuracies)) < 0.01
     (report_dir,) = tmp_path.glob("outputs/report/*/")
     assert (report_dir / "report.md").read_text() == result.stdout
     rows = list(csv.DictReader(open(report_dir / "report.csv")))

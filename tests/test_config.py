@@ -1,5 +1,6 @@
 """Every shipped config composes, validates and builds a model; bad values fail in one line."""
 
+import re
 from importlib import resources
 
 import pytest
@@ -12,7 +13,7 @@ from convnlp.errors import UserError
 from convnlp.model import build_model
 from convnlp.tasks import task_config
 
-CONF = resources.files("convnlp") / "conf"
+CONF = resources.files("convnlp.conf")  # conf/ at the top of the repository, shipped as convnlp.conf
 
 
 def options(group):
@@ -50,7 +51,6 @@ def test_compose_validate_and_build(task, encoder, data, tokenizer):
             validate(cfg)
         return
     cfg = validate(cfg)
-    assert cfg.trainer.max_epochs == cfg.data.epochs
     config = OmegaConf.to_container(cfg, resolve=True)
     model = build_model(task_config(config), config["encoder"], vocab_size=30, num_labels=4)
     assert model.encoder.receptive_field > 1
@@ -93,9 +93,10 @@ def test_sweep_directory_names_stay_short_and_distinct():
     assert len(short_dirname(long_a)) == 120 and short_dirname(long_a) != short_dirname(long_b)
 
 
-def test_resume_comparison_fills_defaults_and_ignores_suggestions():
-    """A run saved before a key existed (at its default) can still be resumed; a data config's
-    suggestions for other groups are not compared (those groups are)."""
+def test_resume_comparison_fills_defaults_and_reads_configs_of_earlier_versions():
+    """A run saved before a key existed (at its default) can still be resumed, and one saved
+    with the data keys this version retired (config.RETIRED) too; the groups that replaced
+    those keys are compared themselves."""
     from convnlp.resume import config_difference
 
     def composed(*overrides):
@@ -105,8 +106,7 @@ def test_resume_comparison_fills_defaults_and_ignores_suggestions():
 
     current = composed("decoder.output_length=fixed", "decoder.too_long=error")
     saved = composed("decoder.output_length=fixed", "decoder.too_long=error")
-    for key in ("output_length", "too_long", "batch_tokens"):
-        del saved["data"][key]
+    saved["data"].update(epochs=15, output_length="source", too_long="filter", batch_tokens=1000)
     for key in ("output_length", "length_ratio", "length_extra"):
         del saved["decoder"][key]
     assert config_difference(saved, current) is None
@@ -192,14 +192,9 @@ def test_every_option_rejects_a_wrong_type_an_out_of_range_and_an_unknown_value_
 
 # Values that still come from another group (the data set suggests them); each is a known
 # exception to "the YAML value is the schema default", until those settings move to experiments.
-INTERPOLATED = {"trainer/default.max_epochs", "trainer/default.batch_tokens", "decoder/deconv.output_length",
-                "decoder/deconv.too_long"}
-
-
 def test_every_yaml_file_holds_its_schemas_keys_and_defaults():
     import dataclasses
 
-    interpolated = set()
     for group, schemas in SCHEMAS.items():
         for option, schema in schemas.items():
             text = (CONF / group / f"{option}.yaml").read_text()
@@ -209,12 +204,19 @@ def test_every_yaml_file_holds_its_schemas_keys_and_defaults():
             assert keys == {f.name for f in dataclasses.fields(schema)}, (group, option)
             defaults = OmegaConf.to_container(OmegaConf.structured(schema))
             for key in keys:
-                if OmegaConf.is_interpolation(node, key):
-                    interpolated.add(f"{group}/{option}.{key}")
-                    continue
                 assert OmegaConf.to_container(node)[key] == defaults[key], (group, option, key)
-    assert interpolated == INTERPOLATED
 
+
+def test_no_group_reads_or_sets_another_groups_values():
+    """No interpolation anywhere in the groups (Hydra's own run-directory names aside), and the
+    group files set their own group only: what crosses groups lives in conf/experiment/."""
+    for group in SCHEMAS:
+        for option in options(group):
+            text = (CONF / group / f"{option}.yaml").read_text()
+            assert "${" not in text, (group, option)
+            node = OmegaConf.create(text)
+            if text.startswith("# @package _global_\n"):  # a task that picks its default data
+                assert set(node.keys()) - {"defaults"} == {group}, (group, option)
 
 def test_encoder_constructors_default_to_their_schema():
     import dataclasses
@@ -232,3 +234,90 @@ def test_encoder_constructors_default_to_their_schema():
             matching.append(all(schema[k] == v for k, v in defaults.items()))
             assert set(parameters) - {"self", "input_dim"} == set(schema) - {"name"}, option
         assert any(matching), f"{cls.__name__}'s defaults match none of its options' schemas"
+
+
+# ------------------------------------------------------------------------- experiments
+
+
+def _header(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if line.startswith("#"))
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_validates_and_cites_its_figure(experiment):
+    """conf/experiment/: one file per published figure, opening with its command, date and
+    figures; a data set's own file (experiment/<data>.yaml) is applied by data=<data>."""
+    text = (CONF / "experiment" / f"{experiment}.yaml").read_text()
+    assert text.startswith("# @package _global_\n"), experiment
+    header = _header(text)
+    assert "convnlp train " in header.splitlines()[1], experiment
+    assert re.search(r"20\d\d-\d\d-\d\d[:,]", header) and re.search(r"\d%", header), experiment  # date, figures
+    own = experiment in DATASETS
+    overrides = [f"data={experiment}"] if own else [f"experiment={experiment}"]
+    if own and DATASETS[experiment].tasks[0] != "tagging":
+        overrides.insert(0, f"task={DATASETS[experiment].tasks[0]}")
+    with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra.runtime.choices.experiment == experiment
+    if own:  # applied inside an interpolated default: values only, no group choices
+        assert "defaults" not in OmegaConf.create(text), experiment
+    else:  # an experiment names its data set
+        assert cfg.hydra.runtime.choices.data in DATASETS
+    validate(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+
+
+def test_a_data_set_brings_its_own_experiment_and_the_command_line_wins():
+    with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
+        default = compose(config_name="train")
+        g2p = compose(config_name="train", overrides=["task=generation"])
+        ud = compose(config_name="train", overrides=["data=ud_ewt", "trainer.max_epochs=7"])
+        csv = compose(config_name="train", overrides=["task=classification", "data=csv"])
+        sst2 = compose(config_name="train", overrides=["experiment=sst2_word", "trainer.max_epochs=2"])
+    assert default.trainer.max_epochs == 3 and default.trainer.batch_tokens == 4000
+    assert (g2p.trainer.max_epochs, g2p.trainer.batch_tokens) == (15, 1000)
+    assert (g2p.decoder.output_length, g2p.decoder.too_long) == ("source", "filter")
+    assert ud.trainer.max_epochs == 7
+    assert csv.trainer.max_epochs == 20 and "epochs" not in csv.data  # a user's data: the trainer's default
+    assert (sst2.data.name, sst2.tokenizer.name, sst2.trainer.max_epochs, sst2.trainer.batch_tokens) == \
+        ("sst2", "word", 2, 1000)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["experiment=nosuch"], "unknown experiment 'nosuch'; choose one of: g2p_6min, "),
+    (["experiment=ud_ewt"], "experiment=ud_ewt holds the settings data=ud_ewt wants and is applied by data=ud_ewt"),
+    (["-m", "experiment=sst2_word,sst2_chars"], "unknown experiment 'sst2_chars'"),
+    (["--config-dir", "/nonexistent/dir", "experiment=mine"], "--config-dir /nonexistent/dir: no such directory"),
+])
+def test_bad_experiments_fail_in_one_line(overrides, message, capsys):
+    from convnlp.cli import check_overrides
+
+    with pytest.raises(SystemExit):
+        check_overrides("train", overrides)
+    assert message in capsys.readouterr().err
+
+
+def test_a_users_own_experiments_folder(tmp_path, capsys):
+    """`convnlp train --config-dir DIR experiment=NAME`: DIR/experiment/NAME.yaml, checked like ours."""
+    from convnlp.cli import check_overrides
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /encoder: plain\ntrainer:\n  max_epochs: 1\n")
+    check_overrides("train", ["--config-dir", str(tmp_path), "experiment=mine"])
+    with pytest.raises(SystemExit):
+        check_overrides("train", [f"--config-dir={tmp_path}", "experiment=mine", "trainer.max_epochs=x"])
+    assert "trainer.max_epochs" in capsys.readouterr().err
+
+
+def test_the_wheel_ships_every_package_and_the_configs():
+    """pyproject.toml lists the packages (conf/ is mapped to convnlp.conf): a new subpackage
+    must be listed too, or the wheel would lack it."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(p.parent.relative_to(root / "src").parts) for p in (root / "src").rglob("__init__.py")}
+    assert set(setuptools["packages"]) == found | {"convnlp.conf"}
+    assert setuptools["package-dir"]["convnlp.conf"] == "conf"
+    assert (root / "conf" / "train.yaml").is_file() and not (root / "src" / "convnlp" / "conf").exists()

@@ -121,8 +121,41 @@ def _explain(error: Exception, command: str, overrides: list[str]) -> str:
     return text.strip().splitlines()[0]
 
 
+def _config_dirs(args: list[str]) -> list[str]:
+    """The directories given with ``--config-dir DIR`` / ``-cd DIR`` / ``--config-dir=DIR``."""
+    dirs = []
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(args[i + 1])
+        elif arg.startswith(("--config-dir=", "-cd=")):
+            dirs.append(arg.split("=", 1)[1])
+    for d in dirs:
+        if not Path(d).is_dir():
+            fail(f"--config-dir {d}: no such directory")
+    return [str(Path(d).resolve()) for d in dirs]
+
+
+def _check_experiment(variant: list[str], options: list[str]) -> None:
+    """``experiment=NAME`` must name a file of the experiment group (the group is optional in
+    train.yaml, so Hydra itself would quietly run without it), and a data set's own file
+    (``experiment/<data>.yaml``, applied by ``data=<data>``) is not an experiment of its own."""
+    from convnlp.data import DATASETS
+
+    for override in variant:
+        key, _, value = override.partition("=")
+        if key.lstrip("+") != "experiment" or value in ("null", ""):
+            continue
+        if value not in options:
+            fail(f"unknown experiment {value!r}; choose one of: {', '.join(o for o in options if o not in DATASETS)}")
+        data = [o.partition("=")[2] for o in variant if o.partition("=")[0].lstrip("+") == "data"]
+        if value in DATASETS and data != [value]:
+            fail(f"experiment={value} holds the settings data={value} wants and is applied by data={value}; "
+                 "give data=" + value)
+
+
 def check_overrides(command: str, args: list[str]) -> None:
     from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -135,12 +168,18 @@ def check_overrides(command: str, args: list[str]) -> None:
         variants = _variants(overrides)
     except HydraException as e:
         fail(f"cannot parse overrides: {str(e).strip().splitlines()[0]}")
+    # a user's --config-dir joins the search path, as it does for the Hydra app
+    search = [f"hydra.searchpath=[{','.join('file://' + d for d in _config_dirs(args))}]"] if \
+        _config_dirs(args) else []
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         for variant in variants:
             try:
-                cfg = compose(config_name=command, overrides=variant)
+                cfg = compose(config_name=command, overrides=search + variant)
             except (HydraException, OmegaConfBaseException) as e:
                 fail(_explain(e, command, variant))
+            if command == "train":
+                loader = GlobalHydra.instance().config_loader()
+                _check_experiment(variant, loader.get_group_options("experiment", overrides=search))
             try:
                 check_resolves(cfg)
                 validate(cfg, GROUPS[command])
@@ -295,7 +334,7 @@ def dispatch(argv: list[str]) -> None:
 
     app.__name__ = command
     sys.argv = [f"convnlp {command}", *args]
-    hydra.main(config_path="conf", config_name=command, version_base="1.3")(app)()
+    hydra.main(config_path="pkg://convnlp.conf", config_name=command, version_base="1.3")(app)()
 
 
 if __name__ == "__main__":

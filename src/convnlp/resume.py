@@ -19,9 +19,7 @@ from convnlp.config import validate_group
 from convnlp.errors import UserError
 
 MODEL_GROUPS = ("task", "encoder", "decoder", "tokenizer", "data")  # what a resumed run must share
-# data keys that only suggest other groups' defaults (those groups are compared themselves)
-DATA_NOT_COMPARED = {"split", "output_length", "too_long", "batch_tokens"}
-RESUME_NOT_COMPARED = {"data": DATA_NOT_COMPARED}
+RESUME_NOT_COMPARED = {"data": {"split"}}  # the split `convnlp eval` reads
 # what a run started from a checkpoint (trainer.init) must share with it, less the keys that do
 # not shape the weights
 INIT_GROUPS = ("task", "encoder", "decoder", "tokenizer")
