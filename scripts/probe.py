@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,7 +32,6 @@ from convnlp.config import validate
 from convnlp.data import load_splits
 from convnlp.inspect import plot_curves
 from convnlp.tasks import tagging
-from convnlp.train import train
 
 ENCODERS = {  # 4 kernel-wide layers each, width 64: receptive fields 9 and 31 characters
     "plain": ["encoder=plain", "encoder.layers=4", "encoder.width=64"],
@@ -65,13 +66,15 @@ def main() -> None:
         for name, overrides in ENCODERS.items():
             for distance in args.distances:
                 task = ["task=classification"] if args.task == "classification" else ["task.word_layers=0"]
-                cfg = validate(compose(config_name="train", overrides=[
-                    *overrides, "data=probe_longrange", f"data.distance={distance}", *task,
-                    f"trainer.max_epochs={args.epochs}", "trainer.progress=false", "trainer.patience=0",
-                    f"trainer.threads={args.threads}"]))
+                run_overrides = [*overrides, "data=probe_longrange", f"data.distance={distance}", *task,
+                                 f"trainer.max_epochs={args.epochs}", "trainer.progress=false", "trainer.patience=0",
+                                 f"trainer.threads={args.threads}"]
+                cfg = validate(compose(config_name="train", overrides=run_overrides))
                 start = time.perf_counter()
                 run_dir = args.out / f"{name}-d{distance}"
-                metrics = train(cfg, run_dir)
+                subprocess.run([sys.executable, "-m", "convnlp", "train", *run_overrides,
+                                f"hydra.run.dir={run_dir}"], check=True)  # the CLI, as a user runs it
+                metrics = json.loads((run_dir / "metrics.json").read_text())
                 if args.task == "classification":
                     accuracy, chance = metrics["test"]["accuracy"], 0.5
                 else:

@@ -245,7 +245,7 @@ def test_a_finished_run_continues_with_a_longer_budget_and_the_two_ends_average(
 def test_ema_is_a_running_mean_until_its_window_is_full_then_exponential():
     from torch.optim.swa_utils import AveragedModel
 
-    from convnlp.train import ema_average
+    from convnlp.optimization import ema_average
 
     weight = torch.nn.Parameter(torch.zeros(1))
     holder = torch.nn.ParameterList([weight])

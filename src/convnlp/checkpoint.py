@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,16 @@ from convnlp.errors import UserError
 from convnlp.model import Model, build_model
 
 REQUIRED = ("model.safetensors", "config.json", "tokenizer.json", "labels.json")
+
+
+def git_revision() -> str | None:
+    """The commit of the code that wrote a checkpoint (its metrics.json records it), if known."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def save(directory: Path, model: Model, config: dict, tokenizer, labels: list[str],

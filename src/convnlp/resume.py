@@ -1,6 +1,7 @@
-"""Where a run starts from: ``trainer.resume`` (its own last/ checkpoint, or the newest
-unfinished run of the same config) and ``trainer.init`` (another run's weights), and the config
-comparisons that decide whether a checkpoint fits a run.
+"""Where a run starts from and where it stands: ``trainer.resume`` (its own last/ checkpoint, or
+the newest unfinished run of the same config) and ``trainer.init`` (another run's weights), the
+config comparisons that decide whether a checkpoint fits a run (``Start``), and the training
+state that last/ saves and a resumed run restores (``TrainState``).
 
 A run directory that a later run resumed holds ``resumed_by``; ``resume=true`` skips it once the
 later run has written a last/ of its own, so a resume killed before its first checkpoint loses
@@ -9,10 +10,16 @@ nothing. A last/ mid-swap (``.last.old``, see checkpoint.py) counts as the run's
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
+from safetensors.torch import load_file
 
 from convnlp import checkpoint
 from convnlp.config import validate_group
@@ -127,3 +134,121 @@ def find_init_dir(init) -> Path | None:
         return checkpoint.existing(str(init))
     except UserError as e:
         raise UserError(f"trainer.init: {e}") from None
+
+
+# ------------------------------------------------------------------ where a run starts from
+
+
+@dataclass
+class Start:
+    """A new run (all None), a resumed one (``resume_dir``: its last/, whose vocabularies the
+    saved weights were trained with) or a fine-tuned one (``init_dir``: its weights and
+    vocabularies, ``init_model``)."""
+    resume_dir: Path | None = None
+    init_dir: Path | None = None
+    tokenizer: object | None = None
+    labels: list[str] | None = None
+    init_model: torch.nn.Module | None = None
+
+
+def starting_point(trainer, run_dir: Path, config: dict) -> Start:
+    """Where ``trainer.resume`` / ``trainer.init`` start this run, checked against its config."""
+    resume_dir = find_resume_dir(trainer.resume, run_dir, config)
+    if resume_dir is not None:  # a resumed run has its weights: trainer.init is not used
+        _, saved, tokenizer, labels = checkpoint.load(resume_dir)
+        difference = config_difference(saved, config) or teacher_difference(saved, config)
+        if difference:
+            raise UserError(f"trainer.resume: {resume_dir} was trained with another config ({difference})")
+        return Start(resume_dir=resume_dir, tokenizer=tokenizer, labels=labels)
+    init_dir = find_init_dir(trainer.init)
+    if init_dir is None:
+        return Start()
+    model, saved, tokenizer, labels = checkpoint.load(init_dir)
+    difference = config_difference(saved, config, ("there", "now"), INIT_GROUPS, INIT_NOT_COMPARED)
+    if difference:
+        raise UserError(f"trainer.init: {init_dir} is another model ({difference}); set the model groups "
+                        "as it has them")
+    return Start(init_dir=init_dir, tokenizer=tokenizer, labels=labels, init_model=model)
+
+
+def check_init_labels(start: Start, needed: list[str]) -> None:
+    """A fine-tuned model must be able to predict every label of its new training data."""
+    known = set(start.labels)
+    missing = [label for label in needed if label not in known]
+    if missing:
+        raise UserError(f"trainer.init: the training data has {len(missing)} label(s) {start.init_dir} cannot "
+                        f"predict ({', '.join(missing[:5])})")
+
+
+# ------------------------------------------------------------------ where training stands
+
+
+@dataclass
+class TrainState:
+    """The counters last/ saves (with the optimizer, the RNGs and the weights) and a resumed
+    run goes on from. ``elapsed_before``: seconds trained by the runs this one continues."""
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_score: float = -1.0
+    best_step: int = 0
+    bad_evals: int = 0
+    elapsed_before: float = 0.0
+    started: float = field(default_factory=time.perf_counter, compare=False)  # this process's start
+
+    def elapsed(self) -> float:
+        """Training seconds, this run's and those of the runs it continues."""
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def saved(self, model, ema, optimizer, scaler, device: torch.device) -> dict:
+        """last/'s training_state.pt: these counters, the optimizer, the RNGs and the loss scaler;
+        with ``trainer.ema`` the trained weights too (the checkpoint's weights are the average)."""
+        state = {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.compare},
+                 "elapsed": self.elapsed(), "optimizer": optimizer.state_dict(),
+                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                 "scaler": scaler.state_dict()}
+        del state["elapsed_before"]
+        if ema is not None:
+            state["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            state["ema_updates"] = int(ema.n_averaged)
+        return state
+
+
+def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, device: torch.device) -> TrainState:
+    """Load a resumed run's weights, optimizer and RNGs from ``resume_dir`` (a last/), carry its
+    best/ over (this run's best/ is the best of both) and mark it as resumed by ``run_dir``."""
+    saved = checkpoint.load_training_state(resume_dir)
+    weights = load_file(resume_dir / "model.safetensors", device=str(device))
+    try:
+        # with trainer.ema the checkpoint holds the average; the trained weights are in the state
+        model.load_state_dict(saved.get("model") or weights)
+        if ema is not None:  # from a run without the average: it starts at the saved weights
+            ema.module.load_state_dict(weights)
+            ema.n_averaged.fill_(int(saved.get("ema_updates", 1)))
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        random.setstate(saved["python_rng"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise UserError(f"{resume_dir / 'training_state.pt'}: does not fit this model and optimizer "
+                        f"({str(e).splitlines()[0]})") from None
+    if device.type == "cuda" and saved["cuda_rng"]:
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    scaler.load_state_dict(saved["scaler"])
+    state = TrainState(step=saved["step"], epoch=saved["epoch"], batch_in_epoch=saved["batch_in_epoch"],
+                       best_score=saved["best_score"], best_step=saved["best_step"], bad_evals=saved["bad_evals"],
+                       elapsed_before=saved["elapsed"])
+    try:
+        previous_best = checkpoint.existing(resume_dir.parent / "best")
+    except UserError:
+        previous_best = None  # it had no validation data, or stopped before its first evaluation
+    if previous_best is not None:
+        checkpoint.copy(previous_best, run_dir / "best")
+    checkpoint.remove_stale_writes(resume_dir.parent)
+    marker = resume_dir.parent / "resumed_by"  # resume=true goes on from this run once it has a last/
+    try:
+        with open(marker, "a") as f:
+            f.write(f"{run_dir.resolve()}\n")
+    except OSError as e:
+        raise UserError(f"cannot write {marker} ({e.strerror})") from None
+    return state
