@@ -120,7 +120,11 @@ def summary(rows: list[dict], keys: list[tuple[str, str, str]], sort: str) -> li
     for _, key, fmt in keys:
         values = [r["score"] if key == sort else r.get(key) for r in done]
         values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if not values:
+        if not values or key in ("parameters", "receptive_field"):  # the model's, not a measurement
+            cells.append("")
+        elif key == "epochs":
+            cells.append(f"{statistics.mean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""))
+        elif not values:
             cells.append("")
         elif key == "train_seconds":
             cells.append(f"{sum(values) / 60:.1f} in all")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 
 import torch
 from torch import nn
@@ -29,7 +28,7 @@ from torch.nn import functional as F
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import IGNORE, lengths_to_mask, pad, token_batches
 from convnlp.encoders.layers import MaskedConv1d
-from convnlp.tasks.shared import log_scalars
+from convnlp.tasks.shared import count_unseen, log_scalars
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +127,7 @@ def tokenizer_examples(split) -> list[str]:
 
 def report_unseen(split, labels: list[str], where: str, task: dict | None = None, tokenizer=None) -> dict[str, int]:
     """Counts of labels the model does not know, warned about once; those texts count as errors."""
-    known = set(labels)
-    unseen = Counter(label for label in split["label"] if label not in known)
-    if unseen:
-        shown = ", ".join(f"{label} ({n})" for label, n in unseen.most_common(5))
-        log.warning("%s: %d text(s) carry labels never seen in training: %s; they count as errors",
-                    where, sum(unseen.values()), shown)
-    return dict(unseen.most_common())
+    return count_unseen(split["label"], labels, where, "text(s) carry labels", "they count as errors", log)
 
 
 def encode(split, tokenizer, labels: list[str], where: str, task: dict | None = None) -> dict[str, list]:

@@ -43,7 +43,7 @@ from convnlp.data import tokenizer as tok
 from convnlp.data.batching import lengths_to_mask, pad, token_batches
 from convnlp.decoders import build_decoder, output_lengths
 from convnlp.errors import UserError
-from convnlp.tasks.shared import log_scalars
+from convnlp.tasks.shared import count_unseen, log_scalars
 
 log = logging.getLogger(__name__)
 
@@ -113,21 +113,15 @@ def report_unseen(split, labels: list[str], where: str, task: dict, tokenizer=No
     """Counts of target tokens the model cannot produce (never in training), warned about once;
     and of targets longer than the decoder's output (given the ``tokenizer``), which can never be
     matched."""
-    known = set(labels[len(SPECIALS):])
-    unseen: Counter[str] = Counter()
     target_tokens = [split_target(target, task) for target in split["target"]]
-    for tokens in target_tokens:
-        unseen.update(t for t in tokens if t not in known)
-    if unseen:
-        shown = ", ".join(f"{token} ({n})" for token, n in unseen.most_common(5))
-        log.warning("%s: %d target token(s) never seen in training: %s; outputs can't contain them",
-                    where, sum(unseen.values()), shown)
+    unseen = count_unseen((t for tokens in target_tokens for t in tokens), labels[len(SPECIALS):], where,
+                          "target token(s)", "outputs can't contain them", log)
     if tokenizer is not None:
         too_long = _too_long_targets(tok.encode_texts(tokenizer, split["source"]), target_tokens, task)
         if too_long:
             log.warning("%s: %d target(s) need more than %s; they count as errors", where, len(too_long),
                         _length_rule(task))
-    return dict(unseen.most_common())
+    return unseen
 
 
 def _too_long_sources(ids: list[list[int]], task: dict) -> list[int]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import Counter
 
 import torch
 from torch import nn
@@ -23,7 +22,7 @@ from torch.nn import functional as F
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import IGNORE, collate, token_batches
 from convnlp.encoders.dilated import DilatedEncoder
-from convnlp.tasks.shared import log_scalars
+from convnlp.tasks.shared import count_unseen, log_scalars
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +90,8 @@ def loss(logits: torch.Tensor, batch: dict, task: dict | None = None) -> tuple[t
 
 def report_unseen_tags(tags: list[list[str]], labels: list[str], where: str) -> dict[str, int]:
     """Counts of tags the label vocabulary lacks, warned about once; they count as errors."""
-    known = set(labels)
-    unseen = Counter(t for sentence in tags for t in sentence if t not in known)
-    if unseen:
-        shown = ", ".join(f"{t} ({n})" for t, n in unseen.most_common(5))
-        log.warning("%s: %d token(s) carry tags never seen in training: %s; they count as errors",
-                    where, sum(unseen.values()), shown)
-    return dict(unseen.most_common())
+    return count_unseen((t for sentence in tags for t in sentence), labels, where, "token(s) carry tags",
+                        "they count as errors", log)
 
 
 def encode_split(tokens: list[list[str]], tags: list[list[str]], tokenizer, labels: list[str],
