@@ -28,6 +28,8 @@ commands:
   train     train a model            convnlp train task=tagging encoder=dilated data=ud_ewt
                                      convnlp train task=classification data=sst2 tokenizer=word
                                      convnlp train task=generation decoder=deconv
+                                     convnlp train experiment=sst2_word (a published figure: conf/experiment/)
+                                     convnlp train -m experiment=mr_word 'data.fold=range(10)'
   eval      evaluate a checkpoint    convnlp eval checkpoint=outputs/train/<run>/best data.split=test
                                      convnlp eval checkpoint=[<run1>/best,<run2>/best] (an ensemble)
   predict   label or generate        convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl
