@@ -604,6 +604,14 @@ def test_both_losses_and_bottlenecks_train_through_the_cli(tmp_path, spelling_fi
     assert [(c["task"]["loss"], c["decoder"]["bottleneck"]) for c in configs] == \
         [("ce", "vector"), ("ce", "sequence"), ("ctc", "vector"), ("ctc", "sequence")]
     assert all(json.loads(p.read_text())["test"]["examples"] > 40 for p in runs)
+    # the loss x bottleneck table (README): convnlp report sorted by validation WER, lowest first
+    (sweep,) = tmp_path.glob("outputs/train-multirun/*/")
+    table = convnlp("report", str(sweep), "sort=validation.wer", cwd=tmp_path).stdout.splitlines()
+    header = [cell.strip() for cell in table[0].split("|")]
+    for column in ("validation WER", "test WER", "test PER", "test CER", "test sources/s"):
+        assert column in header
+    wers = [float(line.split("|")[header.index("validation WER")].strip().rstrip("%")) for line in table[2:6]]
+    assert wers == sorted(wers) and table[2].startswith("| * |") and "mean ± std | 4 runs" in table[6]
 
 
 def test_generation_errors_are_one_line(tmp_path, spelling_files):

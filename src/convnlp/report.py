@@ -29,8 +29,10 @@ COLUMNS = [
     ("validation", "validation.accuracy", "{:.2%}"),
     ("test", "test.accuracy", "{:.2%}"),
     ("test F1", "test.f1", "{:.4f}"),
+    ("validation WER", "validation.wer", "{:.2%}"),
     ("test WER", "test.wer", "{:.2%}"),
     ("test PER", "test.per", "{:.2%}"),
+    ("test CER", "test.cer", "{:.2%}"),
     ("epochs", "epochs", "{:g}"),
     ("minutes", "train_seconds", "{:.1f}"),  # shown as minutes (see _cell)
     ("parameters", "parameters", "{:,}"),
