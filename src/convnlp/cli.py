@@ -38,6 +38,7 @@ commands:
   average   mean weights of checkpoints of one model
                                      convnlp average checkpoints=[<run>/best,<resumed run>/best] output=<dir>
   report    runs side by side        convnlp report outputs/train-multirun/<sweep> [sort=test.accuracy]
+  bench     speed, side by side      convnlp bench task=tagging data=ud_ewt bench.threads=[1,2]
 
 Overrides are Hydra's (group=option, key=value, -m for sweeps). `convnlp <command> --help`
 lists the config groups and options of a command.
@@ -46,7 +47,7 @@ lists the config groups and options of a command.
 # Which config groups each command's config holds (and so which are validated).
 GROUPS = {"train": ("task", "encoder", "decoder", "data", "tokenizer", "trainer", "optim"),
           "eval": ("data",), "predict": (), "inspect": ("task", "encoder", "decoder"),
-          "average": (), "report": ()}
+          "average": (), "report": (), "bench": ("task", "decoder", "data", "tokenizer")}
 VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
                "--experimental-rerun", "--package", "-p", "--cfg", "-c"}
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
@@ -224,6 +225,12 @@ def run_average(cfg: DictConfig) -> None:
     average_command(cfg)
 
 
+def run_bench(cfg: DictConfig) -> None:
+    from convnlp.bench import bench_command
+
+    bench_command(validate(cfg, GROUPS["bench"]), Path(HydraConfig.get().runtime.output_dir))
+
+
 def run_report(cfg: DictConfig) -> None:
     from convnlp.report import report_command
 
@@ -231,7 +238,7 @@ def run_report(cfg: DictConfig) -> None:
 
 
 COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict, "inspect": run_inspect,
-            "average": run_average, "report": run_report}
+            "average": run_average, "report": run_report, "bench": run_bench}
 
 
 def positional_runs(args: list[str]) -> list[str]:
@@ -262,7 +269,7 @@ def reader_left() -> None:
     sys.exit(141)
 
 
-RUN_DIR_COMMANDS = ("train", "eval", "inspect", "report")  # commands that write a run directory
+RUN_DIR_COMMANDS = ("train", "eval", "inspect", "report", "bench")  # commands that write a run directory
 
 
 def claim_run_dir(command: str, multirun: bool, root: Path = Path("outputs")) -> Path:

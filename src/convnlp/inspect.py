@@ -156,7 +156,8 @@ def gradient_flow(families: list[str], depths: list[int], width: int = 64, lengt
     return results
 
 
-def plot_curves(path: Path, title: str, xlabel: str, ylabel: str, curves: dict, log_y: bool = False) -> None:
+def plot_curves(path: Path, title: str, xlabel: str, ylabel: str, curves: dict, log_y: bool = False,
+                log_x: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,6 +170,8 @@ def plot_curves(path: Path, title: str, xlabel: str, ylabel: str, curves: dict, 
                 linestyle="-" if i % 2 == 0 else "--", label=label)
     if log_y:
         ax.set_yscale("log")
+    if log_x:
+        ax.set_xscale("log", base=2)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
