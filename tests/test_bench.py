@@ -57,7 +57,7 @@ def test_bench_measures_every_encoder_interleaved_with_ratios_per_repetition(tmp
     assert all(r["words_per_s"] > 0 for r in raw if r["measure"] == "infer")
     for name in ("length_1threads.png", "ratio_1threads.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "bench.md").read_text().startswith("| threads | measurement | encoder |")
+    assert "| threads | measurement | encoder |" in (tmp_path / "bench.md").read_text()
 
 
 def test_summarize_without_the_baseline_in_a_repetition_gives_no_ratio():
@@ -80,7 +80,7 @@ def test_bad_bench_settings_are_one_line(tmp_path, conll_files, override, messag
 def test_bench_through_the_cli(tmp_path, conll_files):
     result = convnlp("bench", *conll_args(conll_files), *TINY_BENCH, "bench.lengths=[]", "bench.repetitions=1",
                      cwd=tmp_path)
-    assert "| 1 | infer | plain |" in result.stdout
+    assert "| `plain` |" in result.stdout and "1 thread(s)" in result.stdout
     (run,) = tmp_path.glob("outputs/bench/*/")
     assert json.loads((run / "bench.json").read_text())["raw"]
     bad = convnlp("bench", "bench.threads=[-1]", cwd=tmp_path, check=False)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from convnlp.config import SCHEMAS
 from convnlp.data import load_splits
@@ -102,7 +103,7 @@ class Subject:
     """One encoder in the common model, with its batches ready."""
 
     def __init__(self, name: str, task, task_cfg: dict, vocab_size: int, num_labels: int, device: torch.device,
-                 lr: float):
+                 lr: float, amp: bool):
         encoder = OmegaConf.to_container(OmegaConf.structured(SCHEMAS["encoder"][name]))
         self.name = name
         self.model = build_model(task_cfg, encoder, vocab_size, num_labels).to(device)
@@ -111,10 +112,14 @@ class Subject:
         self.flops_per_symbol = sum(r["flops_per_position"] for r in rows)  # the encoder's forward pass
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr)
         self.task, self.task_cfg, self.device = task, task_cfg, device
+        self.amp = amp and device.type == "cuda"  # bf16 autocast, as training runs on CUDA
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def infer(self, batches: list[dict]) -> float:
         self.model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             for batch in batches:
                 self.model(batch)
         _sync(self.device)
@@ -122,7 +127,9 @@ class Subject:
     def train(self, batches: list[dict]) -> float:
         self.model.train()
         for batch in batches:
-            loss, _ = self.task.loss(self.model(batch), batch, self.task_cfg)
+            with self._autocast():
+                logits = self.model(batch)
+            loss, _ = self.task.loss(logits, batch, self.task_cfg)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -208,6 +215,41 @@ def _check(b) -> None:
         raise UserError("bench.encoders is empty: name at least one encoder")
 
 
+def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
+    """One compact table per thread count: an encoder per row; medians, and in brackets the
+    median per-repetition ratio to the baseline."""
+    def cell(threads, measure, encoder, metric, fmt="{:,.0f}"):
+        r = next((r for r in rows if (r["threads"], r["measure"], r["encoder"], r["metric"]) ==
+                  (threads, measure, encoder, metric)), None)
+        if r is None:
+            return ""
+        ratio = f" ({r['ratio_to_baseline']:.2f}×)" if r["ratio_to_baseline"] is not None else ""
+        return fmt.format(r["median"]) + ratio
+
+    measures = list(dict.fromkeys(r["measure"] for r in rows))
+    encoders = list(dict.fromkeys(r["encoder"] for r in rows))
+    lengths = [m.partition("@")[2] for m in measures if m.startswith("infer@")]
+    out = []
+    for threads in dict.fromkeys(r["threads"] for r in rows):
+        head = ["encoder", "parameters", "FLOPs/symbol", "infer words/s", "latency p50 ms", "train symbols/s",
+                *[f"infer T={t}" for t in lengths], *[f"train T={t}" for t in lengths], "infer GFLOP/s (peak share)"]
+        out += [f"{threads} thread(s); symbols/s unless said, ({baseline} = 1.00×); fp32 matmul peak "
+                f"{peaks[threads]:.0f} GFLOP/s", "", "| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+        for e in encoders:
+            speed = next((r["median"] for r in rows if (r["threads"], r["measure"], r["encoder"], r["metric"]) ==
+                          (threads, "infer", e, "symbols_per_s")), 0.0)
+            gflops = speed * info[e]["flops_per_symbol"] / 1e9
+            cells = [f"`{e}`", f"{info[e]['parameters']:,}", f"{info[e]['flops_per_symbol']:,}",
+                     cell(threads, "infer", e, "words_per_s"), cell(threads, "latency", e, "latency_p50_ms", "{:.1f}"),
+                     cell(threads, "train", e, "symbols_per_s"),
+                     *[cell(threads, f"infer@{t}", e, "symbols_per_s") for t in lengths],
+                     *[cell(threads, f"train@{t}", e, "symbols_per_s") for t in lengths],
+                     f"{gflops:.1f} ({gflops / peaks[threads]:.1%})"]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     b = cfg.bench
     _check(b)
@@ -225,6 +267,8 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
         raise UserError(f"bench.baseline={b.baseline} is not among bench.encoders ({', '.join(encoders)})")
     threads_list = [t if t > 0 else (os.cpu_count() or 1) for t in b.threads]
     device = pick_device(b.device)
+    if device.type == "cuda" and b.amp and not torch.cuda.is_bf16_supported():
+        raise UserError("bench.amp: this GPU has no bf16; set bench.amp=false")
     torch.manual_seed(cfg.seed)
 
     # ---- the same data, tokenizer and labels for every encoder
@@ -253,7 +297,7 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
         encoded = task.encode(joined(train_split, task_name, length, count), tokenizer, labels, f"T={length}", task_cfg)
         batches[f"@{length}"] = _batches(task, encoded, max(b.length_tokens, length + 2), device)
 
-    subjects = {name: Subject(name, task, task_cfg, tokenizer.get_vocab_size(), len(labels), device, cfg.bench.lr)
+    subjects = {name: Subject(name, task, task_cfg, tokenizer.get_vocab_size(), len(labels), device, b.lr, b.amp)
                 for name in encoders}
     measures = ["infer", "latency", "train"] + [f"{kind}@{length}" for length in lengths for kind in ("infer", "train")]
     log.info("bench: %s on %s, encoders %s, threads %s, %d repetitions of %s", task_name, cfg.data.name,
@@ -267,10 +311,14 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
         for subject in subjects.values():  # warm-up: first calls allocate and pick kernels
             subject.infer(batches["infer"][:1])
             subject.train(batches["train"][:1])
+        bar = tqdm(total=b.repetitions * len(measures) * len(encoders), desc=f"bench, {threads} thread(s)",
+                   disable=None if b.progress else True, leave=False, dynamic_ncols=True)
         for rep in range(b.repetitions):
             for measure in measures:
                 for k in range(len(encoders)):
                     subject = subjects[encoders[(k + rep) % len(encoders)]]  # a rotating first encoder
+                    bar.set_postfix_str(f"{measure} {subject.name}")
+                    bar.update(1)
                     row = {"threads": threads, "repetition": rep, "measure": measure, "encoder": subject.name,
                            "order": k}
                     if measure == "latency":
@@ -292,16 +340,20 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
                             row["words_per_s"] = row["symbols_per_s"] * words / max(symbols, 1)
                     raw.append(row)
             log.info("bench: threads %d, repetition %d of %d done", threads, rep + 1, b.repetitions)
+            # every repetition so far, in case the run is stopped: nothing measured is lost
+            (run_dir / "bench.partial.json").write_text(json.dumps({"peak_gflops": peaks, "raw": raw}))
+        bar.close()
 
     rows = summarize(raw, baseline) if baseline else summarize(raw, encoders[0])
     info = {name: {"parameters": s.parameters, "flops_per_symbol": s.flops_per_symbol} for name, s in subjects.items()}
-    text = table(rows, info, peaks, baseline or encoders[0])
+    text = overview(rows, info, peaks, baseline or encoders[0]) + "\n" + table(rows, info, peaks, baseline or encoders[0])
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "task": task_name, "data": cfg.data.name,
               "device": str(device), "threads": threads_list, "repetitions": b.repetitions,
               "baseline": baseline or encoders[0], "peak_gflops": peaks, "encoders": info,
               "eval_split": eval_name, "words_per_symbol": words / max(symbols, 1), "summary": rows, "raw": raw,
               "config": config}
     (run_dir / "bench.json").write_text(json.dumps(result, indent=1))
+    (run_dir / "bench.partial.json").unlink(missing_ok=True)
     (run_dir / "bench.md").write_text(text)
     for threads in threads_list:
         if lengths:
@@ -323,6 +375,6 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
             if ratios:
                 plot_curves(run_dir / f"ratio_{threads}threads.png", f"inference speed / {base}, {threads} thread(s)",
                             "input length T (symbols)", f"times {base}'s symbols/s", ratios, log_y=True, log_x=True)
-    print(text, end="")
+    print(overview(rows, info, peaks, baseline or encoders[0]), end="")  # bench.md adds every measurement
     log.info("bench: wrote %s", run_dir / "bench.json")
     return result
