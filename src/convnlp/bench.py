@@ -184,6 +184,11 @@ def summarize(raw: list[dict], baseline: str) -> list[dict]:
     return rows
 
 
+def gflops(symbols_per_s: float, measure: str, flops_per_symbol: int) -> float:
+    """The encoder's achieved rate: forward FLOPs per symbol, x3 for training (backward ~ 2x forward)."""
+    return symbols_per_s * (3 if measure.startswith("train") else 1) * flops_per_symbol / 1e9
+
+
 def table(rows: list[dict], subjects: dict, peaks: dict, baseline: str) -> str:
     lines = [f"| threads | measurement | encoder | median | min - max | × {baseline} | GFLOP/s (share of peak) |",
              "|---:|---|---|---:|---:|---:|---:|"]
@@ -192,9 +197,8 @@ def table(rows: list[dict], subjects: dict, peaks: dict, baseline: str) -> str:
                 "latency_p95_ms": "ms p95"}[r["metric"]]
         flops = ""
         if r["metric"] == "symbols_per_s":
-            factor = 3 if r["measure"].startswith("train") else 1  # backward ~ twice the forward
-            gflops = r["median"] * factor * subjects[r["encoder"]]["flops_per_symbol"] / 1e9
-            flops = f"{gflops:.2f} ({gflops / peaks[r['threads']]:.1%})"
+            rate = gflops(r["median"], r["measure"], subjects[r["encoder"]]["flops_per_symbol"])
+            flops = f"{rate:.2f} ({rate / peaks[r['threads']]:.1%})"
         ratio = f"{r['ratio_to_baseline']:.2f}" if r["ratio_to_baseline"] is not None else ""
         lines.append(f"| {r['threads']} | {r['measure']} | {r['encoder']} | {r['median']:,.1f} {unit} | "
                      f"{r['min']:,.1f} - {r['max']:,.1f} | {ratio} | {flops} |")
@@ -238,13 +242,13 @@ def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
         for e in encoders:
             speed = next((r["median"] for r in rows if (r["threads"], r["measure"], r["encoder"], r["metric"]) ==
                           (threads, "infer", e, "symbols_per_s")), 0.0)
-            gflops = speed * info[e]["flops_per_symbol"] / 1e9
+            rate = gflops(speed, "infer", info[e]["flops_per_symbol"])
             cells = [f"`{e}`", f"{info[e]['parameters']:,}", f"{info[e]['flops_per_symbol']:,}",
                      cell(threads, "infer", e, "words_per_s"), cell(threads, "latency", e, "latency_p50_ms", "{:.1f}"),
                      cell(threads, "train", e, "symbols_per_s"),
                      *[cell(threads, f"infer@{t}", e, "symbols_per_s") for t in lengths],
                      *[cell(threads, f"train@{t}", e, "symbols_per_s") for t in lengths],
-                     f"{gflops:.1f} ({gflops / peaks[threads]:.1%})"]
+                     f"{rate:.1f} ({rate / peaks[threads]:.1%})"]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

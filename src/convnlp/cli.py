@@ -172,8 +172,8 @@ def check_overrides(command: str, args: list[str]) -> None:
     except HydraException as e:
         fail(f"cannot parse overrides: {str(e).strip().splitlines()[0]}")
     # a user's --config-dir joins the search path, as it does for the Hydra app
-    search = [f"hydra.searchpath=[{','.join('file://' + d for d in _config_dirs(args))}]"] if \
-        _config_dirs(args) else []
+    dirs = _config_dirs(args)
+    search = [f"hydra.searchpath=[{','.join('file://' + d for d in dirs)}]"] if dirs else []
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         for variant in variants:
             try:

@@ -126,8 +126,6 @@ def summary(rows: list[dict], keys: list[tuple[str, str, str]], sort: str) -> li
             cells.append("")
         elif key == "epochs":
             cells.append(f"{statistics.mean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""))
-        elif not values:
-            cells.append("")
         elif key == "train_seconds":
             cells.append(f"{sum(values) / 60:.1f} in all")
         elif len(values) > 1:
