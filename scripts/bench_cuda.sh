@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: this script is for a GPU machine')"
 CONVNLP_DATA_DIR="${CONVNLP_DATA_DIR:-../shared/datasets}" convnlp bench task=tagging data=ud_ewt \
-    bench.device=cuda bench.threads=[1] bench.lengths=[64,256,512,1024,4096] bench.length_tokens=65536 "$@"
+    bench.device=cuda bench.threads=[1] bench.neighbours=[0] bench.lengths=[64,256,512,1024,4096] bench.length_tokens=65536 "$@"

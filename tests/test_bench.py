@@ -14,7 +14,8 @@ from tests.conftest import conll_args, convnlp
 
 TINY_BENCH = ["bench.encoders=[plain,dilated,bilstm]", "bench.threads=[1]", "bench.repetitions=3",
               "bench.seconds=0.01", "bench.sentences=12", "bench.latency_sentences=4", "bench.lengths=[16,64]",
-              "bench.length_tokens=128", "bench.batch_tokens=400", "task.embedding_dim=8"]
+              "bench.length_tokens=128", "bench.batch_tokens=400", "task.embedding_dim=8", "bench.neighbours=[0]",
+              "bench.peers=[]"]
 
 
 def run_bench(tmp_path, conll_files, *overrides):
@@ -57,7 +58,86 @@ def test_bench_measures_every_encoder_interleaved_with_ratios_per_repetition(tmp
     assert all(r["words_per_s"] > 0 for r in raw if r["measure"] == "infer")
     for name in ("length_1threads.png", "ratio_1threads.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| threads | measurement | encoder |" in (tmp_path / "bench.md").read_text()
+    assert "| threads | neighbours | measurement | encoder |" in (tmp_path / "bench.md").read_text()
+
+
+def test_bench_beside_busy_neighbours_measures_real_sentences_and_stops_them(tmp_path, conll_files):
+    before = _children()
+    saved = run_bench(tmp_path, conll_files, "bench.neighbours=[0,1]", "bench.repetitions=2",
+                      "bench.encoders=[plain,bilstm]")
+    assert _children() == before  # the neighbour processes are gone
+    busy = [r for r in saved["raw"] if r["neighbours"] == 1]
+    assert {r["measure"] for r in busy} == {"infer", "latency", "train"}  # lengths: alone only
+    assert len(busy) == 2 * 3 * 2
+    assert {r["measure"] for r in saved["raw"] if r["neighbours"] == 0} >= {"infer@16", "train@64"}
+    row = next(r for r in saved["summary"] if (r["neighbours"], r["measure"], r["encoder"], r["metric"]) ==
+               (1, "train", "plain", "symbols_per_s"))
+    mine = [r["symbols_per_s"] for r in busy if (r["measure"], r["encoder"]) == ("train", "plain")]
+    base = [r["symbols_per_s"] for r in busy if (r["measure"], r["encoder"]) == ("train", "bilstm")]
+    assert row["ratios"] == pytest.approx([m / b for m, b in zip(mine, base)])  # beside the same neighbour
+    text = (tmp_path / "bench.md").read_text()
+    assert "1 thread(s), beside 1 busy neighbour process;" in text and "Beside busy neighbours" in text
+
+
+def _children() -> set[int]:
+    """This process's child processes (Linux)."""
+    import os
+    from pathlib import Path
+    me = str(os.getpid())
+    return {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and
+            (p / "stat").exists() and _parent(p) == me}
+
+
+def _parent(proc) -> str | None:
+    try:
+        return (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
+    except (OSError, IndexError):
+        return None
+
+
+def test_spacy_tagger_is_timed_beside_the_encoders_on_the_same_sentences(tmp_path, conll_files):
+    pytest.importorskip("spacy")
+    saved = run_bench(tmp_path, conll_files, "bench.peers=[spacy]", "bench.lengths=[16]")
+    raw = saved["raw"]
+    assert {r["measure"] for r in raw if r["encoder"] == "spacy"} == {"infer", "latency"}
+    for rep in range(3):  # interleaved with the encoders, from a rotating first one
+        group = [r for r in raw if r["repetition"] == rep and r["measure"] == "infer"]
+        assert [r["order"] for r in group] == [0, 1, 2, 3]
+        assert [r["encoder"] for r in group] == (["plain", "dilated", "bilstm", "spacy"] * 2)[rep:rep + 4]
+    row = next(r for r in saved["summary"] if (r["measure"], r["encoder"], r["metric"]) ==
+               ("infer", "spacy", "words_per_s"))
+    assert row["repetitions"] == 3 and len(row["ratios"]) == 3 and row["median"] > 0
+    info = saved["encoders"]["spacy"]
+    assert info["parameters"] > 0 and info["flops_per_symbol"] is None and info["accuracy"] is None
+    assert "untrained efficiency tok2vec + tagger" in saved["peers"]["spacy"]
+    assert "| `spacy` |" in (tmp_path / "bench.md").read_text()
+
+
+def test_a_trained_spacy_pipeline_is_timed_and_scored(tmp_path, conll_files):
+    spacy = pytest.importorskip("spacy")
+    from convnlp.peers import SpacyTagger
+    tokens, tags = [["EU", "rejects", "German", "call"]] * 4, [["B-ORG", "O", "B-MISC", "O"]] * 4
+    peer = SpacyTagger(tokens, tags)
+    peer.nlp.to_disk(tmp_path / "pipeline")
+    saved = run_bench(tmp_path / "run", conll_files, "bench.peers=[spacy]", f"bench.spacy_model={tmp_path / 'pipeline'}",
+                      "bench.encoders=[plain]", "bench.baseline=plain", "bench.lengths=[]", "bench.repetitions=1")
+    assert 0.0 <= saved["encoders"]["spacy"]["accuracy"] <= 1.0
+    assert saved["peers"]["spacy"].startswith(f"spaCy {spacy.__version__}, trained pipeline")
+    with pytest.raises(UserError, match="not a spaCy pipeline directory"):
+        run_bench(tmp_path / "bad", conll_files, "bench.peers=[spacy]", f"bench.spacy_model={tmp_path}")
+
+
+def test_without_spacy_its_row_is_absent_and_bench_says_why(tmp_path, conll_files):
+    hidden = tmp_path / "hidden"  # an installation without spaCy: importing it fails
+    hidden.mkdir()
+    (hidden / "spacy.py").write_text("raise ImportError(\"No module named 'spacy'\")\n")
+    result = convnlp("bench", *conll_args(conll_files), *TINY_BENCH, "bench.lengths=[]", "bench.repetitions=1",
+                     "bench.peers=[spacy]", cwd=tmp_path, env={"PYTHONPATH": str(hidden)})
+    line = 'spaCy is not installed (pip install -e ".[peers]"), so its row is absent'
+    assert f"spacy: {line}" in result.stdout and "`spacy`" not in result.stdout
+    (run,) = tmp_path.glob("outputs/bench/*/")
+    saved = json.loads((run / "bench.json").read_text())
+    assert saved["peers"] == {"spacy": line} and "spacy" not in {r["encoder"] for r in saved["raw"]}
 
 
 def test_summarize_without_the_baseline_in_a_repetition_gives_no_ratio():
@@ -70,6 +150,8 @@ def test_summarize_without_the_baseline_in_a_repetition_gives_no_ratio():
     ("bench.repetitions=0", "bench.repetitions=0 must be a whole number, at least 1"),
     ("bench.encoders=[plain,dialted]", "bench.encoders: unknown encoder(s) dialted"),
     ("bench.baseline=lstm", "bench.baseline=lstm is not among bench.encoders"),
+    ("bench.neighbours=[-1]", "bench.neighbours=[-1] must be a list of whole numbers (0: alone)"),
+    ("bench.neighbours=[]", "bench.neighbours is empty"),
 ])
 def test_bad_bench_settings_are_one_line(tmp_path, conll_files, override, message):
     with pytest.raises(UserError) as error:
@@ -85,3 +167,47 @@ def test_bench_through_the_cli(tmp_path, conll_files):
     assert json.loads((run / "bench.json").read_text())["raw"]
     bad = convnlp("bench", "bench.threads=[-1]", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("convnlp: error: bench.threads=[-1] must be")
+
+
+def test_the_thread_policy_follows_a_busy_neighbour():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from convnlp.threads import ThreadPolicy, busy_seconds
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2 or busy_seconds(cpus) is None:
+        pytest.skip("needs 2 cores and /proc/stat")
+    before = torch.get_num_threads()
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"],  # one busy core
+                                 preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}))
+    try:
+        policy = ThreadPolicy(0, interval=0.0)
+        policy.cpus, policy.cap, policy.auto = cpus[:2], 2, True
+        time.sleep(1.5)
+        assert policy.update(force=True) == 1 and torch.get_num_threads() == 1
+        neighbour.kill()
+        neighbour.wait()
+        policy.update(force=True)  # the window ends where the neighbour stopped
+        time.sleep(1.5)
+        assert policy.update(force=True) == 2
+        assert [threads for _, threads in policy.history] == [1, 2]
+        assert ThreadPolicy(1).auto is False and torch.get_num_threads() == 1
+    finally:
+        neighbour.kill()
+        torch.set_num_threads(before)
+
+
+def test_busy_seconds_reads_the_cpus_asked_for(tmp_path):
+    import os
+
+    from convnlp.threads import busy_seconds
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  10 0 10 100 5 0 0 0 0 0\ncpu0 4 1 3 50 2 1 1 0 0 0\ncpu1 6 0 7 50 3 0 0 0 0 0\n")
+    tick = os.sysconf("SC_CLK_TCK")
+    assert busy_seconds([0], str(stat)) == pytest.approx(10 / tick)  # idle and iowait are not busy
+    assert busy_seconds([0, 1], str(stat)) == pytest.approx(23 / tick)
+    assert busy_seconds([0], str(tmp_path / "absent")) is None

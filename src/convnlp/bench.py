@@ -12,6 +12,13 @@ the repetition, so a busy neighbour slows both sides of a ratio alike. Measureme
     infer@T      batched inference on inputs of about T symbols (real sentences joined)
     train@T      training steps on the same
 
+Every thread count is measured alone and, for each ``bench.neighbours`` count n > 0, again beside n
+busy neighbour processes (one thread each, computing without pause, as a single-thread training
+does), which is how a shared machine slows a run.
+
+With ``task=tagging`` and spaCy installed (``pip install -e ".[peers]"``), spaCy's CPU tagger is
+timed beside the encoders on the same sentences at the same thread count (``convnlp.peers``).
+
 Each figure is the median of the repetitions, with min and max. Also per encoder: parameters,
 forward FLOPs per symbol of the encoder (as `inspect` counts them), the GFLOP/s that achieves,
 and its share of the machine's peak, measured here as an fp32 matrix multiply at the same thread
@@ -26,7 +33,10 @@ import logging
 import math
 import os
 import statistics
+import subprocess
+import sys
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -41,6 +51,7 @@ from convnlp.device import pick_device
 from convnlp.errors import UserError
 from convnlp.inspect import layer_table, plot_curves
 from convnlp.model import build_model, count_parameters
+from convnlp import peers
 from convnlp.tasks import TASKS, task_config
 
 log = logging.getLogger(__name__)
@@ -99,8 +110,40 @@ def matmul_gflops(device: torch.device, n: int = 1024, seconds: float = 0.5) -> 
     return 2 * n**3 * calls / (time.perf_counter() - start) / 1e9
 
 
+NEIGHBOUR = """
+import os, torch
+torch.set_num_threads(1)
+a, parent = torch.randn(256, 256), os.getppid()
+print("ready", flush=True)
+while os.getppid() == parent:  # stops with bench, even when bench is killed
+    for _ in range(50):
+        a @ a
+"""
+
+
+@contextmanager
+def neighbours(count: int):
+    """``count`` busy processes beside the measurement, one thread each, computing without pause
+    (as a single-thread training does); stopped when the block ends."""
+    procs = []
+    try:
+        for _ in range(count):
+            procs.append(subprocess.Popen([sys.executable, "-c", NEIGHBOUR], stdout=subprocess.PIPE, text=True,
+                                          env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        for proc in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise UserError(f"bench.neighbours: a busy neighbour process did not start (exit {proc.poll()})")
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 class Subject:
-    """One encoder in the common model, with its batches ready."""
+    """One encoder in the common model; it runs every measurement."""
+
+    measures = None  # all
 
     def __init__(self, name: str, task, task_cfg: dict, vocab_size: int, num_labels: int, device: torch.device,
                  lr: float, amp: bool):
@@ -113,95 +156,132 @@ class Subject:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr)
         self.task, self.task_cfg, self.device = task, task_cfg, device
         self.amp = amp and device.type == "cuda"  # bf16 autocast, as training runs on CUDA
+        self.work: dict[str, list] = {}
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
-    def infer(self, batches: list[dict]) -> float:
+    def infer(self, batch: dict) -> None:
         self.model.eval()
         with torch.inference_mode(), self._autocast():
-            for batch in batches:
-                self.model(batch)
+            self.model(batch)
         _sync(self.device)
 
-    def train(self, batches: list[dict]) -> float:
+    def train(self, batch: dict) -> None:
         self.model.train()
-        for batch in batches:
-            with self._autocast():
-                logits = self.model(batch)
-            loss, _ = self.task.loss(logits, batch, self.task_cfg)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+        with self._autocast():
+            logits = self.model(batch)
+        loss, _ = self.task.loss(logits, batch, self.task_cfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
         _sync(self.device)
 
 
-def _timed(run, batches: list[dict], seconds: float) -> tuple[float, int, int]:
-    """Run ``run`` over ``batches`` (once at least, cycling until ``seconds`` have passed):
-    elapsed seconds, symbols and batches processed."""
+def _runs(subject, measure: str) -> bool:
+    return subject.measures is None or measure in subject.measures
+
+
+def _work(measure: str) -> str:
+    """The inputs a measurement runs on: infer, latency, train, or @T for infer@T and train@T."""
+    kind, _, length = measure.partition("@")
+    return f"@{length}" if length else kind
+
+
+def _timed(run, work: list[tuple], seconds: float) -> tuple[float, int, int]:
+    """Run ``run`` over the (input, symbols) pairs of ``work`` (once at least, cycling until
+    ``seconds`` have passed): elapsed seconds, symbols and batches processed."""
     done, symbols, start = 0, 0, time.perf_counter()
     while done == 0 or time.perf_counter() - start < seconds:
-        batch = batches[done % len(batches)]
-        run([batch])
-        symbols += int(batch["mask"].sum())
+        batch, size = work[done % len(work)]
+        run(batch)
+        symbols += size
         done += 1
     return time.perf_counter() - start, symbols, done
 
 
-def _batches(task, encoded: dict, batch_tokens: int, device: torch.device) -> list[dict]:
+def measure_once(subject, measure: str, seconds: float) -> dict:
+    work = subject.work[_work(measure)]
+    if measure == "latency":
+        times = []
+        for sentence, _ in work:
+            start = time.perf_counter()
+            subject.infer(sentence)
+            times.append(1000 * (time.perf_counter() - start))
+        times.sort()
+        return {"latency_p50_ms": statistics.median(times),
+                "latency_p95_ms": times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)]}
+    run = subject.train if measure.startswith("train") else subject.infer
+    elapsed, symbols, batches = _timed(run, work, seconds)
+    return {"symbols_per_s": symbols / elapsed, "batches": batches, "seconds": elapsed}
+
+
+def _batches(task, encoded: dict, batch_tokens: int, device: torch.device) -> list[tuple[dict, int]]:
     lengths = [len(ids) for ids in encoded["ids"]]
     out = []
     for indices in token_batches(lengths, batch_tokens, shuffle=False):
-        batch = task.make_batch(encoded, indices)
-        out.append({k: v.to(device) for k, v in batch.items()})
+        batch = {k: v.to(device) for k, v in task.make_batch(encoded, indices).items()}
+        out.append((batch, int(batch["mask"].sum())))
     return out
 
 
+def _key(r: dict) -> tuple:
+    return r["threads"], r.get("neighbours", 0), r["measure"], r["encoder"]
+
+
 def summarize(raw: list[dict], baseline: str) -> list[dict]:
-    """Median, min and max of every (threads, measurement, encoder) over the repetitions, and
-    the median of the per-repetition ratios to the baseline encoder (how many times faster)."""
+    """Median, min and max of every (threads, neighbours, measurement, encoder) over the
+    repetitions, and the median of the per-repetition ratios to the baseline encoder (how many
+    times faster)."""
     rows = []
     measures = list(dict.fromkeys(r["measure"] for r in raw))  # in the order they were run
-    first = [r for r in raw if (r["threads"], r["repetition"], r["measure"]) == (raw[0]["threads"], 0, measures[0])]
+    first = [r for r in raw if r["repetition"] == 0 and _key(r)[:3] == _key(raw[0])[:3]]
     encoders = [r["encoder"] for r in sorted(first, key=lambda r: r["order"])]  # bench.encoders' order
-    keys = sorted({(r["threads"], r["measure"], r["encoder"]) for r in raw},
-                  key=lambda k: (k[0], measures.index(k[1]), encoders.index(k[2])))
-    for threads, measure, encoder in keys:
-        mine = [r for r in raw if (r["threads"], r["measure"], r["encoder"]) == (threads, measure, encoder)]
+    encoders += [e for e in dict.fromkeys(r["encoder"] for r in raw) if e not in encoders]
+    keys = sorted({_key(r) for r in raw}, key=lambda k: (k[0], k[1], measures.index(k[2]), encoders.index(k[3])))
+    by_rep = {(*_key(r), r["repetition"]): r for r in raw}
+    for key in keys:
+        mine = [r for r in raw if _key(r) == key]
         for metric in [k for k in mine[0] if k.endswith(("_per_s", "_ms"))]:
             values = [r[metric] for r in mine]
             ratios = []
             for r in mine:
-                base = [b for b in raw if (b["threads"], b["measure"], b["encoder"], b["repetition"]) ==
-                        (threads, measure, baseline, r["repetition"])]
-                if base and base[0][metric] > 0 and r[metric] > 0:
-                    ratio = r[metric] / base[0][metric]
+                base = by_rep.get((*key[:3], baseline, r["repetition"]))
+                if base is not None and base.get(metric, 0) > 0 and r[metric] > 0:
+                    ratio = r[metric] / base[metric]
                     ratios.append(1 / ratio if metric in LOWER_IS_BETTER else ratio)
-            rows.append({"threads": threads, "measure": measure, "encoder": encoder, "metric": metric,
-                         "median": statistics.median(values), "min": min(values), "max": max(values),
-                         "ratio_to_baseline": statistics.median(ratios) if ratios else None,
+            rows.append({"threads": key[0], "neighbours": key[1], "measure": key[2], "encoder": key[3],
+                         "metric": metric, "median": statistics.median(values), "min": min(values),
+                         "max": max(values), "ratio_to_baseline": statistics.median(ratios) if ratios else None,
                          "ratios": ratios, "repetitions": len(values)})
     return rows
 
 
-def gflops(symbols_per_s: float, measure: str, flops_per_symbol: int) -> float:
+def gflops(symbols_per_s: float, measure: str, flops_per_symbol: int | None) -> float | None:
     """The encoder's achieved rate: forward FLOPs per symbol, x3 for training (backward ~ 2x forward)."""
+    if flops_per_symbol is None:
+        return None
     return symbols_per_s * (3 if measure.startswith("train") else 1) * flops_per_symbol / 1e9
 
 
+def _setting(threads: int, neighbours: int) -> str:
+    busy = f", beside {neighbours} busy neighbour process{'es' if neighbours > 1 else ''}" if neighbours else ""
+    return f"{threads} thread(s){busy}"
+
+
 def table(rows: list[dict], subjects: dict, peaks: dict, baseline: str) -> str:
-    lines = [f"| threads | measurement | encoder | median | min - max | × {baseline} | GFLOP/s (share of peak) |",
-             "|---:|---|---|---:|---:|---:|---:|"]
+    lines = [f"| threads | neighbours | measurement | encoder | median | min - max | × {baseline} | "
+             "GFLOP/s (share of peak) |", "|---:|---:|---|---|---:|---:|---:|---:|"]
     for r in rows:
         unit = {"symbols_per_s": "symbols/s", "words_per_s": "words/s", "latency_p50_ms": "ms p50",
                 "latency_p95_ms": "ms p95"}[r["metric"]]
         flops = ""
-        if r["metric"] == "symbols_per_s":
-            rate = gflops(r["median"], r["measure"], subjects[r["encoder"]]["flops_per_symbol"])
+        rate = gflops(r["median"], r["measure"], subjects[r["encoder"]]["flops_per_symbol"])
+        if r["metric"] == "symbols_per_s" and rate is not None:
             flops = f"{rate:.2f} ({rate / peaks[r['threads']]:.1%})"
         ratio = f"{r['ratio_to_baseline']:.2f}" if r["ratio_to_baseline"] is not None else ""
-        lines.append(f"| {r['threads']} | {r['measure']} | {r['encoder']} | {r['median']:,.1f} {unit} | "
-                     f"{r['min']:,.1f} - {r['max']:,.1f} | {ratio} | {flops} |")
+        lines.append(f"| {r['threads']} | {r.get('neighbours', 0)} | {r['measure']} | {r['encoder']} | "
+                     f"{r['median']:,.1f} {unit} | {r['min']:,.1f} - {r['max']:,.1f} | {ratio} | {flops} |")
     return "\n".join(lines) + "\n"
 
 
@@ -211,47 +291,170 @@ def _check(b) -> None:
             raise UserError(f"bench.{key}={b[key]!r} must be a whole number, at least 1")
     if not isinstance(b.seconds, (int, float)) or b.seconds <= 0:
         raise UserError(f"bench.seconds={b.seconds!r} must be a positive number")
-    for key in ("threads", "lengths"):
-        if any(not isinstance(v, int) or v < (0 if key == "threads" else 2) for v in b[key]):
-            raise UserError(f"bench.{key}={list(b[key])} must be a list of whole numbers"
-                            + (" (0: all cores)" if key == "threads" else ", at least 2"))
+    for key, least, note in (("threads", 0, " (0: all cores)"), ("lengths", 2, ", at least 2"),
+                             ("neighbours", 0, " (0: alone)")):
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < least for v in b[key]):
+            raise UserError(f"bench.{key}={list(b[key])} must be a list of whole numbers{note}")
+    if not b.neighbours:
+        raise UserError("bench.neighbours is empty: [0] measures alone")
     if not b.encoders:
         raise UserError("bench.encoders is empty: name at least one encoder")
 
 
 def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
-    """One compact table per thread count: an encoder per row; medians, and in brackets the
-    median per-repetition ratio to the baseline."""
-    def cell(threads, measure, encoder, metric, fmt="{:,.0f}"):
-        r = next((r for r in rows if (r["threads"], r["measure"], r["encoder"], r["metric"]) ==
-                  (threads, measure, encoder, metric)), None)
+    """One compact table per setting (thread count, busy neighbours): a subject per row;
+    medians, and in brackets the median per-repetition ratio to the baseline. Then, where
+    neighbours were measured, each speed beside them as a share of the speed alone."""
+    find = {(*_key(r), r["metric"]): r for r in rows}
+
+    def cell(setting, measure, encoder, metric, fmt="{:,.0f}"):
+        r = find.get((*setting, measure, encoder, metric))
         if r is None:
             return ""
         ratio = f" ({r['ratio_to_baseline']:.2f}×)" if r["ratio_to_baseline"] is not None else ""
         return fmt.format(r["median"]) + ratio
 
-    measures = list(dict.fromkeys(r["measure"] for r in rows))
     encoders = list(dict.fromkeys(r["encoder"] for r in rows))
-    lengths = [m.partition("@")[2] for m in measures if m.startswith("infer@")]
     out = []
-    for threads in dict.fromkeys(r["threads"] for r in rows):
+    for setting in dict.fromkeys(_key(r)[:2] for r in rows):
+        threads = setting[0]
+        measures = list(dict.fromkeys(r["measure"] for r in rows if _key(r)[:2] == setting))
+        lengths = [m.partition("@")[2] for m in measures if m.startswith("infer@")]
         head = ["encoder", "parameters", "FLOPs/symbol", "infer words/s", "latency p50 ms", "train symbols/s",
                 *[f"infer T={t}" for t in lengths], *[f"train T={t}" for t in lengths], "infer GFLOP/s (peak share)"]
-        out += [f"{threads} thread(s); symbols/s unless said, ({baseline} = 1.00×); fp32 matmul peak "
-                f"{peaks[threads]:.0f} GFLOP/s", "", "| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+        out += [f"{_setting(*setting)}; symbols/s unless said, ({baseline} = 1.00×); fp32 matmul peak "
+                f"{peaks[threads]:.0f} GFLOP/s", "", "| " + " | ".join(head) + " |",
+                "|---" + "|---:" * (len(head) - 1) + "|"]
         for e in encoders:
-            speed = next((r["median"] for r in rows if (r["threads"], r["measure"], r["encoder"], r["metric"]) ==
-                          (threads, "infer", e, "symbols_per_s")), 0.0)
-            rate = gflops(speed, "infer", info[e]["flops_per_symbol"])
-            cells = [f"`{e}`", f"{info[e]['parameters']:,}", f"{info[e]['flops_per_symbol']:,}",
-                     cell(threads, "infer", e, "words_per_s"), cell(threads, "latency", e, "latency_p50_ms", "{:.1f}"),
-                     cell(threads, "train", e, "symbols_per_s"),
-                     *[cell(threads, f"infer@{t}", e, "symbols_per_s") for t in lengths],
-                     *[cell(threads, f"train@{t}", e, "symbols_per_s") for t in lengths],
-                     f"{rate:.1f} ({rate / peaks[threads]:.1%})"]
+            speed = find.get((*setting, "infer", e, "symbols_per_s"))
+            if speed is None:
+                continue
+            rate = gflops(speed["median"], "infer", info[e]["flops_per_symbol"])
+            flops = info[e]["flops_per_symbol"]
+            cells = [f"`{e}`", f"{info[e]['parameters']:,}", "" if flops is None else f"{flops:,}",
+                     cell(setting, "infer", e, "words_per_s"), cell(setting, "latency", e, "latency_p50_ms", "{:.1f}"),
+                     cell(setting, "train", e, "symbols_per_s"),
+                     *[cell(setting, f"infer@{t}", e, "symbols_per_s") for t in lengths],
+                     *[cell(setting, f"train@{t}", e, "symbols_per_s") for t in lengths],
+                     "" if rate is None else f"{rate:.1f} ({rate / peaks[threads]:.1%})"]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+    busy = [s for s in dict.fromkeys(_key(r)[:2] for r in rows) if s[1] > 0]
+    if busy:
+        head = ["encoder", *[f"{m} {t} thr. + {n}" for t, n in busy for m in ("infer", "train")]]
+        out += ["Beside busy neighbours: symbols/s (share of the same thread count alone)", "",
+                "| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+        for e in encoders:
+            cells = []
+            for threads, n in busy:
+                for m in ("infer", "train"):
+                    here, alone = find.get((threads, n, m, e, "symbols_per_s")), find.get((threads, 0, m, e, "symbols_per_s"))
+                    share = f" ({here['median'] / alone['median']:.0%})" if here and alone else ""
+                    cells.append(f"{here['median']:,.0f}{share}" if here else "")
+            out.append(f"| `{e}` | " + " | ".join(cells) + " |")
+        out.append("")
     return "\n".join(out)
+
+
+class Workload:
+    """The same data, tokenizer and labels for every encoder: batches of real sentences for
+    inference and training, single sentences for latency, inputs of about T symbols."""
+
+    def __init__(self, cfg: DictConfig, task, task_cfg: dict, device: torch.device):
+        b, task_name = cfg.bench, cfg.task.name
+        data = load_splits(cfg.data, task=task_name)
+        self.eval_name = "test" if "test" in data else "validation" if "validation" in data else "train"
+        train = data["train"].select(range(min(b.sentences, len(data["train"]))))
+        evaluated = data[self.eval_name].select(range(min(b.sentences, len(data[self.eval_name]))))
+        self.tokenizer = tok.build(cfg.tokenizer.name, task.tokenizer_examples(data["train"]),
+                                   cfg.tokenizer.min_frequency, cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
+        self.labels = task.label_vocabulary(data["train"], task_cfg)
+        self.train = {c: train[c] for c in task.COLUMNS}
+        self.eval = {c: evaluated[c] for c in task.COLUMNS}
+        self.eval_full = data[self.eval_name]
+        eval_encoded = task.encode(self.eval, self.tokenizer, self.labels, self.eval_name, task_cfg)
+        train_encoded = task.encode(self.train, self.tokenizer, self.labels, "train", task_cfg)
+        self.symbols_per_sentence = [len(ids) for ids in eval_encoded["ids"]]
+        self.words = sum(_words(task_name, self.eval, i) for i in range(len(self.symbols_per_sentence)))
+        self.symbols = sum(self.symbols_per_sentence)
+        self.latency_count = min(b.latency_sentences, len(self.symbols_per_sentence))
+        single = [task.make_batch(eval_encoded, [i]) for i in range(self.latency_count)]
+        self.work = {"infer": _batches(task, eval_encoded, b.batch_tokens, device),
+                     "train": _batches(task, train_encoded, b.batch_tokens, device),
+                     "latency": [({k: v.to(device) for k, v in batch.items()}, 0) for batch in single]}
+        self.lengths = list(b.lengths) if task_name in ("tagging", "classification") else []
+        if b.lengths and not self.lengths:
+            log.warning("bench: inputs of a fixed length are for tagging and classification, not %s", task_name)
+        for length in self.lengths:
+            count = max(2, b.length_tokens // length)
+            encoded = task.encode(joined(self.train, task_name, length, count), self.tokenizer, self.labels,
+                                  f"T={length}", task_cfg)
+            self.work[f"@{length}"] = _batches(task, encoded, max(b.length_tokens, length + 2), device)
+
+    def sentence_work(self, batch_size: int) -> dict[str, list]:
+        """The same evaluation sentences as word lists, for a peer: batches of ``batch_size``
+        sentences with their symbol counts (as convnlp's tokenizer counts them), and single ones."""
+        tokens, sizes = self.eval["tokens"], self.symbols_per_sentence
+        chunks = [(tokens[i:i + batch_size], sum(sizes[i:i + batch_size])) for i in range(0, len(tokens), batch_size)]
+        return {"infer": chunks, "latency": [([tokens[i]], sizes[i]) for i in range(self.latency_count)]}
+
+
+def _peers(cfg: DictConfig, work: Workload, device: torch.device) -> tuple[list, dict]:
+    """The peers that can run (built on the workload's sentences), and a line for each one
+    requested: its description, or why it is absent."""
+    subjects, lines = [], {}
+    for name in cfg.bench.peers:
+        reason = (f"{name} is a CPU peer, not run on {device.type}" if device.type != "cpu" else
+                  f"{name} is a tagging peer, not run for task={cfg.task.name}" if cfg.task.name != "tagging" else
+                  peers.missing(name))
+        if reason:
+            lines[name] = reason
+            log.warning("bench: %s", reason)
+            continue
+        peer = peers.SpacyTagger(work.train["tokens"], work.train["tags"], cfg.bench.spacy_model, cfg.bench.spacy_lang)
+        peer.work = work.sentence_work(peer.batch_size)
+        if peer.trained:
+            peer.accuracy_on_eval = peer.accuracy(work.eval_full["tokens"], work.eval_full["tags"])
+        lines[name] = peer.description
+        subjects.append(peer)
+    return subjects, lines
+
+
+def run_setting(subjects: list, measures: list[str], threads: int, n_neighbours: int, b, words_per_symbol: float,
+                raw: list[dict], bar) -> None:
+    """Every repetition of every measurement at one setting, the subjects interleaved from a
+    rotating first one; rows appended to ``raw``."""
+    for rep in range(b.repetitions):
+        for measure in measures:
+            order = 0
+            for k in range(len(subjects)):
+                subject = subjects[(k + rep) % len(subjects)]
+                if not _runs(subject, measure):
+                    continue
+                bar.set_postfix_str(f"{measure} {subject.name}")
+                bar.update(1)
+                row = {"threads": threads, "neighbours": n_neighbours, "repetition": rep, "measure": measure,
+                       "encoder": subject.name, "order": order, **measure_once(subject, measure, b.seconds)}
+                if measure == "infer":
+                    row["words_per_s"] = row["symbols_per_s"] * words_per_symbol
+                raw.append(row)
+                order += 1
+        log.info("bench: %s, repetition %d of %d done", _setting(threads, n_neighbours), rep + 1, b.repetitions)
+
+
+def _plots(run_dir: Path, rows: list[dict], threads_list: list[int], encoders: list[str], lengths: list[int],
+           base: str) -> None:
+    find = {(*_key(r), r["metric"]): r for r in rows}
+    for threads in threads_list if lengths else []:
+        curves = {name: (lengths, [find[(threads, 0, f"infer@{t}", name, "symbols_per_s")]["median"] for t in lengths])
+                  for name in encoders}
+        plot_curves(run_dir / f"length_{threads}threads.png", f"inference, {threads} thread(s)",
+                    "input length T (symbols)", "symbols/s", curves, log_y=True, log_x=True)
+        ratios = {name: (lengths, [find[(threads, 0, f"infer@{t}", name, "symbols_per_s")]["ratio_to_baseline"] or 0.0
+                                   for t in lengths]) for name in encoders if name != base}
+        if ratios:
+            plot_curves(run_dir / f"ratio_{threads}threads.png", f"inference speed / {base}, {threads} thread(s)",
+                        "input length T (symbols)", f"times {base}'s symbols/s", ratios, log_y=True, log_x=True)
 
 
 def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
@@ -259,126 +462,69 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     _check(b)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
-    task_name = cfg.task.name
-    task, task_cfg = TASKS[task_name], task_config(config)
+    task = TASKS[cfg.task.name]
+    task_cfg = task_config(config)
     encoders = list(b.encoders)
     unknown = [e for e in encoders if e not in SCHEMAS["encoder"]]
     if unknown:
         raise UserError(f"bench.encoders: unknown encoder(s) {', '.join(unknown)}; choose from "
                         f"{', '.join(SCHEMAS['encoder'])}")
-    baseline = b.baseline if b.baseline in encoders else None
-    if b.baseline and baseline is None:
+    if b.baseline and b.baseline not in encoders:
         raise UserError(f"bench.baseline={b.baseline} is not among bench.encoders ({', '.join(encoders)})")
+    base = b.baseline or encoders[0]
     threads_list = [t if t > 0 else (os.cpu_count() or 1) for t in b.threads]
     device = pick_device(b.device)
     if device.type == "cuda" and b.amp and not torch.cuda.is_bf16_supported():
         raise UserError("bench.amp: this GPU has no bf16; set bench.amp=false")
     torch.manual_seed(cfg.seed)
 
-    # ---- the same data, tokenizer and labels for every encoder
-    data = load_splits(cfg.data, task=task_name)
-    train_split = data["train"].select(range(min(b.sentences, len(data["train"]))))
-    eval_name = "test" if "test" in data else "validation" if "validation" in data else "train"
-    eval_split = data[eval_name].select(range(min(b.sentences, len(data[eval_name]))))
-    tokenizer = tok.build(cfg.tokenizer.name, task.tokenizer_examples(data["train"]), cfg.tokenizer.min_frequency,
-                          cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
-    labels = task.label_vocabulary(data["train"], task_cfg)
-    train_split = {c: train_split[c] for c in task.COLUMNS}
-    eval_split = {c: eval_split[c] for c in task.COLUMNS}
-    eval_encoded = task.encode(eval_split, tokenizer, labels, eval_name, task_cfg)
-    train_encoded = task.encode(train_split, tokenizer, labels, "train", task_cfg)
-    words = sum(_words(task_name, eval_split, i) for i in range(len(eval_encoded["ids"])))
-    symbols = sum(len(ids) for ids in eval_encoded["ids"])
-    batches = {"infer": _batches(task, eval_encoded, b.batch_tokens, device),
-               "train": _batches(task, train_encoded, b.batch_tokens, device)}
-    single = [task.make_batch(eval_encoded, [i]) for i in range(min(b.latency_sentences, len(eval_encoded["ids"])))]
-    single = [{k: v.to(device) for k, v in batch.items()} for batch in single]
-    lengths = list(b.lengths) if task_name in ("tagging", "classification") else []
-    if b.lengths and not lengths:
-        log.warning("bench: inputs of a fixed length are for tagging and classification, not %s", task_name)
-    for length in lengths:
-        count = max(2, b.length_tokens // length)
-        encoded = task.encode(joined(train_split, task_name, length, count), tokenizer, labels, f"T={length}", task_cfg)
-        batches[f"@{length}"] = _batches(task, encoded, max(b.length_tokens, length + 2), device)
-
-    subjects = {name: Subject(name, task, task_cfg, tokenizer.get_vocab_size(), len(labels), device, b.lr, b.amp)
-                for name in encoders}
-    measures = ["infer", "latency", "train"] + [f"{kind}@{length}" for length in lengths for kind in ("infer", "train")]
-    log.info("bench: %s on %s, encoders %s, threads %s, %d repetitions of %s", task_name, cfg.data.name,
-             ", ".join(encoders), threads_list, b.repetitions, ", ".join(measures))
+    work = Workload(cfg, task, task_cfg, device)
+    subjects = [Subject(name, task, task_cfg, work.tokenizer.get_vocab_size(), len(work.labels), device, b.lr, b.amp)
+                for name in encoders]
+    for subject in subjects:
+        subject.work = work.work
+    peer_subjects, peer_lines = _peers(cfg, work, device)
+    subjects += peer_subjects
+    measures = ["infer", "latency", "train"] + [f"{kind}@{t}" for t in work.lengths for kind in ("infer", "train")]
+    log.info("bench: %s on %s, %s, threads %s, busy neighbours %s, %d repetitions of %s", cfg.task.name,
+             cfg.data.name, ", ".join(s.name for s in subjects), threads_list, list(b.neighbours), b.repetitions,
+             ", ".join(measures))
 
     raw, peaks = [], {}
+    words_per_symbol = work.words / max(work.symbols, 1)
     for threads in threads_list:
         if device.type == "cpu":
             torch.set_num_threads(threads)
-        peaks[threads] = matmul_gflops(device)
-        for subject in subjects.values():  # warm-up: first calls allocate and pick kernels
-            subject.infer(batches["infer"][:1])
-            subject.train(batches["train"][:1])
-        bar = tqdm(total=b.repetitions * len(measures) * len(encoders), desc=f"bench, {threads} thread(s)",
-                   disable=None if b.progress else True, leave=False, dynamic_ncols=True)
-        for rep in range(b.repetitions):
-            for measure in measures:
-                for k in range(len(encoders)):
-                    subject = subjects[encoders[(k + rep) % len(encoders)]]  # a rotating first encoder
-                    bar.set_postfix_str(f"{measure} {subject.name}")
-                    bar.update(1)
-                    row = {"threads": threads, "repetition": rep, "measure": measure, "encoder": subject.name,
-                           "order": k}
-                    if measure == "latency":
-                        times = []
-                        for batch in single:
-                            start = time.perf_counter()
-                            subject.infer([batch])
-                            times.append(1000 * (time.perf_counter() - start))
-                        times.sort()
-                        row["latency_p50_ms"] = statistics.median(times)
-                        row["latency_p95_ms"] = times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)]
-                    else:
-                        kind, _, length = measure.partition("@")
-                        run = subject.infer if kind == "infer" else subject.train
-                        seconds, n_symbols, n_batches = _timed(run, batches[f"@{length}" if length else kind],
-                                                               b.seconds)
-                        row.update(symbols_per_s=n_symbols / seconds, batches=n_batches, seconds=seconds)
-                        if measure == "infer":
-                            row["words_per_s"] = row["symbols_per_s"] * words / max(symbols, 1)
-                    raw.append(row)
-            log.info("bench: threads %d, repetition %d of %d done", threads, rep + 1, b.repetitions)
-            # every repetition so far, in case the run is stopped: nothing measured is lost
-            (run_dir / "bench.partial.json").write_text(json.dumps({"peak_gflops": peaks, "raw": raw}))
-        bar.close()
+        with peers.thread_limit(threads) if peer_subjects else nullcontext():
+            peaks[threads] = matmul_gflops(device)
+            for subject in subjects:  # warm-up: first calls allocate and pick kernels
+                subject.infer(subject.work["infer"][0][0])
+                if _runs(subject, "train"):
+                    subject.train(subject.work["train"][0][0])
+            for n in b.neighbours:
+                here = measures if n == 0 else [m for m in measures if "@" not in m]  # lengths: alone only
+                total = b.repetitions * sum(_runs(s, m) for m in here for s in subjects)
+                with neighbours(n), tqdm(total=total, desc=f"bench, {_setting(threads, n)}", leave=False,
+                                         disable=None if b.progress else True, dynamic_ncols=True) as bar:
+                    run_setting(subjects, here, threads, n, b, words_per_symbol, raw, bar)
+                # every setting so far, in case the run is stopped: nothing measured is lost
+                (run_dir / "bench.partial.json").write_text(json.dumps({"peak_gflops": peaks, "raw": raw}))
 
-    rows = summarize(raw, baseline) if baseline else summarize(raw, encoders[0])
-    info = {name: {"parameters": s.parameters, "flops_per_symbol": s.flops_per_symbol} for name, s in subjects.items()}
-    text = overview(rows, info, peaks, baseline or encoders[0]) + "\n" + table(rows, info, peaks, baseline or encoders[0])
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "task": task_name, "data": cfg.data.name,
-              "device": str(device), "threads": threads_list, "repetitions": b.repetitions,
-              "baseline": baseline or encoders[0], "peak_gflops": peaks, "encoders": info,
-              "eval_split": eval_name, "words_per_symbol": words / max(symbols, 1), "summary": rows, "raw": raw,
-              "config": config}
+    rows = summarize(raw, base)
+    info = {s.name: {"parameters": s.parameters, "flops_per_symbol": s.flops_per_symbol} for s in subjects}
+    for peer in peer_subjects:
+        info[peer.name].update(description=peer.description, accuracy=getattr(peer, "accuracy_on_eval", None))
+    notes = "".join(f"{name}: {line}\n" for name, line in peer_lines.items())
+    text = overview(rows, info, peaks, base) + notes + "\n" + table(rows, info, peaks, base)
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "task": cfg.task.name, "data": cfg.data.name,
+              "device": str(device), "threads": threads_list, "neighbours": list(b.neighbours),
+              "repetitions": b.repetitions, "baseline": base, "peak_gflops": peaks, "encoders": info,
+              "peers": peer_lines, "eval_split": work.eval_name, "words_per_symbol": words_per_symbol,
+              "summary": rows, "raw": raw, "config": config}
     (run_dir / "bench.json").write_text(json.dumps(result, indent=1))
     (run_dir / "bench.partial.json").unlink(missing_ok=True)
     (run_dir / "bench.md").write_text(text)
-    for threads in threads_list:
-        if lengths:
-            curves = {}
-            for name in encoders:
-                ys = [next(r["median"] for r in rows if (r["threads"], r["measure"], r["encoder"], r["metric"]) ==
-                           (threads, f"infer@{length}", name, "symbols_per_s")) for length in lengths]
-                curves[name] = (lengths, ys)
-            plot_curves(run_dir / f"length_{threads}threads.png", f"inference, {threads} thread(s)",
-                        "input length T (symbols)", "symbols/s", curves, log_y=True, log_x=True)
-            base = baseline or encoders[0]
-            ratios = {}
-            for name in encoders:
-                if name != base:
-                    ys = [next(r["ratio_to_baseline"] or 0.0 for r in rows if (r["threads"], r["measure"], r["encoder"],
-                          r["metric"]) == (threads, f"{kind}@{length}", name, "symbols_per_s")) for length in lengths
-                          for kind in ("infer",)]
-                    ratios[name] = (lengths, ys)
-            if ratios:
-                plot_curves(run_dir / f"ratio_{threads}threads.png", f"inference speed / {base}, {threads} thread(s)",
-                            "input length T (symbols)", f"times {base}'s symbols/s", ratios, log_y=True, log_x=True)
-    print(overview(rows, info, peaks, baseline or encoders[0]), end="")  # bench.md adds every measurement
+    _plots(run_dir, rows, threads_list, encoders, work.lengths, base)
+    print(overview(rows, info, peaks, base) + notes, end="")  # bench.md adds every measurement
     log.info("bench: wrote %s", run_dir / "bench.json")
     return result

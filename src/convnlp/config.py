@@ -484,7 +484,7 @@ RULES: dict[str, tuple] = {
     "trainer.checkpoint_every": (lambda v: v >= 0, "must be 0 (no step schedule) or more"),
     "trainer.patience": (lambda v: v >= 0, "must be 0 (never stop early) or more"),
     "trainer.grad_clip": (lambda v: v >= 0, "must be 0 (no clipping) or more"),
-    "trainer.threads": (lambda v: v >= 0, "must be 0 (torch's default) or more"),
+    "trainer.threads": (lambda v: v >= 0, "must be 0 (the cores other processes leave free) or more"),
     "trainer.ema": (lambda v: 0 <= v < 1, "must be in [0, 1): 0 (off) or a decay such as 0.999"),
     "optim.lr": (lambda v: v > 0, "must be positive"),
     "optim.weight_decay": (lambda v: v >= 0, "must be 0 or more"),

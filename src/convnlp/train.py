@@ -38,6 +38,7 @@ from convnlp.model import build_model, count_parameters
 from convnlp.optimization import adamw, lr_factor, moving_average
 from convnlp.resume import TrainState
 from convnlp.tasks import TASKS, task_config
+from convnlp.threads import ThreadPolicy
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # ---- setup: seed, threads, device, mixed precision
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
+    threads = ThreadPolicy(tc.threads)  # 0: the cores other processes leave free, checked as it trains
     device = pick_device(tc.device)
     use_amp = tc.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -198,6 +198,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # ---- the loop (a run resumed after it had stopped, killed in its final evaluation, stops again)
     stop_reason, last_metrics = limits.reached(state), {}
     window_symbols, window_start, trained_symbols = 0, time.perf_counter(), 0
+    log.info("threads: %d%s", threads.update(force=True),
+             " (trainer.threads=0: the cores other processes leave free, checked every 30 s)" if threads.auto else "")
     loop_start = state.started = time.perf_counter()  # this run's time counts from here
     while stop_reason is None:
         batches = token_batches(lengths, tc.batch_tokens, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
@@ -205,6 +207,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                    disable=None if tc.progress else True, leave=False, dynamic_ncols=True)
         model.train()
         while stop_reason is None and state.batch_in_epoch < len(batches):
+            threads.update()
             batch = task.make_batch(encoded, batches[state.batch_in_epoch])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             progress = max((state.step - warmup) / max(limits.steps - warmup, 1),
@@ -273,6 +276,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "best_step": state.best_step, "train_seconds": train_seconds, "parameters": n_params,
                "receptive_field": receptive_field, "train_symbols_per_s": train_symbols_per_s,
                "threads": torch.get_num_threads()}
+    if threads.auto:
+        results["thread_changes"] = threads.history  # (seconds, threads) at the start and at every change
     if start.init_dir is not None:
         results["init"] = str(start.init_dir.resolve())
     if distilled is not None:
