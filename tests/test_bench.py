@@ -140,6 +140,22 @@ def test_without_spacy_its_row_is_absent_and_bench_says_why(tmp_path, conll_file
     assert saved["peers"] == {"spacy": line} and "spacy" not in {r["encoder"] for r in saved["raw"]}
 
 
+def test_matched_variants_come_near_the_baselines_size(tmp_path, conll_files):
+    saved = run_bench(tmp_path, conll_files, "bench.match=parameters", "bench.lengths=[]", "bench.repetitions=1",
+                      "bench.encoders=[plain,dense,bilstm]")
+    info = saved["encoders"]
+    assert set(info) == {"plain", "dense", "bilstm", "plain@parameters", "dense@parameters"}
+    target = info["bilstm"]["encoder_parameters"]
+    for name in ("plain@parameters", "dense@parameters"):
+        assert abs(info[name]["encoder_parameters"] - target) / target < 0.05
+    assert info["plain"]["size"] == "width=128" and info["dense@parameters"]["size"].startswith("growth=")
+    assert {r["encoder"] for r in saved["raw"]} == set(info)
+    assert "`plain@parameters` (width=" in (tmp_path / "bench.md").read_text()
+    flops = run_bench(tmp_path / "flops", conll_files, "bench.match=flops", "bench.lengths=[]", "bench.repetitions=1",
+                      "bench.encoders=[dilated,bilstm]")["encoders"]
+    assert abs(flops["dilated@flops"]["flops_per_symbol"] / flops["bilstm"]["flops_per_symbol"] - 1) < 0.1
+
+
 def test_summarize_without_the_baseline_in_a_repetition_gives_no_ratio():
     raw = [{"threads": 1, "repetition": 0, "measure": "infer", "encoder": "plain", "order": 0, "symbols_per_s": 10.0}]
     (row,) = summarize(raw, "bilstm")
@@ -152,6 +168,7 @@ def test_summarize_without_the_baseline_in_a_repetition_gives_no_ratio():
     ("bench.baseline=lstm", "bench.baseline=lstm is not among bench.encoders"),
     ("bench.neighbours=[-1]", "bench.neighbours=[-1] must be a list of whole numbers (0: alone)"),
     ("bench.neighbours=[]", "bench.neighbours is empty"),
+    ("bench.match=size", "bench.match='size' must be parameters, flops or null"),
 ])
 def test_bad_bench_settings_are_one_line(tmp_path, conll_files, override, message):
     with pytest.raises(UserError) as error:

@@ -140,19 +140,49 @@ def neighbours(count: int):
             proc.wait()
 
 
+def defaults(name: str) -> dict:
+    """The encoder ``name`` at its schema's defaults (the shipped encoder)."""
+    return OmegaConf.to_container(OmegaConf.structured(SCHEMAS["encoder"][name]))
+
+
+def encoder_flops(encoder: torch.nn.Module, input_dim: int) -> int:
+    """Forward FLOPs per symbol of an encoder, as `inspect` counts them."""
+    return sum(r["flops_per_position"] for r in layer_table(encoder, input_dim))
+
+
+SIZE_KEY = {"dense": "growth", "lstm": "hidden", "bilstm": "hidden"}  # what sizes a family; the rest: width
+
+
+def matched(name: str, target: int, by: str, task_cfg: dict, vocab_size: int, num_labels: int) -> dict:
+    """The encoder ``name`` resized (``SIZE_KEY``, else its width) so that its own parameters
+    (``by="parameters"``) or forward FLOPs per symbol (``by="flops"``) come nearest ``target``."""
+    base, key = defaults(name), SIZE_KEY.get(name, "width")
+
+    def cost(size: int) -> int:
+        encoder = build_model(task_cfg, {**base, key: size}, vocab_size, num_labels).encoder
+        return count_parameters(encoder) if by == "parameters" else encoder_flops(encoder, task_cfg["embedding_dim"])
+
+    low, high = 1, max(2, base[key])
+    while cost(high) < target and high < 1 << 14:
+        low, high = high, high * 2
+    while high - low > 1:  # both costs grow with the size
+        middle = (low + high) // 2
+        low, high = (middle, high) if cost(middle) < target else (low, middle)
+    return {**base, key: min((low, high), key=lambda size: abs(cost(size) - target))}
+
+
 class Subject:
     """One encoder in the common model; it runs every measurement."""
 
     measures = None  # all
 
-    def __init__(self, name: str, task, task_cfg: dict, vocab_size: int, num_labels: int, device: torch.device,
-                 lr: float, amp: bool):
-        encoder = OmegaConf.to_container(OmegaConf.structured(SCHEMAS["encoder"][name]))
-        self.name = name
+    def __init__(self, name: str, encoder: dict, task, task_cfg: dict, vocab_size: int, num_labels: int,
+                 device: torch.device, lr: float, amp: bool):
+        self.name, self.encoder = name, encoder
         self.model = build_model(task_cfg, encoder, vocab_size, num_labels).to(device)
         self.parameters = count_parameters(self.model)
-        rows = layer_table(self.model.encoder, task_cfg["embedding_dim"])
-        self.flops_per_symbol = sum(r["flops_per_position"] for r in rows)  # the encoder's forward pass
+        self.encoder_parameters = count_parameters(self.model.encoder)
+        self.flops_per_symbol = encoder_flops(self.model.encoder, task_cfg["embedding_dim"])
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr)
         self.task, self.task_cfg, self.device = task, task_cfg, device
         self.amp = amp and device.type == "cuda"  # bf16 autocast, as training runs on CUDA
@@ -299,6 +329,8 @@ def _check(b) -> None:
         raise UserError("bench.neighbours is empty: [0] measures alone")
     if not b.encoders:
         raise UserError("bench.encoders is empty: name at least one encoder")
+    if b.match not in (None, "parameters", "flops"):
+        raise UserError(f"bench.match={b.match!r} must be parameters, flops or null (each encoder at its defaults)")
 
 
 def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
@@ -331,7 +363,8 @@ def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
                 continue
             rate = gflops(speed["median"], "infer", info[e]["flops_per_symbol"])
             flops = info[e]["flops_per_symbol"]
-            cells = [f"`{e}`", f"{info[e]['parameters']:,}", "" if flops is None else f"{flops:,}",
+            size = f" ({info[e]['size']})" if "@" in e else ""
+            cells = [f"`{e}`{size}", f"{info[e]['parameters']:,}", "" if flops is None else f"{flops:,}",
                      cell(setting, "infer", e, "words_per_s"), cell(setting, "latency", e, "latency_p50_ms", "{:.1f}"),
                      cell(setting, "train", e, "symbols_per_s"),
                      *[cell(setting, f"infer@{t}", e, "symbols_per_s") for t in lengths],
@@ -413,9 +446,11 @@ def _peers(cfg: DictConfig, work: Workload, device: torch.device) -> tuple[list,
             continue
         peer = peers.SpacyTagger(work.train["tokens"], work.train["tags"], cfg.bench.spacy_model, cfg.bench.spacy_lang)
         peer.work = work.sentence_work(peer.batch_size)
+        lines[name] = peer.description
         if peer.trained:
             peer.accuracy_on_eval = peer.accuracy(work.eval_full["tokens"], work.eval_full["tags"])
-        lines[name] = peer.description
+            lines[name] += (f"; tagging accuracy {peer.accuracy_on_eval:.2%} on the {len(work.eval_full)} "
+                            f"{work.eval_name} sentences (gold tokens)")
         subjects.append(peer)
     return subjects, lines
 
@@ -472,6 +507,8 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     if b.baseline and b.baseline not in encoders:
         raise UserError(f"bench.baseline={b.baseline} is not among bench.encoders ({', '.join(encoders)})")
     base = b.baseline or encoders[0]
+    if b.match and not b.baseline:
+        raise UserError("bench.match needs bench.baseline: the encoder whose size the others are matched to")
     threads_list = [t if t > 0 else (os.cpu_count() or 1) for t in b.threads]
     device = pick_device(b.device)
     if device.type == "cuda" and b.amp and not torch.cuda.is_bf16_supported():
@@ -479,8 +516,13 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     torch.manual_seed(cfg.seed)
 
     work = Workload(cfg, task, task_cfg, device)
-    subjects = [Subject(name, task, task_cfg, work.tokenizer.get_vocab_size(), len(work.labels), device, b.lr, b.amp)
-                for name in encoders]
+    sizes = (task_cfg, work.tokenizer.get_vocab_size(), len(work.labels))
+    subjects = [Subject(name, defaults(name), task, *sizes, device, b.lr, b.amp) for name in encoders]
+    if b.match:  # each encoder again, resized to the baseline's parameters or FLOPs
+        target = next(s for s in subjects if s.name == base)
+        target = target.encoder_parameters if b.match == "parameters" else target.flops_per_symbol
+        subjects += [Subject(f"{name}@{b.match}", matched(name, target, b.match, *sizes), task, *sizes, device, b.lr,
+                             b.amp) for name in encoders if name != base]
     for subject in subjects:
         subject.work = work.work
     peer_subjects, peer_lines = _peers(cfg, work, device)
@@ -512,6 +554,9 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
 
     rows = summarize(raw, base)
     info = {s.name: {"parameters": s.parameters, "flops_per_symbol": s.flops_per_symbol} for s in subjects}
+    for s in subjects[:len(subjects) - len(peer_subjects)]:
+        key = SIZE_KEY.get(s.name.partition("@")[0], "width")
+        info[s.name].update(encoder_parameters=s.encoder_parameters, size=f"{key}={s.encoder[key]}")
     for peer in peer_subjects:
         info[peer.name].update(description=peer.description, accuracy=getattr(peer, "accuracy_on_eval", None))
     notes = "".join(f"{name}: {line}\n" for name, line in peer_lines.items())
@@ -524,7 +569,7 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     (run_dir / "bench.json").write_text(json.dumps(result, indent=1))
     (run_dir / "bench.partial.json").unlink(missing_ok=True)
     (run_dir / "bench.md").write_text(text)
-    _plots(run_dir, rows, threads_list, encoders, work.lengths, base)
+    _plots(run_dir, rows, threads_list, [s.name for s in subjects if s not in peer_subjects], work.lengths, base)
     print(overview(rows, info, peaks, base) + notes, end="")  # bench.md adds every measurement
     log.info("bench: wrote %s", run_dir / "bench.json")
     return result
