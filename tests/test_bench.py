@@ -115,16 +115,55 @@ def test_spacy_tagger_is_timed_beside_the_encoders_on_the_same_sentences(tmp_pat
 
 def test_a_trained_spacy_pipeline_is_timed_and_scored(tmp_path, conll_files):
     spacy = pytest.importorskip("spacy")
+    from spacy.training import Example
+
+    from convnlp.data import load_splits
     from convnlp.peers import SpacyTagger
-    tokens, tags = [["EU", "rejects", "German", "call"]] * 4, [["B-ORG", "O", "B-MISC", "O"]] * 4
+    tokens, tags = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]], [["B-ORG", "O", "B-MISC", "O"],
+                                                                                  ["B-PER", "I-PER"]]
     peer = SpacyTagger(tokens, tags)
+    examples = [Example.from_dict(doc, {"tags": gold}) for doc, gold in zip(peer.docs(tokens), tags)]
+    optimizer = peer.nlp.create_optimizer()
+    for _ in range(40):
+        peer.nlp.update(examples, sgd=optimizer)
+    assert peer.accuracy(tokens, tags) == 1.0  # learned by heart
     peer.nlp.to_disk(tmp_path / "pipeline")
     saved = run_bench(tmp_path / "run", conll_files, "bench.peers=[spacy]", f"bench.spacy_model={tmp_path / 'pipeline'}",
                       "bench.encoders=[plain]", "bench.baseline=plain", "bench.lengths=[]", "bench.repetitions=1")
-    assert 0.0 <= saved["encoders"]["spacy"]["accuracy"] <= 1.0
+    with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
+        data = compose(config_name="bench", overrides=conll_args(conll_files)).data
+    test = load_splits(data, task="tagging")["test"]
+    expected = SpacyTagger([], [], model=str(tmp_path / "pipeline")).accuracy(test["tokens"], test["tags"])
+    assert saved["encoders"]["spacy"]["accuracy"] == pytest.approx(expected)
     assert saved["peers"]["spacy"].startswith(f"spaCy {spacy.__version__}, trained pipeline")
-    with pytest.raises(UserError, match="not a spaCy pipeline directory"):
-        run_bench(tmp_path / "bad", conll_files, "bench.peers=[spacy]", f"bench.spacy_model={tmp_path}")
+    assert f"tagging accuracy {expected:.2%} on the 40 test sentences" in saved["peers"]["spacy"]
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "not a spaCy pipeline directory (no config.cfg in it)"),
+    ("[nlp\nlang = ", "spaCy cannot load it: "),
+    ("[nlp]\nlang = \"zz\"\npipeline = []\n", "spaCy cannot load it: "),
+])
+def test_a_bad_spacy_pipeline_is_one_line(tmp_path, conll_files, content, message):
+    pytest.importorskip("spacy")
+    (tmp_path / "pipeline").mkdir()
+    if content is not None:
+        (tmp_path / "pipeline" / "config.cfg").write_text(content)
+    with pytest.raises(UserError) as error:
+        run_bench(tmp_path / "run", conll_files, "bench.peers=[spacy]", f"bench.spacy_model={tmp_path / 'pipeline'}")
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_unknown_spacy_language_is_one_line(tmp_path, conll_files):
+    pytest.importorskip("spacy")
+    with pytest.raises(UserError, match="^bench.spacy_lang=zz: spaCy cannot make a pipeline for it: "):
+        run_bench(tmp_path, conll_files, "bench.peers=[spacy]", "bench.spacy_lang=zz")
+
+
+def test_beside_neighbours_only_there_are_no_length_plots(tmp_path, conll_files):
+    saved = run_bench(tmp_path, conll_files, "bench.neighbours=[1]", "bench.repetitions=1",
+                      "bench.encoders=[plain,bilstm]")
+    assert {r["neighbours"] for r in saved["raw"]} == {1} and not list(tmp_path.glob("*.png"))
 
 
 def test_without_spacy_its_row_is_absent_and_bench_says_why(tmp_path, conll_files):
@@ -169,6 +208,9 @@ def test_summarize_without_the_baseline_in_a_repetition_gives_no_ratio():
     ("bench.neighbours=[-1]", "bench.neighbours=[-1] must be a list of whole numbers (0: alone)"),
     ("bench.neighbours=[]", "bench.neighbours is empty"),
     ("bench.match=size", "bench.match='size' must be parameters, flops or null"),
+    ("bench.neighbours=[0,0]", "bench.neighbours=[0, 0] names a setting twice"),
+    ("bench.encoders=[plain,plain]", "bench.encoders=['plain', 'plain'] names a setting twice"),
+    ("bench.peers=[spcy]", "bench.peers: unknown peer(s) spcy; known: spacy"),
 ])
 def test_bad_bench_settings_are_one_line(tmp_path, conll_files, override, message):
     with pytest.raises(UserError) as error:
@@ -202,8 +244,9 @@ def test_the_thread_policy_follows_a_busy_neighbour():
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"],  # one busy core
                                  preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}))
     try:
-        policy = ThreadPolicy(0, interval=0.0)
-        policy.cpus, policy.cap, policy.auto = cpus[:2], 2, True
+        policy = ThreadPolicy(0, interval=0.0, cpus=cpus[:2])
+        policy.cap, policy.auto = 2, True
+        torch.set_num_threads(2)
         time.sleep(1.5)
         assert policy.update(force=True) == 1 and torch.get_num_threads() == 1
         neighbour.kill()
@@ -212,7 +255,10 @@ def test_the_thread_policy_follows_a_busy_neighbour():
         time.sleep(1.5)
         assert policy.update(force=True) == 2
         assert [threads for _, threads in policy.history] == [1, 2]
-        assert ThreadPolicy(1).auto is False and torch.get_num_threads() == 1
+        fixed = ThreadPolicy(1)
+        assert fixed.auto is False and torch.get_num_threads() == 1 and fixed.summary() == {"threads": 1}
+        fixed.restore()
+        assert torch.get_num_threads() == 2
     finally:
         neighbour.kill()
         torch.set_num_threads(before)

@@ -132,7 +132,11 @@ def neighbours(count: int):
                                           env={**os.environ, "OMP_NUM_THREADS": "1"}))
         for proc in procs:
             if proc.stdout.readline().strip() != "ready":
-                raise UserError(f"bench.neighbours: a busy neighbour process did not start (exit {proc.poll()})")
+                try:
+                    code = proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    code = "none: it hung"
+                raise UserError(f"bench.neighbours: a busy neighbour process did not start (exit status {code})")
         yield
     finally:
         for proc in procs:
@@ -307,8 +311,8 @@ def table(rows: list[dict], subjects: dict, peaks: dict, baseline: str) -> str:
                 "latency_p95_ms": "ms p95"}[r["metric"]]
         flops = ""
         rate = gflops(r["median"], r["measure"], subjects[r["encoder"]]["flops_per_symbol"])
-        if r["metric"] == "symbols_per_s" and rate is not None:
-            flops = f"{rate:.2f} ({rate / peaks[r['threads']]:.1%})"
+        if r["metric"] == "symbols_per_s" and rate is not None:  # the peak was measured alone
+            flops = f"{rate:.2f}" + (f" ({rate / peaks[r['threads']]:.1%})" if not r.get("neighbours") else "")
         ratio = f"{r['ratio_to_baseline']:.2f}" if r["ratio_to_baseline"] is not None else ""
         lines.append(f"| {r['threads']} | {r.get('neighbours', 0)} | {r['measure']} | {r['encoder']} | "
                      f"{r['median']:,.1f} {unit} | {r['min']:,.1f} - {r['max']:,.1f} | {ratio} | {flops} |")
@@ -327,6 +331,14 @@ def _check(b) -> None:
             raise UserError(f"bench.{key}={list(b[key])} must be a list of whole numbers{note}")
     if not b.neighbours:
         raise UserError("bench.neighbours is empty: [0] measures alone")
+    threads = [t or os.cpu_count() or 1 for t in b.threads]
+    for key, values in (("threads", threads), ("neighbours", list(b.neighbours)), ("encoders", list(b.encoders))):
+        if len(set(values)) < len(values):
+            raise UserError(f"bench.{key}={list(b[key])} names a setting twice" +
+                            (f" (0 is all {os.cpu_count()} cores)" if key == "threads" else ""))
+    unknown = [p for p in b.peers if p not in peers.KNOWN]
+    if unknown:
+        raise UserError(f"bench.peers: unknown peer(s) {', '.join(map(str, unknown))}; known: {', '.join(peers.KNOWN)}")
     if not b.encoders:
         raise UserError("bench.encoders is empty: name at least one encoder")
     if b.match not in (None, "parameters", "flops"):
@@ -355,7 +367,7 @@ def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
         head = ["encoder", "parameters", "FLOPs/symbol", "infer words/s", "latency p50 ms", "train symbols/s",
                 *[f"infer T={t}" for t in lengths], *[f"train T={t}" for t in lengths], "infer GFLOP/s (peak share)"]
         out += [f"{_setting(*setting)}; symbols/s unless said, ({baseline} = 1.00×); fp32 matmul peak "
-                f"{peaks[threads]:.0f} GFLOP/s", "", "| " + " | ".join(head) + " |",
+                f"{peaks[threads]:.0f} GFLOP/s" + (" (alone)" if setting[1] else ""), "", "| " + " | ".join(head) + " |",
                 "|---" + "|---:" * (len(head) - 1) + "|"]
         for e in encoders:
             speed = find.get((*setting, "infer", e, "symbols_per_s"))
@@ -369,7 +381,7 @@ def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
                      cell(setting, "train", e, "symbols_per_s"),
                      *[cell(setting, f"infer@{t}", e, "symbols_per_s") for t in lengths],
                      *[cell(setting, f"train@{t}", e, "symbols_per_s") for t in lengths],
-                     "" if rate is None else f"{rate:.1f} ({rate / peaks[threads]:.1%})"]
+                     "" if rate is None else f"{rate:.1f}" + ("" if setting[1] else f" ({rate / peaks[threads]:.1%})")]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     busy = [s for s in dict.fromkeys(_key(r)[:2] for r in rows) if s[1] > 0]
@@ -381,7 +393,8 @@ def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
             cells = []
             for threads, n in busy:
                 for m in ("infer", "train"):
-                    here, alone = find.get((threads, n, m, e, "symbols_per_s")), find.get((threads, 0, m, e, "symbols_per_s"))
+                    here = find.get((threads, n, m, e, "symbols_per_s"))
+                    alone = find.get((threads, 0, m, e, "symbols_per_s"))
                     share = f" ({here['median'] / alone['median']:.0%})" if here and alone else ""
                     cells.append(f"{here['median']:,.0f}{share}" if here else "")
             out.append(f"| `{e}` | " + " | ".join(cells) + " |")
@@ -480,6 +493,8 @@ def run_setting(subjects: list, measures: list[str], threads: int, n_neighbours:
 def _plots(run_dir: Path, rows: list[dict], threads_list: list[int], encoders: list[str], lengths: list[int],
            base: str) -> None:
     find = {(*_key(r), r["metric"]): r for r in rows}
+    if not any(r["neighbours"] == 0 for r in rows):
+        return  # inputs of length T are measured alone only
     for threads in threads_list if lengths else []:
         curves = {name: (lengths, [find[(threads, 0, f"infer@{t}", name, "symbols_per_s")]["median"] for t in lengths])
                   for name in encoders}

@@ -1,6 +1,10 @@
-"""Peers that `convnlp bench` times beside convnlp's own encoders, on the same sentences and at
-the same thread count. Optional: ``pip install -e ".[peers]"``; without a peer's library its row
-is absent and bench says why in one line.
+"""Peers that `convnlp bench` times beside convnlp's own encoders, on the same sentences and
+with the same thread limit. Optional: ``pip install -e ".[peers]"``; without a peer's library its
+row is absent and bench says why in one line.
+
+spaCy computes on the CPU with thinc's blis kernels, which run on one thread whatever the limit:
+its figure at 2 threads is 1-thread work (spaCy spreads over cores with processes,
+``nlp.pipe(n_process=...)``, which on 2,000 UD sentences was slower still: about 7k words/s).
 
 spaCy's CPU tagger: the pipeline ``spacy init config --pipeline tagger --optimize efficiency``
 writes (hashed NORM/PREFIX/SUFFIX/SHAPE embeddings, a 4-layer maxout window CNN of width 96, a
@@ -14,18 +18,22 @@ pipeline's own batch size.
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 from convnlp.errors import UserError
 
+KNOWN = ("spacy",)
 # the components a tag needs; a trained pipeline's parser, NER, lemmatizer... are switched off
 TAGGING_PIPES = ("tok2vec", "tagger", "morphologizer", "attribute_ruler")
 
 
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def missing(name: str) -> str | None:
-    """Why the peer ``name`` cannot run here (one line), or None when it can."""
-    if name != "spacy":
-        return f"unknown peer {name!r} (known: spacy)"
+    """Why the peer ``name`` (one of ``KNOWN``) cannot run here, in one line; None when it can."""
     try:
         import spacy  # noqa: F401
     except ImportError:
@@ -62,8 +70,8 @@ class SpacyTagger:
                 raise UserError(f"bench.spacy_model={model}: not a spaCy pipeline directory (no config.cfg in it)")
             try:
                 self.nlp = spacy.load(path)
-            except (OSError, ValueError) as error:  # spaCy's own messages name the file and problem
-                raise UserError(f"bench.spacy_model={model}: spaCy cannot load it: {str(error).splitlines()[0]}") from None
+            except Exception as error:  # a garbled config.cfg, an unknown language, missing weights...
+                raise UserError(f"bench.spacy_model={model}: spaCy cannot load it: {_first_line(error)}") from None
             if not {"tagger", "morphologizer"} & set(self.nlp.pipe_names):
                 raise UserError(f"bench.spacy_model={model}: the pipeline has no tagger or morphologizer "
                                 f"(its components: {', '.join(self.nlp.pipe_names) or 'none'})")
@@ -72,11 +80,23 @@ class SpacyTagger:
         else:
             from spacy.cli.init_config import init_config
 
-            config = init_config(lang=lang, pipeline=["tagger"], optimize="efficiency", gpu=False)
-            self.nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+            try:
+                config = init_config(lang=lang, pipeline=["tagger"], optimize="efficiency", gpu=False)
+                self.nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+            except Exception as error:  # an unknown language, or one whose extra packages are missing
+                raise UserError(f"bench.spacy_lang={lang}: spaCy cannot make a pipeline for it: "
+                                f"{_first_line(error)}") from None
             examples = [Example.from_dict(Doc(self.nlp.vocab, words=list(words)), {"tags": [str(t) for t in tags]})
                         for words, tags in zip(train_tokens, train_tags) if words]
-            self.nlp.initialize(lambda: examples)
+            if not examples:
+                raise UserError("bench: spaCy's tagger needs training sentences to learn its tag set; there are none")
+            quiet = logging.getLogger("spacy")  # its own handler repeats every line of initialize()
+            level = quiet.level
+            quiet.setLevel(logging.WARNING)
+            try:
+                self.nlp.initialize(lambda: examples)
+            finally:
+                quiet.setLevel(level)
             self.description = (f"spaCy {spacy.__version__}, untrained efficiency tok2vec + tagger "
                                 f"(lang={lang}), initialized on {len(examples)} training sentences")
         self.trained = bool(model)
@@ -93,7 +113,8 @@ class SpacyTagger:
         return list(self.nlp.pipe(self.docs(sentences), batch_size=self.batch_size))
 
     def accuracy(self, tokens: list[list[str]], tags: list[list[str]]) -> float:
-        """Share of tokens whose predicted tag (``pos_``, else ``tag_``) is the gold one."""
+        """Share of tokens whose predicted tag is the gold one: ``pos_`` (UPOS) where the
+        pipeline fills it (a morphologizer, an attribute ruler), else the tagger's ``tag_``."""
         right = total = 0
         for doc, gold in zip(self.infer(tokens), tags):
             for token, tag in zip(doc, gold):

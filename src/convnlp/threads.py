@@ -7,13 +7,16 @@ threads beside one busy single-thread process at about half the speed of 1 threa
 of 2 threads alone). So with ``trainer.threads=0`` (the default) training measures how many of
 its cores other processes keep busy (``/proc/stat``, less this process's own CPU time), uses the
 rest (at least 1, at most torch's default: ``OMP_NUM_THREADS`` or the cores), and checks again
-every ``interval`` seconds, so a neighbour that starts or stops later is followed. A number in
+every ``interval`` seconds, so a neighbour that starts or stops later is followed. It drops a
+thread when the free cores fall half a core below its count, and takes one back only when
+three quarters of a core more are free, so a load near the threshold does not flip it. A number in
 ``trainer.threads`` is used as it is (bit-identical reruns need a fixed thread count).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 
@@ -53,8 +56,9 @@ class ThreadPolicy:
     """``setting`` > 0: that many threads, always. 0: the free cores, checked every ``interval``
     seconds by ``update()`` (call it as often as convenient; it returns at once in between)."""
 
-    def __init__(self, setting: int, interval: float = 30.0):
-        self.cpus = _cpus()
+    def __init__(self, setting: int, interval: float = 30.0, cpus: list[int] | None = None):
+        self.cpus = cpus or _cpus()
+        self.initial = torch.get_num_threads()
         self.cap = setting if setting > 0 else torch.get_num_threads()
         self.interval = interval
         self.auto = setting == 0 and self.cap > 1
@@ -87,7 +91,12 @@ class ThreadPolicy:
         others = self.others()
         if others is None:
             return current
-        want = max(1, min(self.cap, round(len(self.cpus) - others)))
+        free = len(self.cpus) - others
+        want = current  # a margin each way, so that a load near half a core does not flip it every check
+        if free < current - 0.5:
+            want = max(1, math.floor(free + 0.5))
+        elif free > current + 0.75:
+            want = min(self.cap, math.floor(free + 0.25))
         if want != current or not self.history:
             if want != current:
                 log.info("threads: %d -> %d (other processes keep %.1f of %d cores busy)", current, want, others,
@@ -95,3 +104,18 @@ class ThreadPolicy:
             torch.set_num_threads(want)
             self.history.append((round(time.monotonic() - self._start, 1), want))
         return want
+
+    def start(self) -> int:
+        """The first choice, from the load since the policy was made (the data loading)."""
+        threads = self.update(force=True)
+        log.info("threads: %d%s", threads, " (trainer.threads=0: the cores other processes leave free, checked "
+                 f"every {self.interval:g} s)" if self.auto else "")
+        return threads
+
+    def summary(self) -> dict:
+        """For metrics.json: the threads at the end and, chosen by the policy, every change."""
+        return {"threads": torch.get_num_threads(), **({"thread_changes": self.history} if self.auto else {})}
+
+    def restore(self) -> None:
+        """torch's thread count as it was before (for a caller that goes on in this process)."""
+        torch.set_num_threads(self.initial)

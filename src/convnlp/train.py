@@ -198,8 +198,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # ---- the loop (a run resumed after it had stopped, killed in its final evaluation, stops again)
     stop_reason, last_metrics = limits.reached(state), {}
     window_symbols, window_start, trained_symbols = 0, time.perf_counter(), 0
-    log.info("threads: %d%s", threads.update(force=True),
-             " (trainer.threads=0: the cores other processes leave free, checked every 30 s)" if threads.auto else "")
+    threads.start()
     loop_start = state.started = time.perf_counter()  # this run's time counts from here
     while stop_reason is None:
         batches = token_batches(lengths, tc.batch_tokens, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
@@ -274,10 +273,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     results = {"git_revision": revision, "stop_reason": stop_reason, "steps": state.step,
                "epochs": round(state.epoch + state.batch_in_epoch / max(steps_per_epoch, 1), 2),
                "best_step": state.best_step, "train_seconds": train_seconds, "parameters": n_params,
-               "receptive_field": receptive_field, "train_symbols_per_s": train_symbols_per_s,
-               "threads": torch.get_num_threads()}
-    if threads.auto:
-        results["thread_changes"] = threads.history  # (seconds, threads) at the start and at every change
+               "receptive_field": receptive_field, "train_symbols_per_s": train_symbols_per_s, **threads.summary()}
     if start.init_dir is not None:
         results["init"] = str(start.init_dir.resolve())
     if distilled is not None:
@@ -294,6 +290,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     checkpoint.write_json(run_dir / "metrics.json", results)
     checkpoint.mark_finished(run_dir / "last")  # only now: resume=true finishes a run killed before this
     log.info("checkpoint: %s", run_dir / "best")
+    threads.restore()
     return results
 
 
