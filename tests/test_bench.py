@@ -195,6 +195,19 @@ def test_matched_variants_come_near_the_baselines_size(tmp_path, conll_files):
     assert abs(flops["dilated@flops"]["flops_per_symbol"] / flops["bilstm"]["flops_per_symbol"] - 1) < 0.1
 
 
+def test_the_profile_says_where_inference_spends_its_time(tmp_path, conll_files):
+    saved = run_bench(tmp_path, conll_files, "bench.profile=true", "bench.lengths=[]", "bench.repetitions=1",
+                      "bench.encoders=[dilated,bilstm]")
+    for name in ("dilated", "bilstm"):
+        parts, kinds = saved["profile"][name]["parts"], saved["profile"][name]["operators"]
+        assert set(parts) == {"embedding", "dropout", "encoder", "head", "rest"}
+        assert sum(parts.values()) == pytest.approx(1.0, abs=0.02) and parts["encoder"] > 0.2
+        assert sum(kinds.values()) == pytest.approx(1.0) and min(kinds.values()) >= 0
+        assert "Self CPU" in (tmp_path / f"profile_{name}.txt").read_text()
+    assert saved["profile"]["dilated"]["operators"]["convolution"] > 0.2
+    assert "Where batched inference spends its time (1 thread(s)" in (tmp_path / "bench.md").read_text()
+
+
 def test_summarize_without_the_baseline_in_a_repetition_gives_no_ratio():
     raw = [{"threads": 1, "repetition": 0, "measure": "infer", "encoder": "plain", "order": 0, "symbols_per_s": 10.0}]
     (row,) = summarize(raw, "bilstm")

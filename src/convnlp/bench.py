@@ -449,6 +449,68 @@ class Workload:
         return {"infer": chunks, "latency": [([tokens[i]], sizes[i]) for i in range(self.latency_count)]}
 
 
+# what each profiled operator is, by its name (first match; self time, so nothing counts twice)
+PROFILE_GROUPS = (("convolution", ("conv",)), ("matmul", ("addmm", "matmul", "aten::mm", "bmm", "linear")),
+                  ("layout copies", ("copy_", "clone", "contiguous", "cat", "transpose", "permute")),
+                  ("normalization", ("norm",)),
+                  ("elementwise", ("add", "mul", "clamp", "relu", "gelu", "tanh", "sigmoid", "where", "fill", "div")))
+
+
+def _scopes(model: torch.nn.Module) -> list:
+    """Mark each part of the model (embedding, encoder, head) in the profiler's trace."""
+    open_scopes, handles = {}, []
+    for name, module in model.named_children():
+        def enter(_module, _inputs, name=name):
+            open_scopes[name] = torch.profiler.record_function(f"part::{name}")
+            open_scopes[name].__enter__()
+
+        def leave(_module, _inputs, _output, name=name):
+            open_scopes.pop(name).__exit__(None, None, None)
+        handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    return handles
+
+
+def profile_shares(subject, work: list[tuple], top: int = 15) -> tuple[dict, str]:
+    """Where one pass of batched inference over ``work`` spends its time (torch profiler, CPU):
+    the share of each part of the model (its total time; "rest": the model's own glue) and of
+    each kind of operator (``PROFILE_GROUPS``, by self time; "other": embedding lookups,
+    gathers, allocation, the LSTM's own bookkeeping; "python": the time inside a part between
+    its operators), and the table of the ``top`` operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    handles = _scopes(subject.model)
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for batch, _ in work:
+                subject.infer(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    events = [e for e in prof.key_averages()]
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    parts = {e.key.removeprefix("part::"): e.cpu_time_total / total for e in events if e.key.startswith("part::")}
+    parts["rest"] = max(0.0, 1.0 - sum(parts.values()))
+    kinds = {group: 0.0 for group, _ in PROFILE_GROUPS} | {"other": 0.0, "python": 0.0}
+    for event in events:  # a part's own time is the Python that runs between its operators
+        name = event.key.lower()
+        group = "python" if name.startswith("part::") else \
+            next((g for g, keys in PROFILE_GROUPS if any(k in name for k in keys)), "other")
+        kinds[group] += event.self_cpu_time_total / total
+    return {"parts": parts, "operators": kinds}, prof.key_averages().table(sort_by="self_cpu_time_total",
+                                                                           row_limit=top)
+
+
+def profile_table(profiles: dict[str, dict], threads: int) -> str:
+    first = next(iter(profiles.values()))
+    columns = [("parts", g) for g in first["parts"]] + [("operators", g) for g in first["operators"]]
+    lines = [f"Where batched inference spends its time ({threads} thread(s); torch profiler, CPU): the model's "
+             "parts, then the kinds of operator", "",
+             "| encoder | " + " | ".join(g for _, g in columns) + " |", "|---" + "|---:" * len(columns) + "|"]
+    lines += [f"| `{name}` | " + " | ".join(f"{shares[k].get(g, 0.0):.0%}" for k, g in columns) + " |"
+              for name, shares in profiles.items()]
+    return "\n".join(lines) + "\n"
+
+
 def _peers(cfg: DictConfig, work: Workload, device: torch.device) -> tuple[list, dict]:
     """The peers that can run (built on the workload's sentences), and a line for each one
     requested: its description, or why it is absent."""
@@ -571,6 +633,12 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
                 # every setting so far, in case the run is stopped: nothing measured is lost
                 (run_dir / "bench.partial.json").write_text(json.dumps({"peak_gflops": peaks, "raw": raw}))
 
+    profiles = {}
+    if b.profile and device.type == "cpu":  # after the timings, so the profiler cannot slow them
+        torch.set_num_threads(threads_list[0])
+        for subject in subjects[:len(subjects) - len(peer_subjects)]:
+            profiles[subject.name], ops = profile_shares(subject, subject.work["infer"])
+            (run_dir / f"profile_{subject.name}.txt").write_text(ops)
     rows = summarize(raw, base)
     info = {s.name: {"parameters": s.parameters, "flops_per_symbol": s.flops_per_symbol} for s in subjects}
     for s in subjects[:len(subjects) - len(peer_subjects)]:
@@ -579,11 +647,13 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     for peer in peer_subjects:
         info[peer.name].update(description=peer.description, accuracy=getattr(peer, "accuracy_on_eval", None))
     notes = "".join(f"{name}: {line}\n" for name, line in peer_lines.items())
+    if profiles:
+        notes += "\n" + profile_table(profiles, threads_list[0])
     text = overview(rows, info, peaks, base) + notes + "\n" + table(rows, info, peaks, base)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "task": cfg.task.name, "data": cfg.data.name,
               "device": str(device), "threads": threads_list, "neighbours": list(b.neighbours),
               "repetitions": b.repetitions, "baseline": base, "peak_gflops": peaks, "encoders": info,
-              "peers": peer_lines, "eval_split": work.eval_name, "words_per_symbol": words_per_symbol,
+              "peers": peer_lines, "profile": profiles, "eval_split": work.eval_name, "words_per_symbol": words_per_symbol,
               "summary": rows, "raw": raw, "config": config}
     (run_dir / "bench.json").write_text(json.dumps(result, indent=1))
     (run_dir / "bench.partial.json").unlink(missing_ok=True)
