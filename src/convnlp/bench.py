@@ -28,6 +28,7 @@ in the run directory.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -166,6 +167,7 @@ def matched(name: str, target: int, by: str, task_cfg: dict, vocab_size: int, nu
     (``by="parameters"``) or forward FLOPs per symbol (``by="flops"``) come nearest ``target``."""
     base, key = defaults(name), SIZE_KEY.get(name, "width")
 
+    @functools.cache
     def cost(size: int) -> int:
         encoder = build_model(task_cfg, {**base, key: size}, vocab_size, num_labels).encoder
         return count_parameters(encoder) if by == "parameters" else encoder_flops(encoder, task_cfg["embedding_dim"])
@@ -323,6 +325,11 @@ def table(rows: list[dict], subjects: dict, peaks: dict, baseline: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def thread_counts(b) -> list[int]:
+    """``bench.threads`` as numbers of threads (0: all cores)."""
+    return [t or os.cpu_count() or 1 for t in b.threads]
+
+
 def _check(b) -> None:
     for key in ("repetitions", "sentences", "latency_sentences", "batch_tokens", "length_tokens"):
         if not isinstance(b[key], int) or isinstance(b[key], bool) or b[key] < 1:
@@ -335,8 +342,7 @@ def _check(b) -> None:
             raise UserError(f"bench.{key}={list(b[key])} must be a list of whole numbers{note}")
     if not b.neighbours:
         raise UserError("bench.neighbours is empty: [0] measures alone")
-    threads = [t or os.cpu_count() or 1 for t in b.threads]
-    for key, values in (("threads", threads), ("neighbours", list(b.neighbours)), ("encoders", list(b.encoders))):
+    for key, values in (("threads", thread_counts(b)), ("neighbours", list(b.neighbours)), ("encoders", list(b.encoders))):
         if len(set(values)) < len(values):
             raise UserError(f"bench.{key}={list(b[key])} names a setting twice" +
                             (f" (0 is all {os.cpu_count()} cores)" if key == "threads" else ""))
@@ -345,8 +351,16 @@ def _check(b) -> None:
         raise UserError(f"bench.peers: unknown peer(s) {', '.join(map(str, unknown))}; known: {', '.join(peers.KNOWN)}")
     if not b.encoders:
         raise UserError("bench.encoders is empty: name at least one encoder")
+    unknown = [e for e in b.encoders if e not in SCHEMAS["encoder"]]
+    if unknown:
+        raise UserError(f"bench.encoders: unknown encoder(s) {', '.join(unknown)}; choose from "
+                        f"{', '.join(SCHEMAS['encoder'])}")
+    if b.baseline and b.baseline not in b.encoders:
+        raise UserError(f"bench.baseline={b.baseline} is not among bench.encoders ({', '.join(b.encoders)})")
     if b.match not in (None, "parameters", "flops"):
         raise UserError(f"bench.match={b.match!r} must be parameters, flops or null (each encoder at its defaults)")
+    if b.match and not b.baseline:
+        raise UserError("bench.match needs bench.baseline: the encoder whose size the others are matched to")
 
 
 def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
@@ -486,7 +500,7 @@ def profile_shares(subject, work: list[tuple], top: int = 15) -> tuple[dict, str
     finally:
         for handle in handles:
             handle.remove()
-    events = [e for e in prof.key_averages()]
+    events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     parts = {e.key.removeprefix("part::"): e.cpu_time_total / total for e in events if e.key.startswith("part::")}
     parts["rest"] = max(0.0, 1.0 - sum(parts.values()))
@@ -496,8 +510,7 @@ def profile_shares(subject, work: list[tuple], top: int = 15) -> tuple[dict, str
         group = "python" if name.startswith("part::") else \
             next((g for g, keys in PROFILE_GROUPS if any(k in name for k in keys)), "other")
         kinds[group] += event.self_cpu_time_total / total
-    return {"parts": parts, "operators": kinds}, prof.key_averages().table(sort_by="self_cpu_time_total",
-                                                                           row_limit=top)
+    return {"parts": parts, "operators": kinds}, events.table(sort_by="self_cpu_time_total", row_limit=top)
 
 
 def profile_table(profiles: dict[str, dict], threads: int) -> str:
@@ -581,16 +594,8 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     task = TASKS[cfg.task.name]
     task_cfg = task_config(config)
     encoders = list(b.encoders)
-    unknown = [e for e in encoders if e not in SCHEMAS["encoder"]]
-    if unknown:
-        raise UserError(f"bench.encoders: unknown encoder(s) {', '.join(unknown)}; choose from "
-                        f"{', '.join(SCHEMAS['encoder'])}")
-    if b.baseline and b.baseline not in encoders:
-        raise UserError(f"bench.baseline={b.baseline} is not among bench.encoders ({', '.join(encoders)})")
     base = b.baseline or encoders[0]
-    if b.match and not b.baseline:
-        raise UserError("bench.match needs bench.baseline: the encoder whose size the others are matched to")
-    threads_list = [t if t > 0 else (os.cpu_count() or 1) for t in b.threads]
+    threads_list = thread_counts(b)
     device = pick_device(b.device)
     if device.type == "cuda" and b.amp and not torch.cuda.is_bf16_supported():
         raise UserError("bench.amp: this GPU has no bf16; set bench.amp=false")
@@ -649,7 +654,8 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     notes = "".join(f"{name}: {line}\n" for name, line in peer_lines.items())
     if profiles:
         notes += "\n" + profile_table(profiles, threads_list[0])
-    text = overview(rows, info, peaks, base) + notes + "\n" + table(rows, info, peaks, base)
+    summary = overview(rows, info, peaks, base) + notes
+    text = summary + "\n" + table(rows, info, peaks, base)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "task": cfg.task.name, "data": cfg.data.name,
               "device": str(device), "threads": threads_list, "neighbours": list(b.neighbours),
               "repetitions": b.repetitions, "baseline": base, "peak_gflops": peaks, "encoders": info,
@@ -659,6 +665,6 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     (run_dir / "bench.partial.json").unlink(missing_ok=True)
     (run_dir / "bench.md").write_text(text)
     _plots(run_dir, rows, threads_list, [s.name for s in subjects if s not in peer_subjects], work.lengths, base)
-    print(overview(rows, info, peaks, base) + notes, end="")  # bench.md adds every measurement
+    print(summary, end="")  # bench.md adds every measurement
     log.info("bench: wrote %s", run_dir / "bench.json")
     return result

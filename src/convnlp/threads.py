@@ -59,7 +59,7 @@ class ThreadPolicy:
     def __init__(self, setting: int, interval: float = 30.0, cpus: list[int] | None = None):
         self.cpus = cpus or _cpus()
         self.initial = torch.get_num_threads()
-        self.cap = setting if setting > 0 else torch.get_num_threads()
+        self.cap = setting or self.initial
         self.interval = interval
         self.auto = setting == 0 and self.cap > 1
         if setting > 0:
