@@ -535,7 +535,7 @@ def test_an_ensemble_evaluates_and_predicts_and_needs_one_task(generated, traine
     mixed = convnlp("eval", f"checkpoint=[{run_dir / 'best'},{tagger / 'best'}]", cwd=cwd, check=False)
     assert mixed.returncode == 2 and mixed.stderr.strip() == (
         f"convnlp: error: {tagger / 'best'}: task=tagging where {run_dir / 'best'} has task=generation; "
-        "an ensemble's checkpoints must share the task, the tokenizer and the labels")
+        "an ensemble's checkpoints must share the task, the tokenizer, the labels and the word features")
 
 
 def test_init_starts_from_a_checkpoints_weights_and_a_teacher_relabels_the_training_sources(

@@ -52,6 +52,13 @@ def test_an_ensemble_needs_one_task_tokenizer_and_label_set(tmp_path):
         ensemble.load([a, tmp_path / "chars"])
     with pytest.raises(UserError, match="give a checkpoint directory, or a list"):
         ensemble.load([])
+    task = {**tc.TASK, "features": ["suffix3"], "feature_rows": 16}
+    tokenizer = tok.build("word", tc.TEXTS)
+    model = build_model(task, tc.ENCODERS["dilated"], tokenizer.get_vocab_size(), 2)
+    checkpoint.save(tmp_path / "features", model, {"task": task, "encoder": tc.ENCODERS["dilated"]}, tokenizer,
+                    ["neg", "pos"], {})
+    with pytest.raises(UserError, match=r"its word features \(task.features=\['suffix3'\], feature_rows=16\) differ"):
+        ensemble.load([a, tmp_path / "features"])
 
 
 def test_sequence_log_likelihood_of_ctc_and_ce_outputs():

@@ -218,6 +218,73 @@ class Subject:
         _sync(self.device)
 
 
+class Trained:
+    """A trained checkpoint as a bench subject: inputs in, predictions out, as `convnlp predict`
+    runs it (tokenization, word features, batching, the network, the labels), so its speed and
+    its accuracy on the evaluated split come from the same model in the same run."""
+
+    measures = ("infer", "latency")
+
+    def __init__(self, path: str, task_name: str, device: torch.device, batch_tokens: int):
+        from convnlp import checkpoint
+
+        self.model, config, self.tokenizer, self.labels = checkpoint.load(path, device)
+        if config["task"]["name"] != task_name:
+            raise UserError(f"bench.checkpoints: {path} is a task={config['task']['name']} checkpoint; "
+                            f"this bench is task={task_name}")
+        self.model.eval()
+        self.task, self.task_cfg, self.device = TASKS[task_name], task_config(config), device
+        self.batch_tokens = batch_tokens
+        where = Path(path).resolve()
+        self.name = where.parent.name if where.name in ("best", "last") else where.name
+        self.parameters = count_parameters(self.model)
+        self.flops_per_symbol = None  # the whole prediction is timed, not the encoder alone
+        features = self.task_cfg.get("features") or []
+        self.description = (f"checkpoint {path}: encoder={config['encoder']['name']}, "
+                            f"tokenizer={tok.kind_of(self.tokenizer)}"
+                            + (f", word features [{','.join(features)}]" if features else ""))
+
+    def infer(self, inputs: list) -> list:
+        with torch.inference_mode():
+            return self.task.predict_records(self.model, self.tokenizer, self.labels, inputs, self.device,
+                                             self.task_cfg, self.batch_tokens)
+
+    def batches(self, inputs: list) -> list[tuple[dict, int]]:
+        """The batches `predict` makes of ``inputs`` (tagging), with their symbol counts."""
+        from convnlp.data import features
+        from convnlp.tasks.tagging import encode_words
+
+        encoded = encode_words(self.tokenizer, inputs, features.from_task(self.task_cfg))
+        indices = token_batches([len(i) for i in encoded["ids"]], self.batch_tokens, shuffle=False)
+        return [(self.task.make_batch(encoded, i), sum(len(encoded["ids"][k]) for k in i)) for i in indices]
+
+    def network(self, batch: dict) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(batch)
+
+    def stages(self, chunks: list[tuple]) -> dict[str, float]:
+        """Tagging: the shares of a prediction's time spent preparing the input (tokenization,
+        word features, padding), in the network, and reading out the tags (argmax, labels); each
+        stage timed on its own over ``chunks`` (``predict``'s sentence windows aside)."""
+        start = time.perf_counter()
+        prepared = [self.batches(inputs) for inputs, _ in chunks]
+        prepare = time.perf_counter() - start
+        start = time.perf_counter()
+        scores = [self.network(batch) for batches in prepared for batch, _ in batches]
+        network = time.perf_counter() - start
+        start = time.perf_counter()
+        for s in scores:
+            [[self.labels[k] for k in row] for row in s.argmax(-1).tolist()]
+        output = time.perf_counter() - start
+        total = prepare + network + output
+        return {"input": prepare / total, "network": network / total, "output": output / total}
+
+    def accuracy(self, split) -> float:
+        with torch.inference_mode():
+            return self.task.evaluate(self.model, self.tokenizer, self.labels, split, self.task_cfg, self.device,
+                                      self.batch_tokens)["accuracy"]
+
+
 def _runs(subject, measure: str) -> bool:
     return subject.measures is None or measure in subject.measures
 
@@ -331,7 +398,7 @@ def thread_counts(b) -> list[int]:
 
 
 def _check(b) -> None:
-    for key in ("repetitions", "sentences", "latency_sentences", "batch_tokens", "length_tokens"):
+    for key in ("repetitions", "sentences", "latency_sentences", "batch_tokens", "length_tokens", "batch_sentences"):
         if not isinstance(b[key], int) or isinstance(b[key], bool) or b[key] < 1:
             raise UserError(f"bench.{key}={b[key]!r} must be a whole number, at least 1")
     if not isinstance(b.seconds, (int, float)) or b.seconds <= 0:
@@ -382,7 +449,8 @@ def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
         threads = setting[0]
         measures = list(dict.fromkeys(r["measure"] for r in rows if _key(r)[:2] == setting))
         lengths = [m.partition("@")[2] for m in measures if m.startswith("infer@")]
-        head = ["encoder", "parameters", "FLOPs/symbol", "infer words/s", "latency p50 ms", "train symbols/s",
+        scored = any(info[e].get("accuracy") is not None for e in encoders)
+        head = ["encoder", "parameters", *(["accuracy"] if scored else []), "FLOPs/symbol", "infer words/s", "latency p50 ms", "train symbols/s",
                 *[f"infer T={t}" for t in lengths], *[f"train T={t}" for t in lengths], "infer GFLOP/s (peak share)"]
         out += [f"{_setting(*setting)}; symbols/s unless said, ({baseline} = 1.00×); fp32 matmul peak "
                 f"{peaks[threads]:.0f} GFLOP/s" + (" (alone)" if setting[1] else ""), "", "| " + " | ".join(head) + " |",
@@ -394,7 +462,10 @@ def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
             rate = gflops(speed["median"], "infer", info[e]["flops_per_symbol"])
             flops = info[e]["flops_per_symbol"]
             size = f" ({info[e]['size']})" if "@" in e else ""
-            cells = [f"`{e}`{size}", f"{info[e]['parameters']:,}", "" if flops is None else f"{flops:,}",
+            accuracy = info[e].get("accuracy")
+            cells = [f"`{e}`{size}", f"{info[e]['parameters']:,}",
+                     *([f"{accuracy:.2%}" if accuracy is not None else ""] if scored else []),
+                     "" if flops is None else f"{flops:,}",
                      cell(setting, "infer", e, "words_per_s"), cell(setting, "latency", e, "latency_p50_ms", "{:.1f}"),
                      cell(setting, "train", e, "symbols_per_s"),
                      *[cell(setting, f"infer@{t}", e, "symbols_per_s") for t in lengths],
@@ -435,6 +506,7 @@ class Workload:
         self.labels = task.label_vocabulary(data["train"], task_cfg)
         self.train = {c: train[c] for c in task.COLUMNS}
         self.eval = {c: evaluated[c] for c in task.COLUMNS}
+        self.input_column = task.COLUMNS[0]
         self.eval_full = data[self.eval_name]
         eval_encoded = task.encode(self.eval, self.tokenizer, self.labels, self.eval_name, task_cfg)
         train_encoded = task.encode(self.train, self.tokenizer, self.labels, "train", task_cfg)
@@ -456,9 +528,10 @@ class Workload:
             self.work[f"@{length}"] = _batches(task, encoded, max(b.length_tokens, length + 2), device)
 
     def sentence_work(self, batch_size: int) -> dict[str, list]:
-        """The same evaluation sentences as word lists, for a peer: batches of ``batch_size``
-        sentences with their symbol counts (as convnlp's tokenizer counts them), and single ones."""
-        tokens, sizes = self.eval["tokens"], self.symbols_per_sentence
+        """The same evaluation inputs (word lists, or texts) for a peer or a trained checkpoint:
+        batches of ``batch_size`` with their symbol counts (as the bench's tokenizer counts them),
+        and single ones."""
+        tokens, sizes = self.eval[self.input_column], self.symbols_per_sentence
         chunks = [(tokens[i:i + batch_size], sum(sizes[i:i + batch_size])) for i in range(0, len(tokens), batch_size)]
         return {"infer": chunks, "latency": [([tokens[i]], sizes[i]) for i in range(self.latency_count)]}
 
@@ -484,7 +557,7 @@ def _scopes(model: torch.nn.Module) -> list:
     return handles
 
 
-def profile_shares(subject, work: list[tuple], top: int = 15) -> tuple[dict, str]:
+def profile_shares(subject, work: list[tuple], top: int = 15, run=None) -> tuple[dict, str]:
     """Where one pass of batched inference over ``work`` spends its time (torch profiler, CPU):
     the share of each part of the model (its total time; "rest": the model's own glue) and of
     each kind of operator (``PROFILE_GROUPS``, by self time; "other": embedding lookups,
@@ -492,11 +565,11 @@ def profile_shares(subject, work: list[tuple], top: int = 15) -> tuple[dict, str
     its operators), and the table of the ``top`` operators."""
     from torch.profiler import ProfilerActivity, profile
 
-    handles = _scopes(subject.model)
+    handles, run = _scopes(subject.model), run or subject.infer
     try:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for batch, _ in work:
-                subject.infer(batch)
+                run(batch)
     finally:
         for handle in handles:
             handle.remove()
@@ -514,12 +587,18 @@ def profile_shares(subject, work: list[tuple], top: int = 15) -> tuple[dict, str
 
 
 def profile_table(profiles: dict[str, dict], threads: int) -> str:
-    first = next(iter(profiles.values()))
-    columns = [("parts", g) for g in first["parts"]] + [("operators", g) for g in first["operators"]]
+    columns = list(dict.fromkeys((kind, g) for kind in ("parts", "operators") for p in profiles.values()
+                                 for g in p[kind]))
+    stages = any("stages" in p for p in profiles.values())
+    columns = [("stages", g) for g in ("input", "network", "output") if stages] + columns
     lines = [f"Where batched inference spends its time ({threads} thread(s); torch profiler, CPU): the model's "
-             "parts, then the kinds of operator", "",
+             "parts, then the kinds of operator" + ("; for a trained checkpoint first the stages of a whole "
+                                                      "prediction (input: tokenization, word features, padding; "
+                                                      "output: argmax and labels; each timed on its own)"
+                                                      if stages else ""), "",
              "| encoder | " + " | ".join(g for _, g in columns) + " |", "|---" + "|---:" * len(columns) + "|"]
-    lines += [f"| `{name}` | " + " | ".join(f"{shares[k].get(g, 0.0):.0%}" for k, g in columns) + " |"
+    lines += [f"| `{name}` | " + " | ".join(f"{shares[k][g]:.0%}" if g in shares.get(k, {}) else ""
+                                            for k, g in columns) + " |"
               for name, shares in profiles.items()]
     return "\n".join(lines) + "\n"
 
@@ -537,6 +616,7 @@ def _peers(cfg: DictConfig, work: Workload, device: torch.device) -> tuple[list,
             log.warning("bench: %s", reason)
             continue
         peer = peers.SpacyTagger(work.train["tokens"], work.train["tags"], cfg.bench.spacy_model, cfg.bench.spacy_lang)
+        peer.batch_size = cfg.bench.batch_sentences  # as a checkpoint's: equal batches
         peer.work = work.sentence_work(peer.batch_size)
         lines[name] = peer.description
         if peer.trained:
@@ -544,6 +624,22 @@ def _peers(cfg: DictConfig, work: Workload, device: torch.device) -> tuple[list,
             lines[name] += (f"; tagging accuracy {peer.accuracy_on_eval:.2%} on the {len(work.eval_full)} "
                             f"{work.eval_name} sentences (gold tokens)")
         subjects.append(peer)
+    return subjects, lines
+
+
+def _trained(cfg: DictConfig, work: Workload, device: torch.device) -> tuple[list, dict]:
+    """``bench.checkpoints`` as subjects, each with its accuracy on the evaluated split."""
+    subjects, lines = [], {}
+    for path in cfg.bench.checkpoints:
+        subject = Trained(str(path), cfg.task.name, device, cfg.bench.batch_tokens)
+        if subject.name in lines or subject.name in cfg.bench.encoders:
+            subject.name = f"{subject.name}#{len(subjects) + 1}"
+        subject.work = work.sentence_work(cfg.bench.batch_sentences)
+        subject.accuracy_on_eval = subject.accuracy(work.eval_full)
+        lines[subject.name] = (f"{subject.description}; accuracy {subject.accuracy_on_eval:.2%} on the "
+                               f"{len(work.eval_full)} {work.eval_name} examples")
+        log.info("bench: %s: %s", subject.name, lines[subject.name])
+        subjects.append(subject)
     return subjects, lines
 
 
@@ -611,8 +707,10 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
                              b.amp) for name in encoders if name != base]
     for subject in subjects:
         subject.work = work.work
-    peer_subjects, peer_lines = _peers(cfg, work, device)
-    subjects += peer_subjects
+    trained, trained_lines = _trained(cfg, work, device)
+    extra_subjects, extra_lines = _peers(cfg, work, device)
+    extra_subjects, extra_lines = trained + extra_subjects, {**trained_lines, **extra_lines}
+    subjects += extra_subjects
     measures = ["infer", "latency", "train"] + [f"{kind}@{t}" for t in work.lengths for kind in ("infer", "train")]
     log.info("bench: %s on %s, %s, threads %s, busy neighbours %s, %d repetitions of %s", cfg.task.name,
              cfg.data.name, ", ".join(s.name for s in subjects), threads_list, list(b.neighbours), b.repetitions,
@@ -623,7 +721,7 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     for threads in threads_list:
         if device.type == "cpu":
             torch.set_num_threads(threads)
-        with peers.thread_limit(threads) if peer_subjects else nullcontext():
+        with peers.thread_limit(threads) if extra_subjects else nullcontext():
             peaks[threads] = matmul_gflops(device)
             for subject in subjects:  # warm-up: first calls allocate and pick kernels
                 subject.infer(subject.work["infer"][0][0])
@@ -641,17 +739,22 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     profiles = {}
     if b.profile and device.type == "cpu":  # after the timings, so the profiler cannot slow them
         torch.set_num_threads(threads_list[0])
-        for subject in subjects[:len(subjects) - len(peer_subjects)]:
+        for subject in subjects[:len(subjects) - len(extra_subjects)]:
             profiles[subject.name], ops = profile_shares(subject, subject.work["infer"])
+            (run_dir / f"profile_{subject.name}.txt").write_text(ops)
+        for subject in trained if cfg.task.name == "tagging" else []:
+            batches = [b for inputs, _ in subject.work["infer"] for b in subject.batches(inputs)]
+            profiles[subject.name], ops = profile_shares(subject, batches, run=subject.network)
+            profiles[subject.name]["stages"] = subject.stages(subject.work["infer"])
             (run_dir / f"profile_{subject.name}.txt").write_text(ops)
     rows = summarize(raw, base)
     info = {s.name: {"parameters": s.parameters, "flops_per_symbol": s.flops_per_symbol} for s in subjects}
-    for s in subjects[:len(subjects) - len(peer_subjects)]:
+    for s in subjects[:len(subjects) - len(extra_subjects)]:
         key = SIZE_KEY.get(s.name.partition("@")[0], "width")
         info[s.name].update(encoder_parameters=s.encoder_parameters, size=f"{key}={s.encoder[key]}")
-    for peer in peer_subjects:
+    for peer in extra_subjects:
         info[peer.name].update(description=peer.description, accuracy=getattr(peer, "accuracy_on_eval", None))
-    notes = "".join(f"{name}: {line}\n" for name, line in peer_lines.items())
+    notes = "".join(f"{name}: {line}\n" for name, line in extra_lines.items())
     if profiles:
         notes += "\n" + profile_table(profiles, threads_list[0])
     summary = overview(rows, info, peaks, base) + notes
@@ -659,12 +762,12 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "task": cfg.task.name, "data": cfg.data.name,
               "device": str(device), "threads": threads_list, "neighbours": list(b.neighbours),
               "repetitions": b.repetitions, "baseline": base, "peak_gflops": peaks, "encoders": info,
-              "peers": peer_lines, "profile": profiles, "eval_split": work.eval_name, "words_per_symbol": words_per_symbol,
+              "peers": extra_lines, "profile": profiles, "eval_split": work.eval_name, "words_per_symbol": words_per_symbol,
               "summary": rows, "raw": raw, "config": config}
     (run_dir / "bench.json").write_text(json.dumps(result, indent=1))
     (run_dir / "bench.partial.json").unlink(missing_ok=True)
     (run_dir / "bench.md").write_text(text)
-    _plots(run_dir, rows, threads_list, [s.name for s in subjects if s not in peer_subjects], work.lengths, base)
+    _plots(run_dir, rows, threads_list, [s.name for s in subjects if s not in extra_subjects], work.lengths, base)
     print(summary, end="")  # bench.md adds every measurement
     log.info("bench: wrote %s", run_dir / "bench.json")
     return result

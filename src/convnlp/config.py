@@ -11,6 +11,7 @@ be rebuilt without Hydra, and so that the schema for that option can be found.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -29,6 +30,8 @@ class TaggingConfig:
     embedding_dim: int = 64
     embedding_dropout: float = 0.1
     token_dropout: float = 0.0
+    features: list[str] = field(default_factory=list)  # hashed word features: lower, shape, prefixN, suffixN
+    feature_rows: int = 5000
     pooling: str = "first_last"  # first | last | mean | first_last
     word_layers: int = 3
     word_kernel: int = 3
@@ -43,6 +46,8 @@ class ClassificationConfig:
     embedding_dim: int = 64
     embedding_dropout: float = 0.1
     token_dropout: float = 0.0
+    features: list[str] = field(default_factory=list)
+    feature_rows: int = 5000
     pooling: str = "max"  # max | mean | attention
     conv_blocks: int = 0  # DPCNN reduction blocks before pooling (0 = none)
     conv_kernel: int = 3
@@ -418,6 +423,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+_FEATURE = re.compile(r"^(lower|shape|prefix[1-9]|suffix[1-9])$")  # as convnlp.data.features names them
+
+
 def _odd(v):
     return isinstance(v, int) and v >= 1 and v % 2 == 1
 
@@ -431,6 +439,9 @@ RULES: dict[str, tuple] = {
     "task.embedding_dim": (lambda v: v >= 1, "must be at least 1"),
     "task.embedding_dropout": (_fraction, "must be in [0, 1)"),
     "task.token_dropout": (_fraction, "must be in [0, 1)"),
+    "task.features": (lambda v: all(isinstance(n, str) and _FEATURE.match(n) for n in v) and len(set(v)) == len(v),
+                      "must list word features, each once: lower, shape, prefixN, suffixN (N = 1..9)"),
+    "task.feature_rows": (lambda v: v >= 2, "must be at least 2 (row 0 is padding)"),
     "task.word_layers": (lambda v: v >= 0, "must be 0 or more"),
     "task.word_kernel": (_odd, "must be an odd number (the length is kept)"),
     "task.word_dropout": (_fraction, "must be in [0, 1)"),

@@ -1,7 +1,7 @@
 """Ensembles: ``convnlp eval checkpoint=[A,B,...]`` and ``convnlp predict checkpoint=[A,B,...]``.
 
 Several checkpoints trained for the same task on the same vocabularies (same tokenizer, same
-labels; encoders, decoders and sizes may differ) predict together:
+labels, same word features; encoders, decoders and sizes may differ) predict together:
 
 - tagging and classification: the mean of the members' probabilities (the ensemble's output
   is the log of that mean, so argmax and softmax downstream see the averaged distribution);
@@ -56,12 +56,15 @@ def load(checkpoints, device: str | torch.device = "cpu"):
     task, first = config["task"]["name"], checkpoints[0]
     for path in checkpoints[1:]:
         other, other_config, other_tokenizer, other_labels = checkpoint.load(path, device)
+        inputs = [(c["task"].get("features") or [], c["task"].get("feature_rows")) for c in (config, other_config)]
         problem = (f"task={other_config['task']['name']} where {first} has task={task}"
                    if other_config["task"]["name"] != task
-                   else checkpoint.vocabulary_difference(first, labels, tokenizer, other_labels, other_tokenizer))
+                   else checkpoint.vocabulary_difference(first, labels, tokenizer, other_labels, other_tokenizer)
+                   or (f"its word features (task.features={inputs[1][0]}, feature_rows={inputs[1][1]}) differ from "
+                       f"those of {first}" if inputs[0] != inputs[1] and (inputs[0][0] or inputs[1][0]) else None))
         if problem:
-            raise UserError(f"{path}: {problem}; an ensemble's checkpoints must share the task, the tokenizer "
-                            "and the labels")
+            raise UserError(f"{path}: {problem}; an ensemble's checkpoints must share the task, the tokenizer, "
+                            "the labels and the word features")
         members.append(other)
         configs.append(task_config(other_config))
     return Ensemble(members, configs).to(device), config, tokenizer, labels

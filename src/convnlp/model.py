@@ -10,11 +10,16 @@ from convnlp.encoders import build_encoder
 
 
 class Model(nn.Module):
+    """``forward(batch) -> task-shaped scores``. ``feature_rows > 0``: hashed word features
+    (``batch["features"]``, (B, T, F) ids, ``convnlp.data.features``) are summed into each
+    symbol's embedding from one table of that many rows."""
+
     def __init__(self, vocab_size: int, embedding_dim: int, embedding_dropout: float,
-                 encoder: nn.Module, head: nn.Module, token_dropout: float = 0.0):
+                 encoder: nn.Module, head: nn.Module, token_dropout: float = 0.0, feature_rows: int = 0):
         super().__init__()
         self.token_dropout = token_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.features = nn.EmbeddingBag(feature_rows, embedding_dim, mode="sum", padding_idx=0) if feature_rows else None
         self.dropout = nn.Dropout(embedding_dropout)
         self.encoder = encoder
         self.head = head
@@ -24,7 +29,11 @@ class Model(nn.Module):
         if self.training and self.token_dropout > 0:  # word dropout: symbols become <unk>
             drop = (torch.rand(ids.shape, device=ids.device) < self.token_dropout) & batch["mask"]
             ids = ids.masked_fill(drop, UNK_ID)
-        x = self.dropout(self.embedding(ids))           # (B, T, E)
+        x = self.embedding(ids)                          # (B, T, E)
+        if self.features is not None:
+            features = batch["features"]                 # (B, T, F)
+            x = x + self.features(features.flatten(0, 1)).view_as(x)
+        x = self.dropout(x)
         h = self.encoder(x, batch["mask"])               # (B, T, C)
         return self.head(h, batch["mask"], batch)        # task-shaped scores
 
@@ -32,14 +41,16 @@ class Model(nn.Module):
 def build_model(task: dict, encoder: dict, vocab_size: int, num_labels: int) -> Model:
     """The model for a task and encoder config (plain dicts, e.g. a checkpoint's config.json).
     The head comes from the fixed table of tasks, never from a name or path in the config."""
+    from convnlp.data.features import from_task
     from convnlp.tasks import TASKS
 
     if task["name"] not in TASKS:
         raise ValueError(f"unknown task {task['name']!r}")
     enc = build_encoder(encoder, input_dim=task["embedding_dim"])
     head = TASKS[task["name"]].build_head(task, enc.output_dim, num_labels)
+    features = from_task(task)
     return Model(vocab_size, task["embedding_dim"], task["embedding_dropout"], enc, head,
-                 token_dropout=task.get("token_dropout", 0.0))
+                 token_dropout=task.get("token_dropout", 0.0), feature_rows=features.table_rows if features else 0)
 
 
 def count_parameters(model: nn.Module) -> int:

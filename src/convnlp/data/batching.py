@@ -46,12 +46,23 @@ def pad(sequences: list[list[int]], value: int) -> torch.Tensor:
     return out
 
 
+def pad_features(features: list[list[tuple[int, ...]]], width: int) -> torch.Tensor:
+    """(B, width, F) word-feature ids of each symbol (``convnlp.data.features``), 0 as padding."""
+    count = next((len(seq[0]) for seq in features if seq), 0)
+    out = torch.zeros((len(features), width, count), dtype=torch.long)
+    for row, seq in enumerate(features):
+        if seq:
+            out[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    return out
+
+
 def lengths_to_mask(lengths: list[int], width: int) -> torch.Tensor:
     return torch.arange(width)[None, :] < torch.as_tensor(lengths)[:, None]
 
 
 def collate(ids: list[list[int]], firsts: list[list[int]], lasts: list[list[int]],
-            tags: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
+            tags: list[list[int]] | None = None,
+            features: list[list[tuple[int, ...]]] | None = None) -> dict[str, torch.Tensor]:
     """Pad one batch. Word positions of padding words point at symbol 0 and are masked out."""
     batch = {
         "ids": pad(ids, PAD_ID),                   # (B, T)
@@ -62,4 +73,6 @@ def collate(ids: list[list[int]], firsts: list[list[int]], lasts: list[list[int]
     batch["word_mask"] = lengths_to_mask([len(f) for f in firsts], batch["first"].shape[1])  # (B, W)
     if tags is not None:
         batch["tags"] = pad(tags, IGNORE)          # (B, W)
+    if features is not None:
+        batch["features"] = pad_features(features, batch["ids"].shape[1])  # (B, T, F)
     return batch

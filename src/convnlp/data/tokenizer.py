@@ -95,6 +95,24 @@ def encode_texts(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
+def encode_texts_with_offsets(tokenizer: Tokenizer, texts: list[str]) -> tuple[list[list[int]], list[list[int]]]:
+    """Symbol ids of raw texts, and where each symbol starts in its text."""
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+    return [e.ids for e in encodings], [[start for start, _ in e.offsets] for e in encodings]
+
+
+_WORDS = None
+
+
+def words(text: str) -> list[tuple[str, tuple[int, int]]]:
+    """The words of a raw text as the ``word`` tokenizer splits it (whitespace, then
+    punctuation), each with its (start, end) in the text."""
+    global _WORDS
+    if _WORDS is None:
+        _WORDS = _word_splitter()
+    return _WORDS.pre_tokenize_str(text)
+
+
 def kind_of(tokenizer: Tokenizer) -> str:
     if isinstance(tokenizer.model, BPE):
         return "bpe"

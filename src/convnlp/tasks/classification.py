@@ -25,8 +25,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from convnlp.data import features as feats
 from convnlp.data import tokenizer as tok
-from convnlp.data.batching import IGNORE, lengths_to_mask, pad, token_batches
+from convnlp.data.batching import IGNORE, lengths_to_mask, pad, pad_features, token_batches
 from convnlp.encoders.layers import MaskedConv1d
 from convnlp.tasks.shared import count_unseen, log_scalars
 
@@ -130,10 +131,19 @@ def report_unseen(split, labels: list[str], where: str, task: dict | None = None
     return count_unseen(split["label"], labels, where, "text(s) carry labels", "they count as errors", log)
 
 
+def encode_texts(tokenizer, texts: list[str], features=None) -> dict[str, list]:
+    """Symbol ids, and (with ``features``, a ``WordFeatures``) each symbol's word-feature ids:
+    those of the word (as the ``word`` tokenizer splits text) the symbol starts in."""
+    if features is None:
+        return {"ids": tok.encode_texts(tokenizer, texts)}
+    ids, starts = tok.encode_texts_with_offsets(tokenizer, texts)
+    return {"ids": ids, "features": [features.text(tok.words(text), s) for text, s in zip(texts, starts)]}
+
+
 def encode(split, tokenizer, labels: list[str], where: str, task: dict | None = None) -> dict[str, list]:
     index = {label: i for i, label in enumerate(labels)}
     report_unseen(split, labels, where)
-    return {"ids": tok.encode_texts(tokenizer, split["text"]),
+    return {**encode_texts(tokenizer, split["text"], feats.from_task(task)),
             "label": [index.get(label, IGNORE) for label in split["label"]]}
 
 
@@ -141,6 +151,8 @@ def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.
     ids = [encoded["ids"][i] for i in indices]
     batch = {"ids": pad(ids, tok.PAD_ID)}
     batch["mask"] = lengths_to_mask([len(s) for s in ids], batch["ids"].shape[1])
+    if "features" in encoded:
+        batch["features"] = pad_features([encoded["features"][i] for i in indices], batch["ids"].shape[1])
     if "label" in encoded:
         batch["label"] = torch.as_tensor([encoded["label"][i] for i in indices], dtype=torch.long)
     return batch
@@ -213,13 +225,14 @@ def log_metrics(writer, prefix: str, result: dict, step: int) -> None:
 
 @torch.no_grad()
 def probabilities(model: nn.Module, tokenizer, texts: list[str], device: torch.device,
-                  batch_tokens: int = 8000) -> torch.Tensor:
-    """Class probabilities (N, num_labels) of every text, batched by symbol count."""
+                  batch_tokens: int = 8000, features=None) -> torch.Tensor:
+    """Class probabilities (N, num_labels) of every text, batched by symbol count
+    (``features``: the model's ``WordFeatures``, if it reads any)."""
     model.eval()
-    ids = tok.encode_texts(tokenizer, texts)
+    encoded = encode_texts(tokenizer, texts, features)
     out = [None] * len(texts)
-    for indices in token_batches([len(i) for i in ids], batch_tokens, shuffle=False):
-        batch = {k: v.to(device) for k, v in make_batch({"ids": ids}, indices).items()}
+    for indices in token_batches([len(i) for i in encoded["ids"]], batch_tokens, shuffle=False):
+        batch = {k: v.to(device) for k, v in make_batch(encoded, indices).items()}
         probs = torch.softmax(model(batch).float(), dim=-1).cpu()
         for row, i in enumerate(indices):
             out[i] = probs[row]
@@ -229,7 +242,7 @@ def probabilities(model: nn.Module, tokenizer, texts: list[str], device: torch.d
 def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: int) -> dict:
     """Metrics of ``split`` (columns text, label) and speed in texts/s and words/s."""
     start = time.perf_counter()
-    probs = probabilities(model, tokenizer, split["text"], device, batch_tokens)
+    probs = probabilities(model, tokenizer, split["text"], device, batch_tokens, feats.from_task(task))
     seconds = time.perf_counter() - start
     predicted = [labels[i] for i in probs.argmax(-1).tolist()] if len(probs) else []
     result = metrics(split["label"], predicted, labels)
@@ -247,7 +260,7 @@ def predict_records(model, tokenizer, labels, inputs: list[str], device, task: d
                     batch_tokens: int = 8000) -> list[dict]:
     """The label and class probabilities of each text; an empty text gets ``label: null``."""
     texts = [t for t in inputs if t]
-    probs = probabilities(model, tokenizer, texts, device, batch_tokens).tolist() if texts else []
+    probs = probabilities(model, tokenizer, texts, device, batch_tokens, feats.from_task(task)).tolist() if texts else []
     records, row = [], 0
     for text in inputs:
         if not text:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from convnlp.data import features as feats
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import IGNORE, collate, token_batches
 from convnlp.encoders.dilated import DilatedEncoder
@@ -94,15 +95,26 @@ def report_unseen_tags(tags: list[list[str]], labels: list[str], where: str) -> 
                         "they count as errors", log)
 
 
+def encode_words(tokenizer, sentences: list[list[str]], features=None) -> dict[str, list]:
+    """Symbol ids, each word's first and last symbol, and (with ``features``, a
+    ``WordFeatures``) each symbol's word-feature ids."""
+    ids, firsts, lasts = tok.encode(tokenizer, sentences)
+    encoded = {"ids": ids, "first": firsts, "last": lasts}
+    if features is not None:
+        encoded["features"] = [features.symbols(words, f, la, len(i))
+                               for words, i, f, la in zip(sentences, ids, firsts, lasts)]
+    return encoded
+
+
 def encode_split(tokens: list[list[str]], tags: list[list[str]], tokenizer, labels: list[str],
-                 where: str) -> dict[str, list]:
-    """Symbol ids, word positions and tag ids. Tags unknown to the label vocabulary are kept
-    as IGNORE (they count as errors in evaluation) and reported once."""
-    ids, firsts, lasts = tok.encode(tokenizer, tokens)
+                 where: str, features=None) -> dict[str, list]:
+    """``encode_words`` and tag ids. Tags unknown to the label vocabulary are kept as IGNORE
+    (they count as errors in evaluation) and reported once."""
+    encoded = encode_words(tokenizer, tokens, features)
     index = {label: i for i, label in enumerate(labels)}
-    unseen = report_unseen_tags(tags, labels, where)
-    tag_ids = [[index.get(t, IGNORE) for t in sentence] for sentence in tags]
-    return {"ids": ids, "first": firsts, "last": lasts, "tags": tag_ids, "unseen_tags": unseen}
+    encoded["unseen_tags"] = report_unseen_tags(tags, labels, where)
+    encoded["tags"] = [[index.get(t, IGNORE) for t in sentence] for sentence in tags]
+    return encoded
 
 
 def label_vocabulary(split, task: dict | None = None) -> list[str]:
@@ -120,12 +132,14 @@ def report_unseen(split, labels: list[str], where: str, task: dict | None = None
 
 def encode(split, tokenizer, labels: list[str], where: str, task: dict | None = None) -> dict[str, list]:
     """The training split as lists the batches are cut from; ``ids`` gives the lengths."""
-    encoded = encode_split(split["tokens"], split["tags"], tokenizer, labels, where)
-    return {k: encoded[k] for k in ("ids", "first", "last", "tags")}
+    encoded = encode_split(split["tokens"], split["tags"], tokenizer, labels, where, feats.from_task(task))
+    return {k: v for k, v in encoded.items() if k != "unseen_tags"}
 
 
 def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.Tensor]:
-    return collate(*([encoded[k][i] for i in indices] for k in ("ids", "first", "last", "tags")))
+    tags = [encoded["tags"][i] for i in indices] if "tags" in encoded else None
+    features = [encoded["features"][i] for i in indices] if "features" in encoded else None
+    return collate(*([encoded[k][i] for i in indices] for k in ("ids", "first", "last")), tags, features)
 
 
 def describe(encoded: dict[str, list]) -> str:
@@ -136,7 +150,8 @@ def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: 
     """Metrics of ``split`` (columns tokens, tags) and tagging speed in words/s."""
     start = time.perf_counter()
     predicted = predict(model, tokenizer, labels, split["tokens"], device, batch_tokens=batch_tokens,
-                        max_chars=task["predict_max_chars"], context=task["predict_context_words"])
+                        max_chars=task["predict_max_chars"], context=task["predict_context_words"],
+                        features=feats.from_task(task))
     seconds = time.perf_counter() - start
     result = metrics(split["tags"], predicted)
     result["words_per_s"] = result["tokens"] / max(seconds, 1e-9)
@@ -154,7 +169,8 @@ def read_input(line: str) -> list[str]:
 def predict_records(model, tokenizer, labels, inputs: list[list[str]], device, task: dict,
                     batch_tokens: int = 8000) -> list[dict]:
     tags = predict(model, tokenizer, labels, inputs, device, batch_tokens=batch_tokens,
-                   max_chars=task["predict_max_chars"], context=task["predict_context_words"])
+                   max_chars=task["predict_max_chars"], context=task["predict_context_words"],
+                   features=feats.from_task(task))
     return [{"tokens": words, "tags": word_tags} for words, word_tags in zip(inputs, tags)]
 
 
@@ -213,8 +229,9 @@ def windows(word_lengths: list[int], max_chars: int, context: int) -> list[tuple
 @torch.no_grad()
 def predict(model: nn.Module, tokenizer, labels: list[str], sentences: list[list[str]],
             device: torch.device, batch_tokens: int = 8000, max_chars: int = 2000,
-            context: int = 16) -> list[list[str]]:
-    """Tags for every word of every sentence, however long."""
+            context: int = 16, features=None) -> list[list[str]]:
+    """Tags for every word of every sentence, however long (``features``: the model's
+    ``WordFeatures``, if it reads any)."""
     model.eval()
     pieces = []  # (sentence, window start, core start, core end)
     for s, words in enumerate(sentences):
@@ -222,12 +239,10 @@ def predict(model: nn.Module, tokenizer, labels: list[str], sentences: list[list
             for a, b, c, d in windows([len(w) for w in words], max_chars, context):
                 pieces.append((s, a, b, c, d))
     texts = [sentences[s][a:b] for s, a, b, _, _ in pieces]
-    ids, firsts, lasts = tok.encode(tokenizer, texts)
+    encoded = encode_words(tokenizer, texts, features)
     out = [[None] * len(words) for words in sentences]
-    for batch_index in token_batches([len(i) for i in ids], batch_tokens, shuffle=False):
-        batch = collate([ids[i] for i in batch_index], [firsts[i] for i in batch_index],
-                        [lasts[i] for i in batch_index])
-        batch = {k: v.to(device) for k, v in batch.items()}
+    for batch_index in token_batches([len(i) for i in encoded["ids"]], batch_tokens, shuffle=False):
+        batch = {k: v.to(device) for k, v in make_batch(encoded, batch_index).items()}
         best = model(batch).argmax(-1).cpu().tolist()  # (B, W)
         for row, i in enumerate(batch_index):
             s, a, _, c, d = pieces[i]
