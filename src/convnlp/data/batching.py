@@ -39,21 +39,28 @@ def token_batches(lengths: list[int], batch_tokens: int, shuffle: bool, seed: in
 
 
 def pad(sequences: list[list[int]], value: int) -> torch.Tensor:
-    longest = max((len(s) for s in sequences), default=0)
-    out = torch.full((len(sequences), max(longest, 1)), value, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        out[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return out
+    """(B, longest) of the sequences, padded with ``value``: one flat list, one tensor."""
+    longest = max(max((len(s) for s in sequences), default=0), 1)
+    flat = []
+    for seq in sequences:
+        flat += seq
+        flat += [value] * (longest - len(seq))
+    return torch.tensor(flat, dtype=torch.long).view(len(sequences), longest)
 
 
-def pad_features(features: list[list[tuple[int, ...]]], width: int) -> torch.Tensor:
-    """(B, width, F) word-feature ids of each symbol (``convnlp.data.features``), 0 as padding."""
-    count = next((len(seq[0]) for seq in features if seq), 0)
-    out = torch.zeros((len(features), width, count), dtype=torch.long)
-    for row, seq in enumerate(features):
-        if seq:
-            out[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return out
+def pad_features(features: list[list[int]], count: int, width: int) -> torch.Tensor:
+    """(B, width, count) word-feature ids of each symbol from each sentence's flat list of
+    ``count`` ids per symbol (``convnlp.data.features``), 0 as padding."""
+    flat = []
+    for seq in features:
+        flat += seq
+        flat += [0] * (count * width - len(seq))
+    return torch.tensor(flat, dtype=torch.long).view(len(features), width, count)
+
+
+def feature_count(ids: list[list[int]], features: list[list[int]]) -> int:
+    """How many feature ids each symbol has (the flat lists hold that many per symbol)."""
+    return next((len(f) // len(i) for i, f in zip(ids, features) if i), 0)
 
 
 def lengths_to_mask(lengths: list[int], width: int) -> torch.Tensor:
@@ -61,8 +68,7 @@ def lengths_to_mask(lengths: list[int], width: int) -> torch.Tensor:
 
 
 def collate(ids: list[list[int]], firsts: list[list[int]], lasts: list[list[int]],
-            tags: list[list[int]] | None = None,
-            features: list[list[tuple[int, ...]]] | None = None) -> dict[str, torch.Tensor]:
+            tags: list[list[int]] | None = None, features: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
     """Pad one batch. Word positions of padding words point at symbol 0 and are masked out."""
     batch = {
         "ids": pad(ids, PAD_ID),                   # (B, T)
@@ -74,5 +80,5 @@ def collate(ids: list[list[int]], firsts: list[list[int]], lasts: list[list[int]
     if tags is not None:
         batch["tags"] = pad(tags, IGNORE)          # (B, W)
     if features is not None:
-        batch["features"] = pad_features(features, batch["ids"].shape[1])  # (B, T, F)
+        batch["features"] = pad_features(features, feature_count(ids, features), batch["ids"].shape[1])  # (B, T, F)
     return batch

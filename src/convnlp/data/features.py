@@ -86,25 +86,32 @@ class WordFeatures:
                 % (self.rows - 1) for k, name in enumerate(self.names))
         return ids
 
-    def symbols(self, words: list[str], firsts: list[int], lasts: list[int], length: int) -> list[tuple[int, ...]]:
-        """Per symbol of a sentence of ``length`` symbols: the ids of the word it is part of."""
+    def symbols(self, words: list[str], firsts: list[int], lasts: list[int], length: int) -> list[int]:
+        """The ids of a sentence of ``length`` symbols, flat: ``len(names)`` per symbol, those
+        of the word the symbol is part of (zeros for a symbol between words)."""
+        out = []
         if length == len(words) and firsts == list(range(length)):  # one symbol per word
-            return [self.word(w) for w in words]
-        out = [self.none] * length
+            for w in words:
+                out += self.word(w)
+            return out
+        position = 0
         for w, a, b in zip(words, firsts, lasts):
-            ids = self.word(w)
-            out[a:b + 1] = [ids] * (b + 1 - a)
+            a = max(a, position)  # never twice for one symbol
+            if b >= a:
+                out += self.none * (a - position) + self.word(w) * (b + 1 - a)
+                position = b + 1
+        out += self.none * (length - position)
         return out
 
-    def text(self, pieces: list[tuple[str, tuple[int, int]]], starts: list[int]) -> list[tuple[int, ...]]:
-        """Per symbol of a raw text: the ids of the word piece (``pieces``: (word, (start, end))
-        from a pre-tokenizer) whose span holds the symbol's start offset; none between words."""
+    def text(self, pieces: list[tuple[str, tuple[int, int]]], starts: list[int]) -> list[int]:
+        """The ids of a raw text's symbols, flat: per symbol those of the word piece (``pieces``:
+        (word, (start, end)) from a pre-tokenizer) whose span holds the symbol's start offset;
+        zeros between words."""
         bounds = [span[0] for _, span in pieces]
         out = []
         for start in starts:
             k = bisect_right(bounds, start) - 1
-            inside = k >= 0 and start < pieces[k][1][1]
-            out.append(self.word(pieces[k][0]) if inside else self.none)
+            out += self.word(pieces[k][0]) if k >= 0 and start < pieces[k][1][1] else self.none
         return out
 
 

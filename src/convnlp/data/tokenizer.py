@@ -17,6 +17,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
@@ -119,9 +120,27 @@ def kind_of(tokenizer: Tokenizer) -> str:
     return "char" if isinstance(tokenizer.pre_tokenizer, pre_tokenizers.Split) else "word"
 
 
+@lru_cache(maxsize=4)
+def _word_ids(tokenizer: Tokenizer):
+    """For a ``word`` vocabulary that splits nothing further: ids of given words by a dict lookup
+    (what ``WordLevel`` does, without its per-call cost), normalized as the tokenizer would; else None."""
+    if tokenizer.pre_tokenizer is not None or kind_of(tokenizer) != "word":
+        return None
+    vocab, normalizer = tokenizer.get_vocab(), tokenizer.normalizer
+    unk = vocab.get(UNK, UNK_ID)
+    if normalizer is None:
+        return lambda words: [vocab.get(w, unk) for w in words]
+    return lambda words: [vocab.get(normalizer.normalize_str(w), unk) for w in words]
+
+
 def encode(tokenizer: Tokenizer, sentences: list[list[str]]) -> tuple[list, list, list]:
     """Symbol ids and each word's first and last symbol index, for a batch of sentences."""
-    if kind_of(tokenizer) == "word":  # one id per given word, whatever it holds
+    lookup = _word_ids(tokenizer)
+    if lookup is not None:  # one id per given word, whatever it holds
+        ids = [lookup(words) for words in sentences]
+        firsts = [list(range(len(s))) for s in sentences]
+        return ids, firsts, firsts
+    if kind_of(tokenizer) == "word":
         encodings = tokenizer.encode_batch([list(s) for s in sentences], is_pretokenized=True,
                                            add_special_tokens=False)
         ids = [e.ids for e in encodings]

@@ -2,6 +2,13 @@
 
 Every convolution here first zeroes masked (padding) positions, so padding never leaks into
 real positions, whatever the padding is and however much of it there is.
+
+One memory layout throughout: a (B, C, T) tensor here is stored channels-last, as the (B, T, C)
+the encoders receive (``x.transpose(1, 2)`` is a view, not a copy). The convolutions run as
+channels-last 2-D convolutions over a height of 1, which oneDNN computes about twice as fast on
+a CPU as a 1-D convolution on (B, C, T)-contiguous memory, and which return channels-last
+again, so the normalization over channels reads contiguous memory and nothing is copied
+between layers.
 """
 
 from __future__ import annotations
@@ -28,8 +35,12 @@ class MaskedConv1d(nn.Conv1d):
         return self.dilation[0] * (self.kernel_size[0] - 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # x: (B, C, T), mask: (B, 1, T) with 1.0 for real positions
-        return super().forward(x * mask)
+        # x: (B, C, T), mask: (B, 1, T) with 1.0 for real positions; the output is channels-last
+        x = (x * mask).unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, C, 1, T), no copy if
+        weight = self.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # already channels-last
+        y = F.conv2d(x, weight, self.bias, stride=(1, self.stride[0]), padding=(0, self.padding[0]),
+                     dilation=(1, self.dilation[0]), groups=self.groups)
+        return y.squeeze(2)
 
 
 class ChannelNorm(nn.Module):
@@ -42,7 +53,7 @@ class ChannelNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # layer_norm normalizes trailing dims, so move channels last and back: (B, T, C)
+        # layer_norm normalizes trailing dims: (B, T, C), a view of channels-last memory
         y = F.layer_norm(x.transpose(1, 2), (x.shape[1],), self.weight, self.bias, self.eps)
         return y.transpose(1, 2)
 
