@@ -132,3 +132,27 @@ def test_a_misspelt_feature_is_one_line_before_any_work(tmp_path):
     assert result.returncode != 0
     assert "task.features=['lower', 'sufix3'] must list word features" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bench_refuses_a_checkpoint_of_another_task(tmp_path):
+    from convnlp.bench import Trained
+    from tests.test_ensemble import save_classifier
+
+    path = save_classifier(tmp_path / "classifier", 0)
+    with pytest.raises(UserError, match=r"bench.checkpoints: .*classifier is a task=classification checkpoint; "
+                                        r"this bench is task=tagging"):
+        Trained(path, "tagging", torch.device("cpu"), 1000)
+
+
+def test_the_recommended_ud_tagger_composes_and_validates():
+    from hydra import compose, initialize_config_module
+
+    from convnlp.config import validate
+
+    with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=ud_tagger"])
+        dilated = compose(config_name="train", overrides=["experiment=ud_tagger", "encoder=dilated"])
+    cfg = validate(cfg)
+    assert (cfg.data.name, cfg.tokenizer.name, cfg.encoder.name, cfg.task.pooling) == ("ud_ewt", "word", "plain", "first")
+    assert "suffix3" in cfg.task.features and cfg.task.word_layers == 0
+    assert validate(dilated).encoder.name == "dilated"  # the experiment sets nothing only one family has
