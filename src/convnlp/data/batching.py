@@ -8,6 +8,7 @@ its own: nothing is ever dropped.
 from __future__ import annotations
 
 import random
+from array import array
 
 import torch
 
@@ -45,7 +46,7 @@ def pad(sequences: list[list[int]], value: int) -> torch.Tensor:
     for seq in sequences:
         flat += seq
         flat += [value] * (longest - len(seq))
-    return torch.tensor(flat, dtype=torch.long).view(len(sequences), longest)
+    return _long_tensor(flat).view(len(sequences), longest)
 
 
 def pad_features(features: list[list[int]], count: int, width: int) -> torch.Tensor:
@@ -55,7 +56,15 @@ def pad_features(features: list[list[int]], count: int, width: int) -> torch.Ten
     for seq in features:
         flat += seq
         flat += [0] * (count * width - len(seq))
-    return torch.tensor(flat, dtype=torch.long).view(len(features), width, count)
+    return _long_tensor(flat).view(len(features), width, count)
+
+
+def _long_tensor(values: list[int]) -> torch.Tensor:
+    """A 1-D int64 tensor of a list of ints: through an ``array`` (a C loop), several times
+    faster than ``torch.tensor`` on a long list."""
+    if not values:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.frombuffer(array("q", values), dtype=torch.long)
 
 
 def feature_count(ids: list[list[int]], features: list[list[int]]) -> int:
