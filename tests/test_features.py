@@ -51,6 +51,25 @@ def test_every_symbol_of_a_word_carries_its_features_and_spaces_none():
     assert features.symbols(words, firsts[0], lasts[0], len(ids[0])) == [*features.word("The"), *features.word("cat")]
 
 
+def test_a_word_without_symbols_of_its_own_takes_none_from_the_next_word():
+    features = feats.WordFeatures(NAMES, rows=50)
+    # as tok.encode gives it for a word the tokenizer drops (e.g. a no-break space under bpe):
+    # it points at the next word's first symbol
+    per_symbol = features.symbols(["the", "\u00a0", "cat"], [0, 1, 1], [0, 1, 1], 2)
+    assert per_symbol == [*features.word("the"), *features.word("cat")]
+
+
+def test_a_batch_of_empty_texts_is_scored_with_features():
+    task = {"name": "classification", "embedding_dim": 8, "embedding_dropout": 0.0, "features": NAMES,
+            "feature_rows": 16, "pooling": "max", "conv_blocks": 0, "conv_kernel": 3, "hidden": 0, "dropout": 0.0}
+    encoder = {"name": "plain", "width": 8, "layers": 1, "kernel": 3, "activation": "relu", "norm": "layer",
+               "dropout": 0.0}
+    tokenizer = tok.build("word", ["a good film"])
+    model = build_model(task, encoder, tokenizer.get_vocab_size(), 2).eval()
+    encoded = classification.encode_texts(tokenizer, ["", ""], feats.from_task(task))
+    assert model(classification.make_batch(encoded, [0, 1])).shape == (2, 2)
+
+
 def test_a_texts_symbols_carry_the_features_of_the_word_they_start_in():
     features = feats.WordFeatures(NAMES, rows=50)
     texts = ["Good film, really."]

@@ -30,8 +30,8 @@ class Model(nn.Module):
             drop = (torch.rand(ids.shape, device=ids.device) < self.token_dropout) & batch["mask"]
             ids = ids.masked_fill(drop, UNK_ID)
         x = self.embedding(ids)                          # (B, T, E)
-        if self.features is not None:
-            features = batch["features"]                 # (B, T, F)
+        features = batch.get("features")                 # (B, T, F); F = 0 when every input is empty
+        if self.features is not None and features.shape[-1]:
             x = x + self.features(features.flatten(0, 1)).view_as(x)
         x = self.dropout(x)
         h = self.encoder(x, batch["mask"])               # (B, T, C)

@@ -94,13 +94,11 @@ class WordFeatures:
             for w in words:
                 out += self.word(w)
             return out
-        position = 0
-        for w, a, b in zip(words, firsts, lasts):
-            a = max(a, position)  # never twice for one symbol
-            if b >= a:
-                out += self.none * (a - position) + self.word(w) * (b + 1 - a)
-                position = b + 1
-        out += self.none * (length - position)
+        owner = [-1] * length  # the word each symbol belongs to; a word with no symbol of its own
+        for i, (a, b) in enumerate(zip(firsts, lasts)):  # points at the next word's first one,
+            owner[a:b + 1] = [i] * (b + 1 - a)           # which that next word then takes back
+        for i in owner:
+            out += self.none if i < 0 else self.word(words[i])
         return out
 
     def text(self, pieces: list[tuple[str, tuple[int, int]]], starts: list[int]) -> list[int]:
