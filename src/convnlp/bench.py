@@ -252,10 +252,10 @@ class Trained:
     def batches(self, inputs: list) -> list[tuple[dict, int]]:
         """The batches `predict` makes of ``inputs`` (tagging), with their symbol counts."""
         from convnlp.data import features
-        from convnlp.tasks.tagging import encode_words
+        from convnlp.tasks.tagging import prediction_batches
 
-        encoded = encode_words(self.tokenizer, inputs, features.from_task(self.task_cfg))
-        indices = token_batches([len(i) for i in encoded["ids"]], self.batch_tokens, shuffle=False)
+        encoded, indices = prediction_batches(self.tokenizer, inputs, features.from_task(self.task_cfg),
+                                              self.batch_tokens)
         return [(self.task.make_batch(encoded, i), sum(len(encoded["ids"][k]) for k in i)) for i in indices]
 
     def network(self, batch: dict) -> torch.Tensor:

@@ -423,7 +423,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-_FEATURE = re.compile(r"^(lower|shape|prefix[1-9]|suffix[1-9])$")  # as convnlp.data.features names them
+FEATURE_NAME = re.compile(r"^(lower|shape|prefix[1-9]|suffix[1-9])$")  # task.features (convnlp.data.features)
 
 
 def _odd(v):
@@ -439,7 +439,7 @@ RULES: dict[str, tuple] = {
     "task.embedding_dim": (lambda v: v >= 1, "must be at least 1"),
     "task.embedding_dropout": (_fraction, "must be in [0, 1)"),
     "task.token_dropout": (_fraction, "must be in [0, 1)"),
-    "task.features": (lambda v: all(isinstance(n, str) and _FEATURE.match(n) for n in v) and len(set(v)) == len(v),
+    "task.features": (lambda v: all(isinstance(n, str) and FEATURE_NAME.match(n) for n in v) and len(set(v)) == len(v),
                       "must list word features, each once: lower, shape, prefixN, suffixN (N = 1..9)"),
     "task.feature_rows": (lambda v: v >= 2, "must be at least 2 (row 0 is padding)"),
     "task.word_layers": (lambda v: v >= 0, "must be 0 or more"),

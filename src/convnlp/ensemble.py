@@ -22,6 +22,7 @@ from omegaconf import ListConfig
 from torch import nn
 
 from convnlp import checkpoint
+from convnlp.data import features
 from convnlp.errors import UserError
 
 
@@ -56,12 +57,12 @@ def load(checkpoints, device: str | torch.device = "cpu"):
     task, first = config["task"]["name"], checkpoints[0]
     for path in checkpoints[1:]:
         other, other_config, other_tokenizer, other_labels = checkpoint.load(path, device)
-        inputs = [(c["task"].get("features") or [], c["task"].get("feature_rows")) for c in (config, other_config)]
-        problem = (f"task={other_config['task']['name']} where {first} has task={task}"
-                   if other_config["task"]["name"] != task
+        theirs = other_config["task"]
+        problem = (f"task={theirs['name']} where {first} has task={task}" if theirs["name"] != task
                    else checkpoint.vocabulary_difference(first, labels, tokenizer, other_labels, other_tokenizer)
-                   or (f"its word features (task.features={inputs[1][0]}, feature_rows={inputs[1][1]}) differ from "
-                       f"those of {first}" if inputs[0] != inputs[1] and (inputs[0][0] or inputs[1][0]) else None))
+                   or (f"its word features (task.features={list(theirs.get('features') or [])}, "
+                       f"feature_rows={theirs.get('feature_rows')}) differ from those of {first}"
+                       if features.setting(theirs) != features.setting(config["task"]) else None))
         if problem:
             raise UserError(f"{path}: {problem}; an ensemble's checkpoints must share the task, the tokenizer, "
                             "the labels and the word features")

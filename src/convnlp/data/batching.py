@@ -39,9 +39,10 @@ def token_batches(lengths: list[int], batch_tokens: int, shuffle: bool, seed: in
     return batches
 
 
-def pad(sequences: list[list[int]], value: int) -> torch.Tensor:
-    """(B, longest) of the sequences, padded with ``value``: one flat list, one tensor."""
-    longest = max(max((len(s) for s in sequences), default=0), 1)
+def pad(sequences: list[list[int]], value: int, length: int | None = None) -> torch.Tensor:
+    """(B, length) of the sequences, padded with ``value`` (``length``: the longest, at least 1,
+    unless given): one flat list, one tensor."""
+    longest = max(max((len(s) for s in sequences), default=0), 1) if length is None else length
     flat = []
     for seq in sequences:
         flat += seq
@@ -49,14 +50,12 @@ def pad(sequences: list[list[int]], value: int) -> torch.Tensor:
     return _long_tensor(flat).view(len(sequences), longest)
 
 
-def pad_features(features: list[list[int]], count: int, width: int) -> torch.Tensor:
-    """(B, width, count) word-feature ids of each symbol from each sentence's flat list of
-    ``count`` ids per symbol (``convnlp.data.features``), 0 as padding."""
-    flat = []
-    for seq in features:
-        flat += seq
-        flat += [0] * (count * width - len(seq))
-    return _long_tensor(flat).view(len(features), width, count)
+def pad_features(features: list[list[int]], ids: list[list[int]]) -> torch.Tensor:
+    """(B, T, F) word-feature ids of each symbol, 0 as padding, from each sequence's flat list of
+    F ids per symbol (``convnlp.data.features``); T as ``pad(ids)`` makes it."""
+    width = max(max((len(s) for s in ids), default=0), 1)
+    count = next((len(f) // len(i) for i, f in zip(ids, features) if i), 0)  # 0: every sequence empty
+    return pad(features, 0, count * width).view(len(features), width, count)
 
 
 def _long_tensor(values: list[int]) -> torch.Tensor:
@@ -65,11 +64,6 @@ def _long_tensor(values: list[int]) -> torch.Tensor:
     if not values:
         return torch.zeros(0, dtype=torch.long)
     return torch.frombuffer(array("q", values), dtype=torch.long)
-
-
-def feature_count(ids: list[list[int]], features: list[list[int]]) -> int:
-    """How many feature ids each symbol has (the flat lists hold that many per symbol)."""
-    return next((len(f) // len(i) for i, f in zip(ids, features) if i), 0)
 
 
 def lengths_to_mask(lengths: list[int], width: int) -> torch.Tensor:
@@ -89,5 +83,5 @@ def collate(ids: list[list[int]], firsts: list[list[int]], lasts: list[list[int]
     if tags is not None:
         batch["tags"] = pad(tags, IGNORE)          # (B, W)
     if features is not None:
-        batch["features"] = pad_features(features, feature_count(ids, features), batch["ids"].shape[1])  # (B, T, F)
+        batch["features"] = pad_features(features, ids)  # (B, T, F)
     return batch

@@ -18,14 +18,13 @@ character model reads) carry none. The model sums the rows into the symbol's emb
 
 from __future__ import annotations
 
-import re
 import zlib
 from bisect import bisect_right
 from functools import lru_cache
 
+from convnlp.config import FEATURE_NAME
 from convnlp.errors import UserError
 
-_NAME = re.compile(r"^(lower|shape|prefix[1-9]|suffix[1-9])$")
 CACHE_LIMIT = 500_000  # word types remembered; the cache starts over beyond this
 
 
@@ -52,7 +51,7 @@ def value(name: str, word: str) -> str:
 def check(names, rows: int, where: str = "task.features") -> None:
     """One line for a feature name that is not known, a repeated one, or too few rows."""
     for name in names:
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not FEATURE_NAME.match(name):
             raise UserError(f"{where}: {name!r} is not a word feature; use lower, shape, prefixN or suffixN "
                             "(N = 1..9), e.g. [lower,prefix1,suffix3,shape]")
     repeated = sorted({n for n in names if list(names).count(n) > 1})
@@ -113,10 +112,17 @@ class WordFeatures:
         return out
 
 
+def setting(task: dict | None) -> tuple[tuple[str, ...], int] | None:
+    """A task config's word features as (names, rows), or None without any (``feature_rows``
+    then does not matter)."""
+    names = (task or {}).get("features") or []
+    return (tuple(names), int(task.get("feature_rows", 0))) if names else None
+
+
 def from_task(task: dict | None) -> WordFeatures | None:
     """The run's word features (``task.features``, ``task.feature_rows``), or None without any."""
-    names = (task or {}).get("features") or []
-    return _shared(tuple(names), int(task.get("feature_rows", 0))) if names else None
+    chosen = setting(task)
+    return _shared(*chosen) if chosen else None
 
 
 @lru_cache(maxsize=8)

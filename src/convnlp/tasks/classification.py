@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from convnlp.data import features as feats
 from convnlp.data import tokenizer as tok
-from convnlp.data.batching import IGNORE, feature_count, lengths_to_mask, pad, pad_features, token_batches
+from convnlp.data.batching import IGNORE, lengths_to_mask, pad, pad_features, token_batches
 from convnlp.encoders.layers import MaskedConv1d
 from convnlp.tasks.shared import count_unseen, log_scalars
 
@@ -152,8 +152,7 @@ def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.
     batch = {"ids": pad(ids, tok.PAD_ID)}
     batch["mask"] = lengths_to_mask([len(s) for s in ids], batch["ids"].shape[1])
     if "features" in encoded:
-        features = [encoded["features"][i] for i in indices]
-        batch["features"] = pad_features(features, feature_count(ids, features), batch["ids"].shape[1])
+        batch["features"] = pad_features([encoded["features"][i] for i in indices], ids)
     if "label" in encoded:
         batch["label"] = torch.as_tensor([encoded["label"][i] for i in indices], dtype=torch.long)
     return batch

@@ -106,6 +106,13 @@ def encode_words(tokenizer, sentences: list[list[str]], features=None) -> dict[s
     return encoded
 
 
+def prediction_batches(tokenizer, sentences: list[list[str]], features, batch_tokens: int) -> tuple[dict, list]:
+    """What prediction feeds the model: ``encode_words`` of the sentences, and the indices of
+    each batch of at most ``batch_tokens`` symbols."""
+    encoded = encode_words(tokenizer, sentences, features)
+    return encoded, token_batches([len(i) for i in encoded["ids"]], batch_tokens, shuffle=False)
+
+
 def encode_split(tokens: list[list[str]], tags: list[list[str]], tokenizer, labels: list[str],
                  where: str, features=None) -> dict[str, list]:
     """``encode_words`` and tag ids. Tags unknown to the label vocabulary are kept as IGNORE
@@ -239,9 +246,9 @@ def predict(model: nn.Module, tokenizer, labels: list[str], sentences: list[list
             for a, b, c, d in windows([len(w) for w in words], max_chars, context):
                 pieces.append((s, a, b, c, d))
     texts = [sentences[s][a:b] for s, a, b, _, _ in pieces]
-    encoded = encode_words(tokenizer, texts, features)
+    encoded, batches = prediction_batches(tokenizer, texts, features, batch_tokens)
     out = [[None] * len(words) for words in sentences]
-    for batch_index in token_batches([len(i) for i in encoded["ids"]], batch_tokens, shuffle=False):
+    for batch_index in batches:
         batch = {k: v.to(device) for k, v in make_batch(encoded, batch_index).items()}
         best = model(batch).argmax(-1).cpu().tolist()  # (B, W)
         for row, i in enumerate(batch_index):
