@@ -501,8 +501,7 @@ class Workload:
         self.eval_name = "test" if "test" in data else "validation" if "validation" in data else "train"
         train = data["train"].select(range(min(b.sentences, len(data["train"]))))
         evaluated = data[self.eval_name].select(range(min(b.sentences, len(data[self.eval_name]))))
-        self.tokenizer = tok.build(cfg.tokenizer.name, task.tokenizer_examples(data["train"]),
-                                   cfg.tokenizer.min_frequency, cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
+        self.tokenizer = tok.build_from(cfg.tokenizer, task.tokenizer_examples(data["train"]))
         self.labels = task.label_vocabulary(data["train"], task_cfg)
         self.train = {c: train[c] for c in task.COLUMNS}
         self.eval = {c: evaluated[c] for c in task.COLUMNS}

@@ -234,7 +234,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu"):
     """(model, config, tokenizer, labels) from a checkpoint directory. Executes nothing from it:
     the config names no code (no class paths, no interpolations, no unknown keys), the model is
     built from the fixed table of tasks and encoders, the weights are safetensors."""
-    from convnlp.config import validate
+    from convnlp.config import validate, with_earlier_defaults
     from convnlp.tasks import task_config
 
     directory = existing(directory)
@@ -250,6 +250,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu"):
             raise UserError(f"{directory / name}: {e}") from None
     tokenizer = tok.load(directory / "tokenizer.json")
     try:  # the model groups pass the same type, choice and range checks as on the command line
+        config = with_earlier_defaults(config)
         checked = validate(OmegaConf.create({g: config[g] for g in ("task", "encoder", "decoder") if g in config}),
                            ("task", "encoder", "decoder"))
         for group in ("task", "encoder", "decoder"):

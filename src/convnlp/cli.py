@@ -23,6 +23,7 @@ from convnlp.config import check_resolves, validate
 from convnlp.errors import UserError
 
 USAGE = """usage: convnlp <command> [overrides] [-m] [--help] [--cfg job]
+       convnlp --version | -sc install=bash (shell completion: eval "$(convnlp -sc install=bash)")
 
 commands:
   train     train a model            convnlp train task=tagging encoder=dilated data=ud_ewt
@@ -194,10 +195,11 @@ def check_overrides(command: str, args: list[str]) -> None:
 
 
 def run_train(cfg: DictConfig) -> None:
-    from convnlp.train import train
+    from convnlp.train import given_budget, train
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    train(validate(cfg, GROUPS["train"]), run_dir)
+    hydra_cfg = HydraConfig.get()
+    given = {o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task}
+    train(given_budget(validate(cfg, GROUPS["train"]), given), Path(hydra_cfg.runtime.output_dir))
 
 
 def run_eval(cfg: DictConfig) -> None:
@@ -305,10 +307,62 @@ def _log_to_files(level: int, message: str, exc_info=None) -> None:
             handler.handle(record)
 
 
+COMPLETION = """# convnlp's shell completion: eval "$(convnlp -sc install=bash)" (in ~/.bashrc to keep it)
+_convnlp_completion()
+{
+    local words=($COMP_LINE)
+    local word=${words[$COMP_CWORD]}
+    if (( COMP_CWORD <= 1 )); then
+        COMPREPLY=($(compgen -W "%s --help --version" -- "$word"))
+        return
+    fi
+    # Hydra completes the overrides of one command's config: hand it the line without the command
+    local line="convnlp ${COMP_LINE#*[[:space:]]${words[1]}}"
+    local choices=$(COMP_POINT=${#line} COMP_LINE="$line" convnlp ${words[1]} -sc query=bash 2>/dev/null)
+    COMPREPLY=($(compgen -o nospace -o default -W "$choices" -- "$word"))
+}
+COMP_WORDBREAKS=${COMP_WORDBREAKS//=}
+complete -o nospace -o default -F _convnlp_completion convnlp
+"""
+
+
+def shell_completion(argv: list[str]) -> bool:
+    """``-sc install=bash`` / ``uninstall=bash`` (zsh: the same, after ``autoload bashcompinit &&
+    bashcompinit``), with or without a command: a completion for ``convnlp`` that completes the
+    command, then hands the overrides to Hydra's completion of that command's config (Hydra's own
+    script would register the command name as a program of its own). ``query=`` is Hydra's."""
+    for i, arg in enumerate(argv):
+        if arg in ("-sc", "--shell-completion") and i + 1 < len(argv):
+            action, _, shell = argv[i + 1].partition("=")
+            break
+    else:
+        return False
+    if action == "query":
+        return False
+    if action not in ("install", "uninstall") or shell not in ("bash", "zsh"):
+        fail(f"-sc {argv[i + 1]}: give install=bash or uninstall=bash (zsh: the same after "
+             "`autoload bashcompinit && bashcompinit`)")
+    print(COMPLETION % " ".join(COMMANDS) if action == "install" else "complete -r convnlp 2> /dev/null")
+    return True
+
+
+def version() -> str:
+    import torch
+
+    from convnlp import __version__
+
+    return f"convnlp {__version__} (torch {torch.__version__}, Python {sys.version.split()[0]})"
+
+
 def dispatch(argv: list[str]) -> None:
     logging.raiseExceptions = False  # a log file that cannot be written (disk full) prints no traceback
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
+        return
+    if argv[0] in ("--version", "-V", "version"):
+        print(version())
+        return
+    if shell_completion(argv):
         return
     command, args = argv[0], argv[1:]
     if command not in COMMANDS:

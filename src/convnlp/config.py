@@ -85,7 +85,7 @@ class DeconvDecoderConfig:
     activation: str = "relu"
     norm: str = "layer"
     dropout: float = 0.0
-    output_length: str = "fixed"  # fixed | source
+    output_length: str = "source"  # source | fixed
     length_ratio: int = 2
     length_extra: int = 6
     too_long: str = "error"  # error | filter
@@ -320,6 +320,8 @@ class TokenizerConfig:  # char
     min_frequency: int = 1
     lowercase: bool = False
     max_vocab: int = 0  # 0 = no limit; bpe: the vocabulary size to learn
+    special_tokens: list[str] = field(default_factory=list)  # read as one symbol wherever they occur
+    special_pattern: str = ""  # a regular expression: its matches in the training texts are special tokens
 
 
 @dataclass
@@ -342,20 +344,23 @@ class BpeTokenizerConfig(TokenizerConfig):
 @dataclass
 class TrainerConfig:
     name: str = "default"
-    max_epochs: int = 20
+    max_epochs: Optional[int] = None  # None: 20, unless max_steps or max_minutes is given
     max_steps: int = 0
     max_minutes: float = 0.0
+    min_steps: int = 500
     batch_tokens: int = 4000
     eval_every: int = 0
     checkpoint_minutes: float = 1.0
     checkpoint_every: int = 0
     patience: int = 5
+    select: str = "auto"
     grad_clip: float = 1.0
     device: str = "auto"
     amp: bool = True
     threads: int = 0
     resume: Any = False
     progress: bool = True
+    log_minutes: float = 1.0
     ema: float = 0.0
     init: Optional[str] = None
     teacher: Any = None
@@ -423,7 +428,20 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+# trainer.select: the validation metrics each task can select the best checkpoint by
+SELECT = {"tagging": ("auto", "accuracy", "f1", "precision", "recall"),
+          "classification": ("auto", "accuracy", "macro_f1"),
+          "generation": ("auto", "accuracy", "wer", "per", "cer", "bleu", "chrf")}
+
 FEATURE_NAME = re.compile(r"^(lower|shape|prefix[1-9]|suffix[1-9])$")  # task.features (convnlp.data.features)
+
+
+def _regex(v) -> bool:
+    try:
+        re.compile(v)
+    except re.error:
+        return False
+    return True
 
 
 def _odd(v):
@@ -486,8 +504,11 @@ RULES: dict[str, tuple] = {
     "data.fold": (lambda v: 0 <= v <= 9, "must be in 0..9 (10-fold cross-validation)"),
     "tokenizer.min_frequency": (lambda v: v >= 1, "must be at least 1"),
     "tokenizer.max_vocab": (lambda v: v >= 0, "must be 0 (no limit) or more"),
+    "tokenizer.special_pattern": (_regex, "is not a valid regular expression (Python's re)"),
     "trainer.max_epochs": (lambda v: v >= 1, "must be at least 1"),
     "trainer.max_steps": (lambda v: v >= 0, "must be 0 (no limit) or more"),
+    "trainer.min_steps": (lambda v: v >= 0, "must be 0 or more"),
+    "trainer.log_minutes": (lambda v: v >= 0, "must be 0 (no log lines) or more"),
     "trainer.max_minutes": (lambda v: v >= 0, "must be 0 (no limit) or more"),
     "trainer.batch_tokens": (lambda v: v >= 1, "must be at least 1"),
     "trainer.eval_every": (lambda v: v >= 0, "must be 0 (every epoch) or more"),
@@ -504,6 +525,7 @@ RULES: dict[str, tuple] = {
     # eval and predict
     "batch_tokens": (lambda v: isinstance(v, int) and v >= 1, "must be a whole number, at least 1"),
     "batch_sentences": (lambda v: isinstance(v, int) and v >= 1, "must be a whole number, at least 1"),
+    "threads": (lambda v: isinstance(v, int) and v >= 0, "must be a whole number: 0 (the free cores) or more"),
     # inspect
     "length": (lambda v: isinstance(v, int) and v >= 1, "must be a whole number, at least 1"),
     "samples": (lambda v: isinstance(v, int) and v >= 1, "must be a whole number, at least 1"),
@@ -519,6 +541,18 @@ RULES: dict[str, tuple] = {
 # (data.epochs, .batch_tokens, .output_length, .too_long: a data set's suggestions for other
 # groups, now in its experiment file conf/experiment/<data>.yaml.)
 RETIRED = {"data": ("epochs", "batch_tokens", "output_length", "too_long")}
+
+
+def with_earlier_defaults(config: dict) -> dict:
+    """A saved config with the earlier default of each key whose default changed, where it lacks
+    the key (it was saved before the key existed), so a checkpoint or a resumed run keeps the
+    model it was: ``decoder.output_length`` was ``fixed`` until 2026-12-02, or what the data group
+    said in the versions that kept it there (RETIRED)."""
+    decoder = config.get("decoder") if isinstance(config, dict) else None
+    if not isinstance(decoder, dict) or "output_length" in decoder:
+        return config
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    return {**config, "decoder": {**decoder, "output_length": data.get("output_length", "fixed")}}
 
 
 def validate_group(group: str, node: DictConfig) -> DictConfig:
@@ -555,6 +589,9 @@ def validate(cfg: DictConfig, groups: tuple[str, ...] = tuple(SCHEMAS)) -> DictC
         value = OmegaConf.select(out, key, default=None)
         if value is not None and value not in allowed:
             raise UserError(f"{key}={value!r} is not valid; choose one of: {', '.join(allowed)}")
+    select = OmegaConf.select(out, "trainer.select", default=None)
+    if select is not None and task in SELECT and select not in SELECT[task]:
+        raise UserError(f"trainer.select={select!r} is not a {task} metric; choose one of: {', '.join(SELECT[task])}")
     data = OmegaConf.select(out, "data.name", default=None)
     if task is not None and data is not None:
         from convnlp.data import check_task

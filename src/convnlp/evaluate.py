@@ -14,13 +14,16 @@ from convnlp.data import load_splits
 from convnlp.errors import UserError
 from convnlp.tasks import TASKS, task_config
 from convnlp.device import pick_device
+from convnlp.threads import ThreadPolicy
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
+    threads = ThreadPolicy(cfg.threads)  # 0: the cores other processes leave free
     device = pick_device(cfg.device)
     model, config, tokenizer, labels = ensemble.load(cfg.checkpoint, device)  # one, or a list
+    threads.start()
     split = cfg.data.split
     if "name" in cfg.data:  # data=... given on the command line
         data_cfg = cfg.data

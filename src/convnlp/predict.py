@@ -30,6 +30,7 @@ from convnlp import ensemble
 from convnlp.errors import UserError
 from convnlp.tasks import TASKS, task_config
 from convnlp.device import pick_device
+from convnlp.threads import ThreadPolicy
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("record", "stop")
@@ -117,8 +118,10 @@ def _open(path: str, mode: str, stack: ExitStack):
 def predict_command(cfg: DictConfig) -> None:
     if cfg.on_error not in ON_ERROR:
         raise UserError(f"on_error={cfg.on_error!r} is not valid; choose one of: {', '.join(ON_ERROR)}")
+    threads = ThreadPolicy(cfg.threads)  # 0: the cores other processes leave free, checked as it goes
     device = pick_device(cfg.device)
     model, config, tokenizer, labels = ensemble.load(cfg.checkpoint, device)  # one, or a list
+    threads.start()
     task = TASKS[config["task"]["name"]]
     task_cfg = task_config(config)
     empty, bad, first_bad = 0, 0, None
@@ -127,6 +130,7 @@ def predict_command(cfg: DictConfig) -> None:
         out = sys.stdout if cfg.output == "-" else _open(cfg.output, "w", stack)
         lines = read_lines(source, "<stdin>" if cfg.input == "-" else cfg.input, cfg.encoding)
         while chunk := list(islice(lines, cfg.batch_sentences)):
+            threads.update()
             stop = next((i for i, line in enumerate(chunk) if isinstance(line, BadLine)), None) \
                 if cfg.on_error == "stop" else None
             readable = [task.read_input(line) for line in chunk[:stop] if not isinstance(line, BadLine)]

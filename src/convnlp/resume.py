@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from convnlp import checkpoint
-from convnlp.config import validate_group
+from convnlp.config import validate_group, with_earlier_defaults
 from convnlp.errors import UserError
 
 MODEL_GROUPS = ("task", "encoder", "decoder", "tokenizer", "data")  # what a resumed run must share
@@ -47,6 +48,7 @@ def config_difference(saved: dict, current: dict, names: tuple[str, str] = ("the
                       not_compared: dict[str, set[str]] = RESUME_NOT_COMPARED) -> str | None:
     """The first model-defining key of ``groups`` where two run configs differ, or None; ``names``
     say where each value is from; ``not_compared`` the keys of a group left out."""
+    saved, current = with_earlier_defaults(saved), with_earlier_defaults(current)
     for group in groups:
         a, b = (_with_defaults(group, c.get(group) or {}) if c.get(group) else {} for c in (saved, current))
         skip = not_compared.get(group, ())
@@ -190,9 +192,10 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
-    best_score: float = -1.0
+    best_score: float = -math.inf  # of the selection metric, higher is better (see train.selection_score)
     best_step: int = 0
     bad_evals: int = 0
+    select: str = "accuracy"  # trainer.select's metric
     elapsed_before: float = 0.0
     started: float = field(default_factory=time.perf_counter, compare=False)  # this process's start
 
@@ -237,7 +240,7 @@ def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, devi
     scaler.load_state_dict(saved["scaler"])
     state = TrainState(step=saved["step"], epoch=saved["epoch"], batch_in_epoch=saved["batch_in_epoch"],
                        best_score=saved["best_score"], best_step=saved["best_step"], bad_evals=saved["bad_evals"],
-                       elapsed_before=saved["elapsed"])
+                       select=saved.get("select", "accuracy"), elapsed_before=saved["elapsed"])
     try:
         previous_best = checkpoint.existing(resume_dir.parent / "best")
     except UserError:

@@ -108,7 +108,7 @@ class ThreadPolicy:
     def start(self) -> int:
         """The first choice, from the load since the policy was made (the data loading)."""
         threads = self.update(force=True)
-        log.info("threads: %d%s", threads, " (trainer.threads=0: the cores other processes leave free, checked "
+        log.info("threads: %d%s", threads, " (threads=0: the cores other processes leave free, checked "
                  f"every {self.interval:g} s)" if self.auto else "")
         return threads
 

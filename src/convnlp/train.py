@@ -34,6 +34,7 @@ from convnlp.data import tokenizer as tok
 from convnlp.data.batching import token_batches
 from convnlp.device import pick_device
 from convnlp.distill import relabel_with_teacher
+from convnlp.errors import UserError
 from convnlp.model import build_model, count_parameters
 from convnlp.optimization import adamw, lr_factor, moving_average
 from convnlp.resume import TrainState
@@ -43,25 +44,152 @@ from convnlp.threads import ThreadPolicy
 log = logging.getLogger(__name__)
 
 
+DEFAULT_EPOCHS = 20  # trainer.max_epochs=null without a step or time budget
+LOWER_IS_BETTER = {"wer", "per", "cer", "loss"}  # selection metrics that improve downwards
+
+
 @dataclass
 class Limits:
     """When training stops: ``trainer.max_steps`` / ``max_epochs`` / ``max_minutes`` (the
-    budget of all runs of one training, resumed ones included) and ``patience``."""
+    budget of all runs of one training, resumed ones included), whichever comes first, and
+    ``patience``; neither the epoch limit nor patience stops a run before ``min_steps``.
+    ``planned``: the steps the run is expected to take (the learning-rate schedule's length;
+    0 when only time bounds it)."""
     steps: int
     epochs: int
     seconds: float
     patience: int
+    min_steps: int
+    planned: int
+    epoch_steps: int = 0  # the steps of max_epochs epochs
+    metric: str = "accuracy"
+
+    @classmethod
+    def of(cls, tc, steps_per_epoch: int, metric: str) -> "Limits":
+        epochs = tc.max_epochs if tc.max_epochs is not None else (
+            0 if tc.max_steps or tc.max_minutes else DEFAULT_EPOCHS)
+        planned = [n for n in (tc.max_steps, max(epochs * steps_per_epoch, tc.min_steps) if epochs else 0) if n]
+        return cls(steps=tc.max_steps, epochs=epochs, seconds=60.0 * tc.max_minutes, patience=tc.patience,
+                   min_steps=tc.min_steps, planned=min(planned) if planned else 0,
+                   epoch_steps=epochs * steps_per_epoch, metric=metric)
+
+    def describe(self) -> str:
+        parts = [f"{self.steps} steps (max_steps)"] * bool(self.steps) + \
+                [f"{self.epochs} epochs (max_epochs)"] * bool(self.epochs) + \
+                [f"{self.seconds / 60:g} min (max_minutes)"] * bool(self.seconds)
+        text = " or ".join(parts) + ", whichever comes first" * (len(parts) > 1)
+        if self.epochs and self.epoch_steps < self.min_steps and (not self.steps or self.steps > self.epoch_steps):
+            text += f", and at least {min(self.min_steps, self.steps or self.min_steps)} steps (min_steps)"
+        return text
 
     def reached(self, state: TrainState) -> str | None:
-        if state.step >= self.steps:
-            return f"reached {self.steps} steps"
-        if state.epoch >= self.epochs:
-            return f"reached {self.epochs} epochs"
+        if self.steps and state.step >= self.steps:
+            return f"trainer.max_steps={self.steps} reached"
         if self.seconds and state.elapsed() >= self.seconds:
-            return f"reached {self.seconds / 60:g} minutes"
+            return f"trainer.max_minutes={self.seconds / 60:g} reached"
+        if state.step < self.min_steps:
+            return None
+        if self.epochs and state.epoch >= self.epochs:
+            if self.epoch_steps < self.min_steps:
+                return (f"trainer.min_steps={self.min_steps} reached ({state.epoch} epochs: a training set this "
+                        f"small gets more than max_epochs={self.epochs})")
+            return f"trainer.max_epochs={self.epochs} reached"
         if self.patience and state.bad_evals >= self.patience:
-            return f"no improvement in {self.patience} evaluations"
+            return f"trainer.patience={self.patience}: no better validation {self.metric} in {self.patience} evaluations"
         return None
+
+
+def selection_metric(setting: str, task_name: str, labels: list[str]) -> str:
+    """``trainer.select``: auto is entity F1 for BIO tags, else accuracy."""
+    from convnlp.tasks.tagging import is_bio
+
+    if setting == "auto":
+        return "f1" if task_name == "tagging" and is_bio(labels) else "accuracy"
+    if setting in ("f1", "precision", "recall") and task_name == "tagging" and not is_bio(labels):
+        raise UserError(f"trainer.select={setting} needs BIO entity tags (O, B-X, I-X, ...); the training tags "
+                        f"include {next(t for t in labels if not is_bio([t]))!r}")
+    return setting
+
+
+def selection_score(metrics: dict, metric: str) -> float:
+    """The validation score that picks best/ and drives patience: higher is better."""
+    value = metrics.get(metric)
+    if not isinstance(value, (int, float)):
+        numbers = ", ".join(k for k, v in metrics.items() if isinstance(v, (int, float)) and k != "examples")
+        raise UserError(f"trainer.select={metric}: the validation metrics have no {metric!r}; they have: {numbers}")
+    return -value if metric in LOWER_IS_BETTER else value
+
+
+def given_budget(cfg: DictConfig, given: set[str]) -> DictConfig:
+    """The budget given on the command line (``given``: the keys it sets) is the budget: with
+    ``trainer.max_steps`` or ``max_minutes`` the config files' epoch limit (the default, an
+    experiment's) is not applied unless ``trainer.max_epochs`` is given too, and with any of the
+    three ``trainer.min_steps`` is not applied unless it is given too."""
+    tc, budget = cfg.trainer, {"trainer.max_steps", "trainer.max_minutes", "trainer.max_epochs"} & given
+    lift_epochs = budget - {"trainer.max_epochs"} and "trainer.max_epochs" not in budget and \
+        (tc.max_steps or tc.max_minutes) and tc.max_epochs is not None
+    lift_min = budget and "trainer.min_steps" not in given and tc.min_steps
+    if not (lift_epochs or lift_min):
+        return cfg
+    cfg = cfg.copy()
+    if lift_epochs:
+        log.info("trainer.max_steps / max_minutes given: no epoch limit (the config's max_epochs=%d is not "
+                 "applied; give trainer.max_epochs too to keep one)", tc.max_epochs)
+        cfg.trainer.max_epochs = None
+    if lift_min:
+        cfg.trainer.min_steps = 0
+    return cfg
+
+
+class Progress:
+    """The run's progress: a bar over all its steps on a terminal; without one (a log file, a
+    scheduler's output) a log line every ``minutes``: step, epoch, loss, speed, time left."""
+
+    def __init__(self, limits: Limits, steps_per_epoch: int, state: TrainState, enabled: bool, minutes: float):
+        import sys
+
+        self.limits, self.steps_per_epoch, self.minutes = limits, steps_per_epoch, minutes
+        total = limits.planned or None
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            self.bar = tqdm(total=total, initial=state.step, desc=self._epoch(state), leave=False,
+                            dynamic_ncols=True)
+        self.last_line = time.perf_counter()
+        self.start_step, self.start_time = state.step, time.perf_counter()
+
+    def _epoch(self, state: TrainState) -> str:
+        limits = self.limits  # the epoch limit, unless min_steps outlasts it
+        return f"epoch {state.epoch + 1}" + (f"/{limits.epochs}" if limits.epoch_steps >= limits.min_steps
+                                             and limits.epochs else "")
+
+    def _eta(self, state: TrainState) -> str:
+        rate = (state.step - self.start_step) / max(time.perf_counter() - self.start_time, 1e-9)
+        left = []
+        if self.limits.planned and rate > 0:
+            left.append((self.limits.planned - state.step) / rate)
+        if self.limits.seconds:
+            left.append(self.limits.seconds - state.elapsed())
+        return f", about {max(min(left), 0) / 60:.1f} min left" if left else ""
+
+    def due(self) -> bool:
+        """Whether a log line is due (no bar, and ``minutes`` since the last one)."""
+        return self.bar is None and bool(self.minutes) and time.perf_counter() - self.last_line >= 60 * self.minutes
+
+    def update(self, state: TrainState, loss: float | None, symbols_per_s: float | None) -> None:
+        if self.bar is not None:
+            self.bar.update(state.step - self.bar.n)
+            self.bar.set_description(self._epoch(state), refresh=False)
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{symbols_per_s:.0f}")
+        elif loss is not None and self.due():
+            self.last_line = time.perf_counter()
+            total = f"/{self.limits.planned}" if self.limits.planned else ""
+            log.info("step %d%s, %s (%.0f%%): loss %.4f, %.0f symbols/s%s", state.step, total, self._epoch(state),
+                     100 * state.batch_in_epoch / max(self.steps_per_epoch, 1), loss, symbols_per_s, self._eta(state))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class Checkpoints:
@@ -141,8 +269,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         resume.check_init_labels(start, task.label_vocabulary(train_split, task_cfg))
         log.info("trainer.init: starting from the weights of %s", start.init_dir)
     elif start.resume_dir is None:  # from the data as given (a teacher's outputs may lack some references' labels)
-        tokenizer = tok.build(cfg.tokenizer.name, task.tokenizer_examples(data["train"]),
-                              cfg.tokenizer.min_frequency, cfg.tokenizer.lowercase, cfg.tokenizer.max_vocab)
+        tokenizer = tok.build_from(cfg.tokenizer, task.tokenizer_examples(data["train"]))
         labels = task.label_vocabulary(data["train"] if distilled is None else
                                        {"target": list(data["train"]["target"]) + train_split["target"]}, task_cfg)
     encoded = task.encode(train_split, tokenizer, labels, "train", task_cfg)
@@ -171,15 +298,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     ema = moving_average(model, tc.ema)  # trainer.ema: the average is what is evaluated and saved
     optimizer = adamw(model, cfg.optim)
     steps_per_epoch = len(token_batches(lengths, tc.batch_tokens, shuffle=False))
-    limits = Limits(steps=tc.max_epochs * steps_per_epoch, epochs=tc.max_epochs, seconds=60.0 * tc.max_minutes,
-                    patience=tc.patience)
-    if tc.max_steps > 0:
-        limits.steps = min(limits.steps, tc.max_steps)
+    metric = selection_metric(tc.select, cfg.task.name, labels)
+    limits = Limits.of(tc, steps_per_epoch, metric)
     warmup = cfg.optim.warmup_steps
-    if warmup >= limits.steps and not limits.seconds:
-        warmup = limits.steps // 10
+    if limits.planned and warmup >= limits.planned:
+        warmup = limits.planned // 10
         log.warning("optim.warmup_steps=%d is not below the %d training steps; warming up for %d",
-                    cfg.optim.warmup_steps, limits.steps, warmup)
+                    cfg.optim.warmup_steps, limits.planned, warmup)
 
     # ---- the training state: new, or where the resumed run's last/ left it
     state = TrainState()
@@ -191,25 +316,28 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     revision = checkpoint.git_revision()
     checkpoints = Checkpoints(run_dir, config, tokenizer, labels, revision, model, ema, optimizer, scaler, device)
     scored = checkpoints.scored
-    log.info("training: %d steps/epoch, up to %d epochs / %d steps%s on %s; run directory %s",
-             steps_per_epoch, tc.max_epochs, limits.steps,
-             f" / {tc.max_minutes:g} min" if limits.seconds else "", device, run_dir)
+    if start.resume_dir is not None and state.select != metric:
+        raise UserError(f"trainer.select: the resumed run selected by {state.select!r}, this one by {metric!r}; "
+                        f"give trainer.select={state.select}")
+    state.select = metric
+    log.info("training: %d steps/epoch, up to %s on %s; best/ by validation %s; run directory %s",
+             steps_per_epoch, limits.describe(), device, metric if validation is not None else "(no validation data)",
+             run_dir)
 
     # ---- the loop (a run resumed after it had stopped, killed in its final evaluation, stops again)
     stop_reason, last_metrics = limits.reached(state), {}
     window_symbols, window_start, trained_symbols = 0, time.perf_counter(), 0
     threads.start()
     loop_start = state.started = time.perf_counter()  # this run's time counts from here
+    progress_bar = Progress(limits, steps_per_epoch, state, tc.progress, tc.log_minutes)
     while stop_reason is None:
         batches = token_batches(lengths, tc.batch_tokens, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
-        bar = tqdm(total=len(batches), initial=state.batch_in_epoch, desc=f"epoch {state.epoch + 1}",
-                   disable=None if tc.progress else True, leave=False, dynamic_ncols=True)
         model.train()
         while stop_reason is None and state.batch_in_epoch < len(batches):
             threads.update()
             batch = task.make_batch(encoded, batches[state.batch_in_epoch])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            progress = max((state.step - warmup) / max(limits.steps - warmup, 1),
+            progress = max((state.step - warmup) / max(limits.planned - warmup, 1) if limits.planned else 0.0,
                            state.elapsed() / limits.seconds if limits.seconds else 0.0)
             lr = cfg.optim.lr * lr_factor(state.step, progress, warmup, cfg.optim.schedule)
             for group in optimizer.param_groups:
@@ -223,13 +351,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             symbols = int(batch["mask"].sum())
             window_symbols += symbols
             trained_symbols += symbols
-            bar.update(1)
-            if state.step % 50 == 0 or state.step == 1:
+            shown_loss = tokens_per_s = None
+            if state.step % 50 == 0 or state.step == 1 or progress_bar.due():
                 now = time.perf_counter()
                 tokens_per_s = window_symbols / max(now - window_start, 1e-9)
                 window_symbols, window_start = 0, now
-                log_step(writer, state.step, loss.item(), lr, float(grad_norm), tokens_per_s, layer_weights)
-                bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens_per_s:.0f}")
+                shown_loss = loss.item()
+                log_step(writer, state.step, shown_loss, lr, float(grad_norm), tokens_per_s, layer_weights)
+            progress_bar.update(state, shown_loss, tokens_per_s)
 
             end_of_epoch = state.batch_in_epoch == len(batches)
             if end_of_epoch:  # counted before evaluating, so last/ resumes at the next epoch
@@ -242,15 +371,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     metrics = last_metrics = task.evaluate(scored, tokenizer, labels, validation, task_cfg, device,
                                                            2 * tc.batch_tokens)
                     task.log_metrics(writer, "validation", metrics, state.step)
-                    improved = metrics["accuracy"] > state.best_score
+                    score = selection_score(metrics, metric)
+                    improved = score > state.best_score
                     if improved:
-                        state.best_score, state.best_step, state.bad_evals = metrics["accuracy"], state.step, 0
+                        state.best_score, state.best_step, state.bad_evals = score, state.step, 0
                         checkpoints.save("best", state, metrics)
                     else:
                         state.bad_evals += 1
-                    log.info("step %d epoch %.2f: validation accuracy %.4f%s (best %.4f at step %d), %.1f min",
-                             state.step, state.epoch + state.batch_in_epoch / len(batches), metrics["accuracy"],
-                             " *" if improved else "", state.best_score, state.best_step, state.elapsed() / 60)
+                    best = -state.best_score if metric in LOWER_IS_BETTER else state.best_score
+                    log.info("step %d epoch %.2f: validation %s %.4f%s (best %.4f at step %d), %.1f min",
+                             state.step, state.epoch + state.batch_in_epoch / len(batches), metric, metrics[metric],
+                             " *" if improved else "", best, state.best_step, state.elapsed() / 60)
                     stop_reason = stop_reason or limits.reached(state)
                 model.train()
                 checkpoints.save("last", state, metrics)
@@ -259,7 +390,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 checkpoints.save("last", state, last_metrics)
             if end_of_epoch:
                 break
-        bar.close()
+    progress_bar.close()
     train_seconds = state.elapsed()
     # symbols per second of this process's training, evaluations included (what a user waits)
     train_symbols_per_s = trained_symbols / max(time.perf_counter() - loop_start, 1e-9)
@@ -272,7 +403,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     model.load_state_dict(load_file(run_dir / "best" / "model.safetensors", device=str(device)))
     results = {"git_revision": revision, "stop_reason": stop_reason, "steps": state.step,
                "epochs": round(state.epoch + state.batch_in_epoch / max(steps_per_epoch, 1), 2),
-               "best_step": state.best_step, "train_seconds": train_seconds, "parameters": n_params,
+               "best_step": state.best_step, "selected_by": metric, "train_seconds": train_seconds, "parameters": n_params,
                "receptive_field": receptive_field, "train_symbols_per_s": train_symbols_per_s, **threads.summary()}
     if start.init_dir is not None:
         results["init"] = str(start.init_dir.resolve())

@@ -36,8 +36,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(url: str, target: Path, sha256: str | None, timeout: float = 60.0) -> Path:
-    """Return ``target``, downloading ``url`` there first unless a verified copy exists."""
+def fetch(url: str, target: Path, sha256: str | None, timeout: float = 60.0, local: str = "") -> Path:
+    """Return ``target``, downloading ``url`` there first unless a verified copy exists. ``local``:
+    where the files could be instead (a failed download says so)."""
+    hint = f"; without a network, put {local} in $CONVNLP_DATA_DIR (or data.data_dir)" if local else ""
     if target.is_file() and (sha256 is None or sha256_of(target) == sha256):
         return target
     log.info("downloading %s -> %s", url, target)
@@ -53,9 +55,9 @@ def fetch(url: str, target: Path, sha256: str | None, timeout: float = 60.0) -> 
                     "the file was not kept"
                 )
     except urllib.error.HTTPError as e:
-        raise UserError(f"{url}: download failed: HTTP {e.code} {e.reason}") from None
+        raise UserError(f"{url}: download failed: HTTP {e.code} {e.reason}{hint}") from None
     except (urllib.error.URLError, OSError) as e:
-        raise UserError(f"{url}: download failed: {getattr(e, 'reason', e)}") from None
+        raise UserError(f"{url}: download failed: {getattr(e, 'reason', e)}{hint}") from None
     return target
 
 

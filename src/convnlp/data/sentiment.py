@@ -43,7 +43,8 @@ def sst2_path(split: str, data_dir: str | None, url: str, cache: str | None) -> 
         for candidate in (directory / "sst2" / local, directory / local, directory / remote):
             if candidate.is_file():
                 return candidate
-    return download.fetch(url.format(file=remote), download.cache_dir(cache) / "sst2" / remote, sha256)
+    return download.fetch(url.format(file=remote), download.cache_dir(cache) / "sst2" / remote, sha256,
+                          local=f"sst2/{local}")
 
 
 def load_sst2(data_dir: str | None, url: str, cache_dir: str | None, splits) -> dict[str, tuple[list, list]]:
@@ -62,7 +63,7 @@ def mr_paths(data_dir: str | None, url: str, cache: str | None) -> dict[str, Pat
     paths = {p: target / name for p, name in names.items()}
     if all(path.is_file() and download.sha256_of(path) == MR_FILES[p] for p, path in paths.items()):
         return paths
-    archive = download.fetch(url, target / Path(url).name, None)
+    archive = download.fetch(url, target / Path(url).name, None, local="mr/rt-polarity.pos and .neg")
     try:
         with tarfile.open(archive) as tar:
             for polarity, name in names.items():

@@ -10,17 +10,23 @@ A vocabulary is trained on either tokenized sentences (lists of words: tagging) 
 (strings: classification). ``encode`` returns the symbol ids and, per word, the index of its
 first and last symbol: the tagging head pools word vectors from those positions. The tokenizer
 is saved as ``tokenizer.json`` in every checkpoint.
+
+Special tokens (``tokenizer.special_tokens``, and the matches of ``tokenizer.special_pattern`` in
+the training texts) are read as one symbol wherever they occur, by every kind: ``V;PST`` or
+``<en>`` in a character source is one symbol, not five or four letters. They are HF added
+tokens of the saved tokenizer, so prediction reads them the same way.
 """
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import BPE, WordLevel
 from tokenizers.trainers import BpeTrainer
 
@@ -36,18 +42,37 @@ def _word_splitter() -> pre_tokenizers.PreTokenizer:
     return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
 
 
+def special_tokens(texts: Sequence[str], tokens: Sequence[str] = (), pattern: str = "") -> list[str]:
+    """The given special tokens, then each distinct match of ``pattern`` in ``texts``, in order."""
+    found = dict.fromkeys(t for t in tokens if t)
+    if pattern:
+        expression = re.compile(pattern)
+        for text in texts:
+            found.update(dict.fromkeys(m.group(0) for m in expression.finditer(text) if m.group(0)))
+    return [t for t in found if t not in (PAD, UNK)]
+
+
+def build_from(cfg, examples: Sequence[str] | Sequence[list[str]]) -> Tokenizer:
+    """``build`` with a ``tokenizer`` config group's settings."""
+    return build(cfg.name, examples, cfg.min_frequency, cfg.lowercase, cfg.max_vocab,
+                 list(cfg.special_tokens), cfg.special_pattern)
+
+
 def build(kind: str, examples: Sequence[str] | Sequence[list[str]], min_frequency: int = 1,
-          lowercase: bool = False, max_vocab: int = 0) -> Tokenizer:
+          lowercase: bool = False, max_vocab: int = 0, specials: Sequence[str] = (), special_pattern: str = "") -> Tokenizer:
     """Train a vocabulary on the training split: tokenized sentences or raw texts.
 
     ``char`` and ``word`` vocabularies are counted here and handed to ``WordLevel`` with no
     added special tokens, so text that happens to contain ``<unk>`` or ``<pad>`` is read as
-    ordinary text. For ``bpe``, ``max_vocab`` is the vocabulary size to learn.
+    ordinary text. For ``bpe``, ``max_vocab`` is the vocabulary size to learn. ``specials`` and
+    the matches of ``special_pattern`` are kept whole (see the module's docstring), whatever
+    their frequency.
     """
     if kind not in KINDS:
         raise UserError(f"tokenizer={kind!r} is not known; choose one of: {', '.join(KINDS)}")
     raw = bool(examples) and isinstance(examples[0], str)
     texts = examples if raw else [" ".join(words) for words in examples]
+    specials = special_tokens(texts, specials, special_pattern)
     normalizer = normalizers.Lowercase() if lowercase else None
 
     def normalize(text: str) -> str:
@@ -60,11 +85,16 @@ def build(kind: str, examples: Sequence[str] | Sequence[list[str]], min_frequenc
         if normalizer:
             tokenizer.normalizer = normalizer
         trainer = BpeTrainer(vocab_size=max_vocab or 8000, min_frequency=min_frequency,
-                             special_tokens=[PAD, UNK], end_of_word_suffix=END_OF_WORD,
+                             special_tokens=[PAD, UNK, *specials], end_of_word_suffix=END_OF_WORD,
                              show_progress=False)
         tokenizer.train_from_iterator(texts, trainer)
         return tokenizer
 
+    if specials:  # what is left between the special tokens is counted as usual
+        between = re.compile("|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True)))
+        texts = [piece for text in texts for piece in between.split(text)]
+        if not raw:
+            examples = [[w for w in words if w not in specials] for words in examples]
     splitter = _word_splitter() if kind == "word" and raw else None
     counts: Counter[str] = Counter()
     if kind == "char":
@@ -76,11 +106,11 @@ def build(kind: str, examples: Sequence[str] | Sequence[list[str]], min_frequenc
     else:
         for words in examples:
             counts.update(normalize(w) for w in words)
-    kept = sorted((s for s, n in counts.items() if n >= min_frequency and s not in (PAD, UNK)),
+    kept = sorted((s for s, n in counts.items() if n >= min_frequency and s not in (PAD, UNK) and s not in specials),
                   key=lambda s: (-counts[s], s))
     if max_vocab:
         kept = kept[:max_vocab]
-    vocab = {s: i for i, s in enumerate([PAD, UNK, *kept])}  # PAD_ID is 0
+    vocab = {s: i for i, s in enumerate([PAD, UNK, *specials, *kept])}  # PAD_ID is 0
     tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK))
     if normalizer:
         tokenizer.normalizer = normalizer
@@ -88,6 +118,8 @@ def build(kind: str, examples: Sequence[str] | Sequence[list[str]], min_frequenc
         tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     elif splitter is not None:
         tokenizer.pre_tokenizer = splitter
+    if specials:  # matched in the raw text before normalizing and splitting
+        tokenizer.add_tokens([AddedToken(t, normalized=False) for t in specials])
     return tokenizer
 
 

@@ -27,7 +27,7 @@ def resolve(split: str, data_dir: str | None, url: str, cache: str | None) -> Pa
             if candidate.is_file():
                 return candidate
     target = download.cache_dir(cache) / "ud_en_ewt" / f"en_ewt-ud-{part}.conllu"
-    return download.fetch(url.format(split=part), target, sha256)
+    return download.fetch(url.format(split=part), target, sha256, local=f"ud_en_ewt/{part}.conllu")
 
 
 def load(tagset: str, data_dir: str | None, url: str, cache_dir: str | None, splits=tuple(FILES)):

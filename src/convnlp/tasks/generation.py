@@ -20,7 +20,8 @@ training tokens by frequency.
 A source given several times (a word with two pronunciations) is one evaluation example whose
 output is correct when it equals any of its references. Metrics: ``wer`` (sequences not equal
 to any reference), ``per`` (token edit distance to the closest reference over its length),
-``cer`` (the same over characters of the output text), ``bleu`` and ``chrf`` (sacrebleu, on the
+``cer`` (the same over characters of the output text), ``bleu`` (over characters with
+``task.target_tokens=char``) and ``chrf`` (sacrebleu, on the
 output text), and ``accuracy`` = 1 - wer, which selects the best checkpoint.
 
 Data columns (``COLUMNS``): ``source`` (str) and ``target`` (str).
@@ -332,7 +333,10 @@ def metrics(predictions: list[list[str] | None], references: list[list[list[str]
     hypotheses = [join_tokens(p or [], task) for p in predictions]
     streams = [[join_tokens(refs[k], task) if k < len(refs) else None for refs in references]
                for k in range(max((len(r) for r in references), default=0))]
-    bleu = sacrebleu.corpus_bleu(hypotheses, streams).score if n else 0.0
+    # character targets (one word per output, as inflection or transliteration gives): BLEU over
+    # characters, else it is 0 for any output short of the whole reference
+    tokenize = "char" if task.get("target_tokens") == "char" else "13a"
+    bleu = sacrebleu.corpus_bleu(hypotheses, streams, tokenize=tokenize).score if n else 0.0
     chrf = sacrebleu.corpus_chrf(hypotheses, streams).score if n else 0.0
     return {"accuracy": 1 - wrong / max(n, 1), "wer": wrong / max(n, 1),
             "per": token_errors / max(token_total, 1), "cer": char_errors / max(char_total, 1),

@@ -186,12 +186,17 @@ def predict_records(model, tokenizer, labels, inputs: list[list[str]], device, t
 _BIO = re.compile(r"^(O|[BIESL]-.+)$")
 
 
+def is_bio(tags) -> bool:
+    """Whether tags are entity tags (O, B-X, I-X; E-, S-, L- too) with at least one entity tag."""
+    tagset = set(tags)
+    return bool(tagset) and all(_BIO.match(t) for t in tagset) and tagset != {"O"}
+
+
 def metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
     """Token accuracy; entity precision / recall / F1 (seqeval) when the tags are BIO-style."""
     pairs = [(g, p) for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)]
     result = {"accuracy": sum(g == p for g, p in pairs) / max(len(pairs), 1), "tokens": len(pairs)}
-    tagset = {g for g, _ in pairs}
-    if tagset and all(_BIO.match(t) for t in tagset) and tagset != {"O"}:
+    if is_bio(g for g, _ in pairs):
         from seqeval.metrics import f1_score, precision_score, recall_score
 
         result.update(precision=precision_score(gold, predicted), recall=recall_score(gold, predicted),
