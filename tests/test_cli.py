@@ -619,9 +619,10 @@ def test_generation_errors_are_one_line(tmp_path, spelling_files):
     long.write_text("ab\tA B\nabcdefgabcdefg\tA\nabc\tA B C D E F G H I J\n")
     result = convnlp("train", *TINY_GENERATOR, "data=parallel", f"data.train={long}", cwd=tmp_path, check=False)
     assert result.returncode == 2
-    assert result.stderr.startswith("convnlp: error: train: 1 target(s) need more than decoder.max_length=8 "
-                                    "positions (up to 11; first: 'abc' -> 'A B C D E F G H I J'); 1 source(s) are "
-                                    "longer than decoder.source_length=8 symbols")
+    assert result.stderr.startswith("convnlp: error: train: 1 target(s) need more than min(2 x source symbols + 6, "
+                                    "decoder.max_length=8) positions (decoder.output_length=source) (up to 11; "
+                                    "first: 'abc' -> 'A B C D E F G H I J'); 1 source(s) are longer than "
+                                    "decoder.source_length=8 symbols")
     assert result.stderr.count("\n") == 1
     result = convnlp("train", *TINY_GENERATOR, "data=parallel", f"data.train={long}", "decoder.too_long=filter",
                      "trainer.max_steps=2", cwd=tmp_path)
@@ -683,7 +684,8 @@ def test_a_run_killed_during_its_final_evaluation_finishes_without_training_more
     convnlp("train", *args, cwd=tmp_path)
     (stopped,) = run_dirs(tmp_path)
     metrics = json.loads((stopped / "metrics.json").read_text())
-    assert metrics["stop_reason"] == "no improvement in 1 evaluations" and metrics["steps"] == 10
+    assert metrics["stop_reason"] == "trainer.patience=1: no better validation f1 in 1 evaluations" and \
+        metrics["steps"] == 10
     last = json.loads((stopped / "last" / "metrics.json").read_text())
     assert last["finished"] is True
     (stopped / "last" / "metrics.json").write_text(json.dumps({**last, "finished": False}))  # killed before this

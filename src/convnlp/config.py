@@ -43,16 +43,16 @@ class TaggingConfig:
 @dataclass
 class ClassificationConfig:
     name: str = "classification"
-    embedding_dim: int = 64
-    embedding_dropout: float = 0.1
-    token_dropout: float = 0.0
+    embedding_dim: int = 128
+    embedding_dropout: float = 0.5
+    token_dropout: float = 0.25
     features: list[str] = field(default_factory=list)
     feature_rows: int = 5000
     pooling: str = "max"  # max | mean | attention
     conv_blocks: int = 0  # DPCNN reduction blocks before pooling (0 = none)
     conv_kernel: int = 3
     hidden: int = 0
-    dropout: float = 0.3
+    dropout: float = 0.5
 
 
 @dataclass
@@ -576,6 +576,12 @@ def validate_group(group: str, node: DictConfig) -> DictConfig:
 def validate(cfg: DictConfig, groups: tuple[str, ...] = tuple(SCHEMAS)) -> DictConfig:
     """Check every present group against its schema and the fixed choices; returns a typed copy."""
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    task, data = (OmegaConf.select(out, f"{g}.name", default=None) for g in ("task", "data"))
+    if task is not None and data is not None:  # first: a data set's experiment sets keys of its own task
+        from convnlp.data import DATASETS, check_task
+
+        if data in DATASETS:  # (an unknown name is the data group's error, below)
+            check_task(data, task)
     for group in groups:
         if group in cfg and isinstance(cfg[group], DictConfig) and "name" in cfg[group]:
             out[group] = validate_group(group, cfg[group])
@@ -592,11 +598,6 @@ def validate(cfg: DictConfig, groups: tuple[str, ...] = tuple(SCHEMAS)) -> DictC
     select = OmegaConf.select(out, "trainer.select", default=None)
     if select is not None and task in SELECT and select not in SELECT[task]:
         raise UserError(f"trainer.select={select!r} is not a {task} metric; choose one of: {', '.join(SELECT[task])}")
-    data = OmegaConf.select(out, "data.name", default=None)
-    if task is not None and data is not None:
-        from convnlp.data import check_task
-
-        check_task(data, task)
     for key, (ok, requirement) in RULES.items():
         value = OmegaConf.select(out, key, default=None)
         if value is not None and not _holds(ok, value):

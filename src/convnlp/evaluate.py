@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from convnlp import ensemble
@@ -23,7 +24,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     threads = ThreadPolicy(cfg.threads)  # 0: the cores other processes leave free
     device = pick_device(cfg.device)
     model, config, tokenizer, labels = ensemble.load(cfg.checkpoint, device)  # one, or a list
-    threads.start()
+    threads.start(logging.DEBUG)  # standard output is the metrics' JSON
     split = cfg.data.split
     if "name" in cfg.data:  # data=... given on the command line
         data_cfg = cfg.data
@@ -41,7 +42,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     # labels training never saw: each of their tokens or texts is an error
     named = [str(c) for c in cfg.checkpoint] if isinstance(cfg.checkpoint, ListConfig) else str(cfg.checkpoint)
     result = {"checkpoint": named, "data": data_cfg.name, "split": split, **metrics,
-              "unseen_labels": unseen}
+              "unseen_labels": unseen, "threads": torch.get_num_threads()}
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     log.info("wrote %s", run_dir / "metrics.json")

@@ -121,7 +121,7 @@ def predict_command(cfg: DictConfig) -> None:
     threads = ThreadPolicy(cfg.threads)  # 0: the cores other processes leave free, checked as it goes
     device = pick_device(cfg.device)
     model, config, tokenizer, labels = ensemble.load(cfg.checkpoint, device)  # one, or a list
-    threads.start()
+    threads.start(logging.DEBUG)
     task = TASKS[config["task"]["name"]]
     task_cfg = task_config(config)
     empty, bad, first_bad = 0, 0, None

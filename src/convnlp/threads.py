@@ -105,10 +105,10 @@ class ThreadPolicy:
             self.history.append((round(time.monotonic() - self._start, 1), want))
         return want
 
-    def start(self) -> int:
+    def start(self, level: int = logging.INFO) -> int:
         """The first choice, from the load since the policy was made (the data loading)."""
         threads = self.update(force=True)
-        log.info("threads: %d%s", threads, " (threads=0: the cores other processes leave free, checked "
+        log.log(level, "threads: %d%s", threads, " (threads=0: the cores other processes leave free, checked "
                  f"every {self.interval:g} s)" if self.auto else "")
         return threads
 

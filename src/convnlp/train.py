@@ -117,6 +117,7 @@ def selection_score(metrics: dict, metric: str) -> float:
     if not isinstance(value, (int, float)):
         numbers = ", ".join(k for k, v in metrics.items() if isinstance(v, (int, float)) and k != "examples")
         raise UserError(f"trainer.select={metric}: the validation metrics have no {metric!r}; they have: {numbers}")
+    value = float(value)  # seqeval's are numpy floats, which a weights-only training state cannot hold
     return -value if metric in LOWER_IS_BETTER else value
 
 

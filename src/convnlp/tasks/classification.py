@@ -65,7 +65,7 @@ class ClassificationHead(nn.Module):
     """``forward(h[B, T, C], mask[B, T], batch) -> logits[B, num_labels]``."""
 
     def __init__(self, input_dim: int, num_labels: int, pooling: str = "max", conv_blocks: int = 0,
-                 conv_kernel: int = 3, hidden: int = 0, dropout: float = 0.3):
+                 conv_kernel: int = 3, hidden: int = 0, dropout: float = 0.5):
         super().__init__()
         if pooling not in ("max", "mean", "attention"):
             raise ValueError(f"pooling must be max, mean or attention, got {pooling!r}")

@@ -199,8 +199,8 @@ def metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, floa
     if is_bio(g for g, _ in pairs):
         from seqeval.metrics import f1_score, precision_score, recall_score
 
-        result.update(precision=precision_score(gold, predicted), recall=recall_score(gold, predicted),
-                      f1=f1_score(gold, predicted))
+        result.update(precision=float(precision_score(gold, predicted)), recall=float(recall_score(gold, predicted)),
+                      f1=float(f1_score(gold, predicted)))
     return result
 
 
