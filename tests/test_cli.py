@@ -407,8 +407,10 @@ def test_ud_ewt_and_the_default_data_train_through_the_cli(tmp_path, shared_data
 @pytest.fixture(scope="module")
 def classified(tmp_path_factory, review_files):
     cwd = tmp_path_factory.mktemp("classification")
+    # a tiny model (embeddings of 8) cannot afford the defaults' dropout and word dropout
     result = convnlp("train", *review_args(review_files), *TINY_CLASSIFIER, "tokenizer=word",
-                     "trainer.max_epochs=15", "trainer.batch_tokens=150", "optim.warmup_steps=10", cwd=cwd)
+                     "trainer.max_epochs=15", "trainer.batch_tokens=150", "optim.warmup_steps=10", "task.dropout=0.3",
+                     "task.embedding_dropout=0.1", "task.token_dropout=0", cwd=cwd)
     (run_dir,) = run_dirs(cwd)
     return cwd, run_dir, result
 

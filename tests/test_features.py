@@ -130,7 +130,8 @@ def test_tagging_with_word_features_trains_predicts_and_benches(tmp_path, conll_
     name = run.name
     scored = convnlp("eval", f"checkpoint={run / 'best'}", *conll_args(conll_files), "data.split=test", cwd=tmp_path)
     assert saved["encoders"][name]["accuracy"] is not None
-    assert f"{saved['encoders'][name]['accuracy']:.4f}" in scored.stdout + scored.stderr
+    evaluated = json.loads(scored.stdout[: scored.stdout.rindex("}") + 1])
+    assert saved["encoders"][name]["accuracy"] == pytest.approx(evaluated["accuracy"])
     assert {r["measure"] for r in saved["raw"] if r["encoder"] == name} == {"infer", "latency"}
     stages = saved["profile"][name]["stages"]
     assert set(stages) == {"input", "network", "output"} and sum(stages.values()) == pytest.approx(1.0)

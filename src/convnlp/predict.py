@@ -118,7 +118,7 @@ def _open(path: str, mode: str, stack: ExitStack):
 def predict_command(cfg: DictConfig) -> None:
     if cfg.on_error not in ON_ERROR:
         raise UserError(f"on_error={cfg.on_error!r} is not valid; choose one of: {', '.join(ON_ERROR)}")
-    threads = ThreadPolicy(cfg.threads)  # 0: the cores other processes leave free, checked as it goes
+    threads = ThreadPolicy(cfg.get("threads", 0))  # 0: the cores other processes leave free, checked as it goes
     device = pick_device(cfg.device)
     model, config, tokenizer, labels = ensemble.load(cfg.checkpoint, device)  # one, or a list
     threads.start(logging.DEBUG)
