@@ -253,3 +253,17 @@ def test_bleu_of_character_targets_counts_characters():
     words = [["HH", "AH0", "L", "OW1"]]  # word targets: BLEU over sacrebleu's usual 13a tokens
     assert metrics(words, [words], {"target_tokens": "word"})["bleu"] == pytest.approx(100.0)
     assert metrics([["hello"]], [[list("hello")]], {"target_tokens": "word"})["bleu"] == 0.0
+
+
+def test_report_sorts_by_the_metric_the_runs_selected_by(tmp_path):
+    from convnlp.report import selection_key
+
+    runs = []
+    for name, chosen in (("a", "f1"), ("b", "f1"), ("c", None)):
+        (tmp_path / name).mkdir()
+        if chosen:
+            (tmp_path / name / "metrics.json").write_text(json.dumps({"selected_by": chosen}))
+        runs.append(tmp_path / name)
+    assert selection_key(runs) == "validation.f1"  # c has not finished
+    (tmp_path / "c" / "metrics.json").write_text(json.dumps({}))  # before trainer.select: accuracy
+    assert selection_key(runs) == "validation.accuracy"

@@ -77,6 +77,18 @@ def _status(run: Path) -> str:
     return lines[-1].split(" - ", 1)[-1][:120] if lines else "no metrics.json and no log"
 
 
+def selection_key(runs: list[Path]) -> str:
+    """``sort=auto``: the validation metric the runs selected their best checkpoint by
+    (``trainer.select``, saved as ``selected_by``) when they all used one, else accuracy."""
+    chosen = set()
+    for run in runs:
+        try:
+            chosen.add(json.loads((run / "metrics.json").read_text()).get("selected_by", "accuracy"))
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue  # unfinished or unreadable: collect() reports it
+    return f"validation.{chosen.pop()}" if len(chosen) == 1 else "validation.accuracy"
+
+
 def collect(runs: list[Path], sort: str) -> list[dict]:
     """One row per run: its name, overrides, the chosen metric and the COLUMNS."""
     rows = []
@@ -162,9 +174,10 @@ def report_command(cfg: DictConfig, run_dir: Path) -> list[dict]:
     runs = [run for d in dirs for run in find_runs(Path(d))]
     if not runs:
         raise UserError(f"report: no training runs (directories with metrics.json or .hydra/) in {', '.join(dirs)}")
-    rows = collect(runs, cfg.sort)
+    sort = selection_key(runs) if cfg.sort == "auto" else cfg.sort
+    rows = collect(runs, sort)
     prefix = str(Path(dirs[0])) if len(dirs) == 1 else ""
-    table = markdown(rows, cfg.sort, prefix)
+    table = markdown(rows, sort, prefix)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "report.md").write_text(table)
     with open(run_dir / "report.csv", "w", newline="") as f:
