@@ -38,7 +38,7 @@ class Task(Protocol):
     def loss(self, logits: torch.Tensor, batch: dict, task: dict) -> tuple[torch.Tensor, int]: ...  # (mean, count)
 
     def evaluate(self, model, tokenizer, labels, split, task: dict, device, batch_tokens: int) -> dict:
-        """Metrics; "accuracy" selects the best checkpoint."""
+        """Metrics; ``trainer.select`` names the one that selects the best checkpoint."""
 
     def log_metrics(self, writer, prefix: str, result: dict, step: int) -> None: ...  # to TensorBoard
 

@@ -20,9 +20,9 @@ training tokens by frequency.
 A source given several times (a word with two pronunciations) is one evaluation example whose
 output is correct when it equals any of its references. Metrics: ``wer`` (sequences not equal
 to any reference), ``per`` (token edit distance to the closest reference over its length),
-``cer`` (the same over characters of the output text), ``bleu`` (over characters with
-``task.target_tokens=char``) and ``chrf`` (sacrebleu, on the
-output text), and ``accuracy`` = 1 - wer, which selects the best checkpoint.
+``cer`` (the same over characters of the output text), ``bleu`` and ``chrf`` (sacrebleu, on the
+output text; BLEU over characters with ``task.target_tokens=char``), and ``accuracy`` = 1 - wer
+(what ``trainer.select=auto`` selects the best checkpoint by).
 
 Data columns (``COLUMNS``): ``source`` (str) and ``target`` (str).
 """
