@@ -321,9 +321,10 @@ def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
     (failed.parent / "train.log").write_text("[2026-12-01 10:00:00,000][convnlp][ERROR] - failed: disk full\n")
     result = convnlp("report", str(sweep), cwd=tmp_path)
     table = result.stdout.strip().splitlines()
-    assert table[0].startswith("|  | run | overrides | validation | test |") and len(table) == 2 + 5 + 1
+    assert table[0].startswith("|  | run | overrides | validation | test | validation F1 |") and len(table) == 2 + 5 + 1
     accuracies = [float(line.split(" | ")[3].rstrip("%")) for line in table[2:6]]
-    assert accuracies == sorted(accuracies, reverse=True) and table[2].startswith("| * |")
+    f1s = [float(line.split(" | ")[5]) for line in table[2:6]]  # BIO tags: sorted by what selected best/
+    assert f1s == sorted(f1s, reverse=True) and table[2].startswith("| * |")
     assert "encoder=plain tokenizer=char" in result.stdout and table[6].endswith("| failed: disk full |")
     # the last row: mean ± sample std over the four finished runs (a cross-validation's figure)
     mean, std = table[7].split(" | ")[3].rstrip("%").split(" ± ")
@@ -332,7 +333,7 @@ def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
     (report_dir,) = tmp_path.glob("outputs/report/*/")
     assert (report_dir / "report.md").read_text() == result.stdout
     rows = list(csv.DictReader(open(report_dir / "report.csv")))
-    assert len(rows) == 5 and rows[0]["best"] == "True" and abs(float(rows[0]["score"]) - accuracies[0] / 100) < 1e-4
+    assert len(rows) == 5 and rows[0]["best"] == "True" and abs(float(rows[0]["score"]) - f1s[0]) < 1e-4
     by_test = convnlp("report", str(sweep), "sort=test.accuracy", cwd=tmp_path).stdout
     assert by_test.splitlines()[2].startswith("| * |")
     missing = convnlp("report", str(tmp_path / "nothing"), cwd=tmp_path, check=False)

@@ -28,6 +28,7 @@ from convnlp.errors import UserError
 COLUMNS = [
     ("validation", "validation.accuracy", "{:.2%}"),
     ("test", "test.accuracy", "{:.2%}"),
+    ("validation F1", "validation.f1", "{:.4f}"),
     ("test F1", "test.f1", "{:.4f}"),
     ("validation WER", "validation.wer", "{:.2%}"),
     ("test WER", "test.wer", "{:.2%}"),
