@@ -267,3 +267,14 @@ def test_report_sorts_by_the_metric_the_runs_selected_by(tmp_path):
     assert selection_key(runs) == "validation.f1"  # c has not finished
     (tmp_path / "c" / "metrics.json").write_text(json.dumps({}))  # before trainer.select: accuracy
     assert selection_key(runs) == "validation.accuracy"
+
+
+def test_a_resumed_run_keeps_its_selection_metric(tmp_path, conll_files):
+    args = [*conll_args(conll_files), *TINY, "trainer.max_steps=2"]
+    run_convnlp("train", *args, cwd=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    result = run_convnlp("train", *args, "trainer.select=accuracy", f"trainer.resume={run}", cwd=tmp_path,
+                         check=False)
+    assert result.returncode == 2
+    assert result.stderr == ("convnlp: error: trainer.select: the resumed run selected by 'f1', this one by "
+                             "'accuracy'; give trainer.select=f1\n")

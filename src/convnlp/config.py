@@ -428,7 +428,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-# trainer.select: the validation metrics each task can select the best checkpoint by
+# trainer.select: the validation metrics each task can select the best checkpoint by; the error
+# rates among them improve downwards (so do training's loss and time, as `convnlp report` sorts)
+LOWER_IS_BETTER = ("wer", "per", "cer", "loss")
 SELECT = {"tagging": ("auto", "accuracy", "f1", "precision", "recall"),
           "classification": ("auto", "accuracy", "macro_f1"),
           "generation": ("auto", "accuracy", "wer", "per", "cer", "bleu", "chrf")}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from convnlp.config import LOWER_IS_BETTER
 from convnlp.errors import UserError
 
 # (column, key in metrics.json, format)
@@ -110,7 +111,7 @@ def collect(runs: list[Path], sort: str) -> list[dict]:
     if not scored and rows:
         raise UserError(f"report: no run has {sort!r} in its metrics.json (sort=... names a key such as "
                         "validation.accuracy or test.wer)")
-    lower_is_better = sort.rsplit(".", 1)[-1] in ("wer", "per", "cer", "loss", "train_seconds")
+    lower_is_better = sort.rsplit(".", 1)[-1] in (*LOWER_IS_BETTER, "train_seconds")
     scored.sort(key=lambda r: r["score"], reverse=not lower_is_better)
     for r in rows:
         r["best"] = bool(scored) and r["score"] == scored[0]["score"]

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from tqdm import tqdm
 from convnlp import checkpoint, resume
 from convnlp.data import DATASETS, load_splits
 from convnlp.data import tokenizer as tok
+from convnlp.config import LOWER_IS_BETTER
 from convnlp.data.batching import token_batches
 from convnlp.device import pick_device
 from convnlp.distill import relabel_with_teacher
@@ -45,7 +47,6 @@ log = logging.getLogger(__name__)
 
 
 DEFAULT_EPOCHS = 20  # trainer.max_epochs=null without a step or time budget
-LOWER_IS_BETTER = {"wer", "per", "cer", "loss"}  # selection metrics that improve downwards
 
 
 @dataclass
@@ -73,12 +74,18 @@ class Limits:
                    min_steps=tc.min_steps, planned=min(planned) if planned else 0,
                    epoch_steps=epochs * steps_per_epoch, metric=metric)
 
+    @property
+    def min_steps_outlast_epochs(self) -> bool:
+        """Whether the epoch limit comes before ``min_steps`` (a small training set), so it is not
+        what ends the run."""
+        return bool(self.epochs) and self.epoch_steps < self.min_steps
+
     def describe(self) -> str:
         parts = [f"{self.steps} steps (max_steps)"] * bool(self.steps) + \
                 [f"{self.epochs} epochs (max_epochs)"] * bool(self.epochs) + \
                 [f"{self.seconds / 60:g} min (max_minutes)"] * bool(self.seconds)
         text = " or ".join(parts) + ", whichever comes first" * (len(parts) > 1)
-        if self.epochs and self.epoch_steps < self.min_steps and (not self.steps or self.steps > self.epoch_steps):
+        if self.min_steps_outlast_epochs and (not self.steps or self.steps > self.epoch_steps):
             text += f", and at least {min(self.min_steps, self.steps or self.min_steps)} steps (min_steps)"
         return text
 
@@ -90,7 +97,7 @@ class Limits:
         if state.step < self.min_steps:
             return None
         if self.epochs and state.epoch >= self.epochs:
-            if self.epoch_steps < self.min_steps:
+            if self.min_steps_outlast_epochs:
                 return (f"trainer.min_steps={self.min_steps} reached ({state.epoch} epochs: a training set this "
                         f"small gets more than max_epochs={self.epochs})")
             return f"trainer.max_epochs={self.epochs} reached"
@@ -127,8 +134,8 @@ def given_budget(cfg: DictConfig, given: set[str]) -> DictConfig:
     experiment's) is not applied unless ``trainer.max_epochs`` is given too, and with any of the
     three ``trainer.min_steps`` is not applied unless it is given too."""
     tc, budget = cfg.trainer, {"trainer.max_steps", "trainer.max_minutes", "trainer.max_epochs"} & given
-    lift_epochs = budget - {"trainer.max_epochs"} and "trainer.max_epochs" not in budget and \
-        (tc.max_steps or tc.max_minutes) and tc.max_epochs is not None
+    steps_or_time = budget - {"trainer.max_epochs"} and (tc.max_steps or tc.max_minutes)
+    lift_epochs = steps_or_time and "trainer.max_epochs" not in budget and tc.max_epochs is not None
     lift_min = budget and "trainer.min_steps" not in given and tc.min_steps
     if not (lift_epochs or lift_min):
         return cfg
@@ -147,8 +154,6 @@ class Progress:
     scheduler's output) a log line every ``minutes``: step, epoch, loss, speed, time left."""
 
     def __init__(self, limits: Limits, steps_per_epoch: int, state: TrainState, enabled: bool, minutes: float):
-        import sys
-
         self.limits, self.steps_per_epoch, self.minutes = limits, steps_per_epoch, minutes
         total = limits.planned or None
         self.bar = None
@@ -160,8 +165,8 @@ class Progress:
 
     def _epoch(self, state: TrainState) -> str:
         limits = self.limits  # the epoch limit, unless min_steps outlasts it
-        return f"epoch {state.epoch + 1}" + (f"/{limits.epochs}" if limits.epoch_steps >= limits.min_steps
-                                             and limits.epochs else "")
+        shown = limits.epochs and not limits.min_steps_outlast_epochs
+        return f"epoch {state.epoch + 1}" + (f"/{limits.epochs}" if shown else "")
 
     def _eta(self, state: TrainState) -> str:
         rate = (state.step - self.start_step) / max(time.perf_counter() - self.start_time, 1e-9)
@@ -313,14 +318,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         state = resume.restore(start.resume_dir, run_dir, model, ema, optimizer, scaler, device)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", start.resume_dir, state.step, state.epoch,
                  state.batch_in_epoch)
+        if state.select != metric:
+            raise UserError(f"trainer.select: the resumed run selected by {state.select!r}, this one by {metric!r}; "
+                            f"give trainer.select={state.select}")
+    state.select = metric
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
     revision = checkpoint.git_revision()
     checkpoints = Checkpoints(run_dir, config, tokenizer, labels, revision, model, ema, optimizer, scaler, device)
     scored = checkpoints.scored
-    if start.resume_dir is not None and state.select != metric:
-        raise UserError(f"trainer.select: the resumed run selected by {state.select!r}, this one by {metric!r}; "
-                        f"give trainer.select={state.select}")
-    state.select = metric
     log.info("training: %d steps/epoch, up to %s on %s; best/ by validation %s; run directory %s",
              steps_per_epoch, limits.describe(), device, metric if validation is not None else "(no validation data)",
              run_dir)

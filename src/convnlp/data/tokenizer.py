@@ -94,7 +94,8 @@ def build(kind: str, examples: Sequence[str] | Sequence[list[str]], min_frequenc
         between = re.compile("|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True)))
         texts = [piece for text in texts for piece in between.split(text)]
         if not raw:
-            examples = [[w for w in words if w not in specials] for words in examples]
+            whole = set(specials)
+            examples = [[w for w in words if w not in whole] for words in examples]
     splitter = _word_splitter() if kind == "word" and raw else None
     counts: Counter[str] = Counter()
     if kind == "char":
