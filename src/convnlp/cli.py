@@ -69,8 +69,24 @@ OmegaConf.register_new_resolver("convnlp_short", short_dirname, replace=True)
 
 
 def fail(message: str) -> None:
+    rank = _other_rank()
+    if rank:  # most errors are every rank's: torchrun stops this one while rank 0 says it
+        time.sleep(3)
+        message = f"[rank {rank}] {message}"
     print(f"convnlp: error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def _other_rank() -> int:
+    """This process's rank if it is one of several processes of one training, not rank 0; else 0."""
+    from convnlp import distributed
+
+    if distributed.world().distributed:
+        return distributed.world().rank
+    try:
+        return int(os.environ.get("RANK", "0")) if distributed.launched() else 0
+    except ValueError:
+        return 0
 
 
 # --------------------------------------------------------------------- checking overrides
@@ -157,7 +173,9 @@ def _check_experiment(variant: list[str], options: list[str]) -> None:
                  "give data=" + value)
 
 
-def check_overrides(command: str, args: list[str]) -> None:
+def check_overrides(command: str, args: list[str]) -> DictConfig:
+    """Compose every variant of the overrides (each value of a sweep) and check it; the config
+    of the first variant."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -175,6 +193,7 @@ def check_overrides(command: str, args: list[str]) -> None:
     # a user's --config-dir joins the search path, as it does for the Hydra app
     dirs = _config_dirs(args)
     search = [f"hydra.searchpath=[{','.join('file://' + d for d in dirs)}]"] if dirs else []
+    first = None
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         for variant in variants:
             try:
@@ -189,6 +208,8 @@ def check_overrides(command: str, args: list[str]) -> None:
                 validate(cfg, GROUPS[command])
             except UserError as e:
                 fail(str(e))
+            first = cfg if first is None else first
+    return first
 
 
 # ---------------------------------------------------------------------------- the commands
@@ -197,9 +218,16 @@ def check_overrides(command: str, args: list[str]) -> None:
 def run_train(cfg: DictConfig) -> None:
     from convnlp.train import given_budget, train
 
+    from convnlp import distributed
+
     hydra_cfg = HydraConfig.get()
     given = {o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task}
-    train(given_budget(validate(cfg, GROUPS["train"]), given), Path(hydra_cfg.runtime.output_dir))
+    cfg = given_budget(validate(cfg, GROUPS["train"]), given)
+    tc = cfg.trainer  # torchrun's processes joined in dispatch(); a submitit job's tasks join here
+    distributed.quiet_other_ranks(distributed.start(tc.device, tc.ddp_backend, tc.ddp_timeout_minutes))
+    results = train(cfg, Path(hydra_cfg.runtime.output_dir))
+    metric = results.get("selected_by")  # the value a sweeper (Optuna) optimizes: the best validation score
+    return (results.get("validation") or {}).get(metric)
 
 
 def run_eval(cfg: DictConfig) -> None:
@@ -293,9 +321,17 @@ def claim_run_dir(command: str, multirun: bool, root: Path = Path("outputs")) ->
 
 def terminated(command: str) -> None:
     """SIGTERM (a scheduler's preemption, `timeout`, `kill`): say so in the run's log and exit as
-    a terminated process does (128 + 15); a checkpoint being written is left whole (the old one)."""
-    _log_to_files(logging.ERROR, "terminated by SIGTERM" + (
-        "; continue it with trainer.resume=true" if command == "train" else ""))
+    a terminated process does (128 + 15); a checkpoint being written is left whole (the old one).
+    Rank 0 of several processes says it on standard error too: torchrun stops every process when
+    one of them fails."""
+    from convnlp import distributed
+
+    message = "terminated by SIGTERM" + ("; continue it with trainer.resume=true" if command == "train" else "")
+    _log_to_files(logging.ERROR, message)
+    world = distributed.world()
+    if world.distributed and world.main:
+        print(f"convnlp: error: rank 0 of {world.size} stopped by SIGTERM (torchrun stops all processes when one "
+              f"fails or is killed; see its error above); continue with trainer.resume=true", file=sys.stderr)
     sys.exit(143)
 
 
@@ -354,8 +390,42 @@ def version() -> str:
     return f"convnlp {__version__} (torch {torch.__version__}, Python {sys.version.split()[0]})"
 
 
+def join_processes(command: str, args: list[str], multirun: bool, cfg: DictConfig) -> list[str]:
+    """Under torchrun: join the other processes of this training, and share rank 0's run
+    directory (rank 0 alone writes into it)."""
+    from convnlp import distributed
+
+    if command != "train":
+        fail(f"torchrun starts several processes to train one model; `convnlp {command}` runs in one process "
+             f"(run it without torchrun)")
+    if multirun:
+        fail("torchrun trains one model; a sweep (-m) launches its jobs itself: run the sweep without torchrun, "
+             "with hydra/launcher=slurm (its tasks_per_node trains each job on several processes)")
+    try:
+        world = distributed.start(cfg.trainer.device, cfg.trainer.ddp_backend, cfg.trainer.ddp_timeout_minutes)
+        given = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("hydra.run.dir=")]
+        run_dir = given[-1] if given else None
+        if run_dir is None and world.main:
+            run_dir = str(claim_run_dir(command, False))
+        run_dir = distributed.Sync(world, torch_device(world)).from_main(run_dir)
+    except UserError as e:
+        fail(str(e))
+    except (OSError, RuntimeError) as e:
+        fail(f"data-parallel training: {str(e).strip().splitlines()[0]}")
+    args = [a for a in args if not a.lstrip("+").startswith("hydra.run.dir=")] + [f"hydra.run.dir={run_dir}"]
+    return args if world.main else [*args, "hydra.output_subdir=null"]  # rank 0 writes .hydra/
+
+
+def torch_device(world):
+    import torch
+
+    return torch.device("cuda", world.local_rank) if world.backend == "nccl" else torch.device("cpu")
+
+
 def dispatch(argv: list[str]) -> None:
     logging.raiseExceptions = False  # a log file that cannot be written (disk full) prints no traceback
+    # optuna 2 (the Hydra sweeper's) on SQLAlchemy 1.4: a warning about SQLAlchemy 2, which the pins rule out
+    os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
@@ -369,20 +439,24 @@ def dispatch(argv: list[str]) -> None:
         fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
     if command == "report":
         args = positional_runs(args)
+    from convnlp import distributed
+
     if not INFO_FLAGS.intersection(args):
-        check_overrides(command, args)
+        cfg = check_overrides(command, args)
         multirun = "-m" in args or "--multirun" in args
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-        if command in RUN_DIR_COMMANDS and not any(a.lstrip("+").startswith(f"{key}=") for a in args):
+        if distributed.launched():
+            args = join_processes(command, args, multirun, cfg)
+        elif command in RUN_DIR_COMMANDS and not any(a.lstrip("+").startswith(f"{key}=") for a in args):
             try:
                 args = [*args, f"{key}={claim_run_dir(command, multirun)}"]
             except (UserError, OSError) as e:
                 fail(f"cannot create the run directory: {e}")
 
-    def app(cfg: DictConfig) -> None:
+    def app(cfg: DictConfig):
         signal.signal(signal.SIGTERM, lambda signum, frame: terminated(command))
         try:
-            COMMANDS[command](cfg)
+            return COMMANDS[command](cfg)
         except UserError as e:  # the reason goes to the run's log too, not only to the terminal
             _log_to_files(logging.ERROR, f"failed: {e}")
             fail(str(e))
@@ -393,6 +467,12 @@ def dispatch(argv: list[str]) -> None:
             raise
         except Exception as e:
             _log_to_files(logging.ERROR, f"failed: {type(e).__name__}: {e}", sys.exc_info())
+            lost = distributed.lost_peer(e)
+            if lost:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's stop follows: this line says it all
+                world = distributed.world()
+                fail(f"rank {world.rank} of {world.size}: another process of this training is gone ({lost}); "
+                     f"torchrun names the one that failed; continue with trainer.resume=true")
             raise
 
     app.__name__ = command

@@ -364,6 +364,10 @@ class TrainerConfig:
     ema: float = 0.0
     init: Optional[str] = None
     teacher: Any = None
+    accumulate: int = 1
+    log_every: int = 50
+    ddp_backend: str = "auto"
+    ddp_timeout_minutes: float = 30.0
 
 
 @dataclass
@@ -520,6 +524,10 @@ RULES: dict[str, tuple] = {
     "trainer.grad_clip": (lambda v: v >= 0, "must be 0 (no clipping) or more"),
     "trainer.threads": (lambda v: v >= 0, "must be 0 (the cores other processes leave free) or more"),
     "trainer.ema": (lambda v: 0 <= v < 1, "must be in [0, 1): 0 (off) or a decay such as 0.999"),
+    "trainer.accumulate": (lambda v: v >= 1, "must be at least 1"),
+    "trainer.log_every": (lambda v: v >= 1, "must be at least 1"),
+    "trainer.ddp_backend": (lambda v: v in ("auto", "nccl", "gloo"), "must be auto, nccl or gloo"),
+    "trainer.ddp_timeout_minutes": (lambda v: v > 0, "must be positive"),
     "optim.lr": (lambda v: v > 0, "must be positive"),
     "optim.weight_decay": (lambda v: v >= 0, "must be 0 or more"),
     "optim.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two numbers in [0, 1)"),

@@ -10,12 +10,17 @@ gives the mean ± sample standard deviation of each metric (the minutes: their s
 the cross-validation figure of a sweep over folds (``data.fold=range(10)``). The table is
 printed as Markdown and written to ``report.md`` and ``report.csv`` in the report's run
 directory.
+
+An Optuna search's storage file (``convnlp report outputs/optuna.db``, see
+``conf/hparams_search/``) gives one table per study: its trials, best first, with their
+parameters; its sweep directories are reported as any sweep's.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import statistics
 from pathlib import Path
@@ -169,10 +174,58 @@ def markdown(rows: list[dict], sort: str, prefix: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def study_tables(path: Path) -> str:
+    """The trials of each Optuna study in a storage file (``hparams_search``'s SQLite file), the
+    best first: number, state, value and parameters."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its schema checks: standard output holds the table
+    try:
+        import optuna
+    except ImportError:
+        raise UserError(f"{path}: reading an Optuna study needs optuna: pip install 'convnlp[search]'") from None
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{path.resolve()}"
+    try:
+        summaries = optuna.get_all_study_summaries(storage=url)
+    except Exception as e:  # not SQLite, not Optuna's schema
+        raise UserError(f"{path}: not an Optuna study file ({str(e).strip().splitlines()[0][:200]})") from None
+    if not summaries:
+        raise UserError(f"{path}: holds no Optuna study")
+    parts = []
+    for summary_ in summaries:
+        study = optuna.load_study(study_name=summary_.study_name, storage=url)
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.value is not None]
+        done.sort(key=lambda t: t.value, reverse=maximize)
+        names = sorted({name for t in trials for name in t.params})
+        lines = [f"study {study.study_name!r} ({'maximize' if maximize else 'minimize'}): {len(trials)} trials, "
+                 f"{len(done)} complete" + (f"; best: trial {done[0].number}, value {done[0].value:.4f}" if done else ""),
+                 "", "| | trial | state | value | " + " | ".join(names) + " |", "|" + "---|" * (4 + len(names))]
+        for t in done + [t for t in trials if t.value is None]:
+            cells = ["*" if done and t is done[0] else "", str(t.number), t.state.name,
+                     "" if t.value is None else f"{t.value:.4f}"]
+            cells += [f"{t.params[n]:.4g}" if isinstance(t.params.get(n), float) else str(t.params.get(n, ""))
+                      for n in names]
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
 def report_command(cfg: DictConfig, run_dir: Path) -> list[dict]:
     dirs = [str(d) for d in cfg.runs] if isinstance(cfg.runs, ListConfig) else [str(cfg.runs)]
     if not dirs:
         raise UserError("report: give one or more run or sweep directories: convnlp report DIR [DIR ...]")
+    studies = [d for d in dirs if Path(d).suffix in (".db", ".sqlite", ".sqlite3")]
+    if studies:  # an Optuna search's storage: its trials
+        if len(studies) != len(dirs):
+            raise UserError("report: give either run or sweep directories, or Optuna study files (.db), not both")
+        text = "\n".join(study_tables(Path(d)) for d in studies)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "report.md").write_text(text)
+        print(text, end="")
+        return []
     runs = [run for d in dirs for run in find_runs(Path(d))]
     if not runs:
         raise UserError(f"report: no training runs (directories with metrics.json or .hydra/) in {', '.join(dirs)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import random
 import time
@@ -25,6 +26,8 @@ from safetensors.torch import load_file
 from convnlp import checkpoint
 from convnlp.config import validate_group, with_earlier_defaults
 from convnlp.errors import UserError
+
+log = logging.getLogger(__name__)
 
 MODEL_GROUPS = ("task", "encoder", "decoder", "tokenizer", "data")  # what a resumed run must share
 RESUME_NOT_COMPARED = {"data": {"split"}}  # the split `convnlp eval` reads
@@ -196,6 +199,7 @@ class TrainState:
     best_step: int = 0
     bad_evals: int = 0
     select: str = "accuracy"  # trainer.select's metric
+    micro_batches: int = 1  # batches per step, all processes together (processes x trainer.accumulate)
     elapsed_before: float = 0.0
     started: float = field(default_factory=time.perf_counter, compare=False)  # this process's start
 
@@ -218,9 +222,22 @@ class TrainState:
         return state
 
 
-def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, device: torch.device) -> TrainState:
+def rng_state(device: torch.device) -> dict:
+    """This process's random number generators (each rank of a data-parallel run has its own)."""
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, device: torch.device,
+            world=None, accumulate: int = 1, seed: int = 0) -> TrainState:
     """Load a resumed run's weights, optimizer and RNGs from ``resume_dir`` (a last/), carry its
-    best/ over (this run's best/ is the best of both) and mark it as resumed by ``run_dir``."""
+    best/ over (this run's best/ is the best of both) and mark it as resumed by ``run_dir``
+    (rank 0 of several processes; each rank takes its own RNGs). With another number of
+    processes (or ``trainer.accumulate``) than the run it continues, the epoch goes on from the
+    same share of its batches, and each rank's dropout gets a new seed."""
+    from convnlp.distributed import SINGLE
+
+    world = world or SINGLE
     saved = checkpoint.load_training_state(resume_dir)
     weights = load_file(resume_dir / "model.safetensors", device=str(device))
     try:
@@ -235,12 +252,33 @@ def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, devi
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise UserError(f"{resume_dir / 'training_state.pt'}: does not fit this model and optimizer "
                         f"({str(e).splitlines()[0]})") from None
-    if device.type == "cuda" and saved["cuda_rng"]:
+    if device.type == "cuda" and saved["cuda_rng"] and not world.distributed:
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
     scaler.load_state_dict(saved["scaler"])
     state = TrainState(step=saved["step"], epoch=saved["epoch"], batch_in_epoch=saved["batch_in_epoch"],
                        best_score=saved["best_score"], best_step=saved["best_step"], bad_evals=saved["bad_evals"],
-                       select=saved.get("select", "accuracy"), elapsed_before=saved["elapsed"])
+                       select=saved.get("select", "accuracy"), elapsed_before=saved["elapsed"],
+                       micro_batches=saved.get("micro_batches", 1))
+    now = world.size * accumulate
+    rank_rngs = saved.get("rank_rngs") or []
+    if state.micro_batches != now:
+        old = state.micro_batches
+        state.batch_in_epoch, state.micro_batches = state.batch_in_epoch * old // now, now
+        log.warning("trainer.resume: the run it continues took %d batches per step, this one %d (processes x "
+                    "trainer.accumulate): the global batch changes; the epoch goes on at step %d of it, and "
+                    "dropout gets new random numbers", old, now, state.batch_in_epoch)
+    if world.distributed:
+        if len(rank_rngs) == world.size:
+            mine = rank_rngs[world.rank]
+            torch.set_rng_state(mine["torch"])
+            random.setstate(mine["python"])
+            if device.type == "cuda" and mine.get("cuda") is not None:
+                torch.cuda.set_rng_state(mine["cuda"], device)
+        else:  # saved by another number of processes
+            torch.manual_seed(seed + 7919 * world.rank + state.step)
+            random.seed(seed + 7919 * world.rank + state.step)
+    if not world.main:
+        return state
     try:
         previous_best = checkpoint.existing(resume_dir.parent / "best")
     except UserError:

@@ -13,12 +13,14 @@ resume.py; distillation's relabeling (trainer.teacher) is a step before training
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +31,11 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from convnlp import checkpoint, resume
+from convnlp import checkpoint, distributed, resume
 from convnlp.data import DATASETS, load_splits
 from convnlp.data import tokenizer as tok
 from convnlp.config import LOWER_IS_BETTER
 from convnlp.data.batching import token_batches
-from convnlp.device import pick_device
 from convnlp.distill import relabel_with_teacher
 from convnlp.errors import UserError
 from convnlp.model import build_model, count_parameters
@@ -200,34 +201,50 @@ class Progress:
 
 class Checkpoints:
     """Writes best/ and last/ of one run: the scored weights (the moving average with
-    trainer.ema), the config, vocabularies and metrics; last/ adds the training state."""
+    trainer.ema), the config, vocabularies and metrics; last/ adds the training state. With
+    several processes rank 0 writes; saving last/ is a step every rank takes (each rank's random
+    state goes into it)."""
 
     def __init__(self, run_dir: Path, config: dict, tokenizer, labels: list[str], revision: str | None,
-                 model: nn.Module, ema, optimizer, scaler, device: torch.device):
+                 model: nn.Module, ema, optimizer, scaler, device: torch.device, sync: distributed.Sync):
         self.run_dir, self.config, self.tokenizer, self.labels, self.revision = run_dir, config, tokenizer, labels, revision
         self.model, self.ema, self.optimizer, self.scaler, self.device = model, ema, optimizer, scaler, device
+        self.sync = sync
         self.scored = model if ema is None else ema.module
         self.last_saved = time.perf_counter()
 
     def save(self, name: str, state: TrainState, metrics: dict) -> None:
         training_state = None
         if name == "last":
-            training_state = state.saved(self.model, self.ema, self.optimizer, self.scaler, self.device)
+            rank_rngs = self.sync.gather(resume.rng_state(self.device)) if self.sync.world.distributed else None
             self.last_saved = time.perf_counter()
+            if not self.sync.world.main:
+                return
+            training_state = state.saved(self.model, self.ema, self.optimizer, self.scaler, self.device)
+            if rank_rngs is not None:
+                training_state["rank_rngs"] = rank_rngs
         meta = {**metrics, "step": state.step, "epoch": state.epoch, "finished": False,
                 "git_revision": self.revision}
         checkpoint.save(self.run_dir / name, self.scored, self.config, self.tokenizer, self.labels, meta,
                         training_state)
 
 
-def train_step(model: nn.Module, batch: dict, task, task_cfg: dict, optimizer, scaler, amp_dtype, use_amp: bool,
-               grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on one batch (mixed precision on CUDA); the loss and gradient norm."""
-    with torch.autocast(batch["mask"].device.type, dtype=amp_dtype, enabled=use_amp):
-        logits = model(batch)                                # (B, W, num_labels) or (B, num_labels)
-    loss, _ = task.loss(logits, batch, task_cfg)
+def train_step(model: nn.Module, batches: list[dict], task, task_cfg: dict, optimizer, scaler, amp_dtype,
+               use_amp: bool, grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on the mean gradient of ``batches`` (``trainer.accumulate`` of them;
+    mixed precision on CUDA; under DDP averaged over the ranks too, synchronized once, at the
+    last): the mean loss and the gradient norm."""
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    losses = []
+    for i, batch in enumerate(batches):
+        last = i == len(batches) - 1
+        with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
+            with torch.autocast(batch["mask"].device.type, dtype=amp_dtype, enabled=use_amp):
+                logits = model(batch)                        # (B, W, num_labels) or (B, num_labels)
+            loss, _ = task.loss(logits, batch, task_cfg)
+            scaler.scale(loss / len(batches) if len(batches) > 1 else loss).backward()
+        losses.append(loss.detach())
+    loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or float("inf"))
     scaler.step(optimizer)
@@ -253,11 +270,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     tc, task = cfg.trainer, TASKS[cfg.task.name]
     task_cfg = task_config(config)
 
-    # ---- setup: seed, threads, device, mixed precision
+    # ---- setup: seed, processes, threads, device, mixed precision
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
+    world = distributed.start(tc.device, tc.ddp_backend, tc.ddp_timeout_minutes)  # torchrun: join the others
     threads = ThreadPolicy(tc.threads)  # 0: the cores other processes leave free, checked as it trains
-    device = pick_device(tc.device)
+    device = distributed.device(world, tc.device)
+    sync = distributed.Sync(world, device)
     use_amp = tc.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -267,9 +286,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     data = load_splits(cfg.data, task=cfg.task.name)
     start = resume.starting_point(tc, run_dir, config)
     train_split, distilled = data["train"], None
-    if tc.teacher is not None:
-        train_split, distilled = relabel_with_teacher(train_split, tc.teacher, task, cfg.task.name, task_cfg,
-                                                      device, 2 * tc.batch_tokens)
+    if tc.teacher is not None:  # with several processes rank 0 relabels, the others take its targets
+        if world.main:
+            train_split, distilled = relabel_with_teacher(train_split, tc.teacher, task, cfg.task.name, task_cfg,
+                                                          device, 2 * tc.batch_tokens)
+        train_split, distilled = sync.from_main((train_split, distilled) if world.main else None)
     tokenizer, labels = start.tokenizer, start.labels
     if start.init_dir is not None:
         resume.check_init_labels(start, task.label_vocabulary(train_split, task_cfg))
@@ -278,6 +299,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         tokenizer = tok.build_from(cfg.tokenizer, task.tokenizer_examples(data["train"]))
         labels = task.label_vocabulary(data["train"] if distilled is None else
                                        {"target": list(data["train"]["target"]) + train_split["target"]}, task_cfg)
+        if world.distributed:  # every rank uses rank 0's vocabularies
+            text, labels = sync.from_main((tokenizer.to_str(), labels) if world.main else None)
+            tokenizer = tokenizer if world.main else tok.Tokenizer.from_str(text)
     encoded = task.encode(train_split, tokenizer, labels, "train", task_cfg)
     lengths = [len(ids) for ids in encoded["ids"]]
     validation = data["validation"] if "validation" in data else None
@@ -297,13 +321,21 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     receptive_field = int(receptive_field) if math.isfinite(receptive_field) else "unbounded"
     log.info("model: %s encoder, %d parameters, receptive field %s symbols",
              cfg.encoder.name, n_params, receptive_field)
+    if world.rank:  # each rank its own dropout (the weights are rank 0's: DDP sends them to the others)
+        torch.manual_seed(cfg.seed + 7919 * world.rank)
+        random.seed(cfg.seed + 7919 * world.rank)
+    trained = model  # what the steps run: the model, or under DDP its wrapper, which averages gradients
+    if world.distributed:  # (a 1x1 convolution's gradient comes transposed: slower to copy, not wrong)
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     layer_weights = [(f"encoder.{name}", module.weight) for name, module in model.encoder.named_modules()
                      if isinstance(module, nn.Conv1d)]
     layer_weights += [(f"encoder.{name}", parameter) for name, parameter in model.encoder.named_parameters()
                       if name.startswith("lstm.weight_ih")]
     ema = moving_average(model, tc.ema)  # trainer.ema: the average is what is evaluated and saved
     optimizer = adamw(model, cfg.optim)
-    steps_per_epoch = len(token_batches(lengths, tc.batch_tokens, shuffle=False))
+    steps_per_epoch = distributed.steps_per_epoch(len(token_batches(lengths, tc.batch_tokens, shuffle=False)),
+                                                  world, tc.accumulate)
     metric = selection_metric(tc.select, cfg.task.name, labels)
     limits = Limits.of(tc, steps_per_epoch, metric)
     warmup = cfg.optim.warmup_steps
@@ -315,65 +347,82 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # ---- the training state: new, or where the resumed run's last/ left it
     state = TrainState()
     if start.resume_dir is not None:
-        state = resume.restore(start.resume_dir, run_dir, model, ema, optimizer, scaler, device)
+        state = resume.restore(start.resume_dir, run_dir, model, ema, optimizer, scaler, device, world,
+                               tc.accumulate, cfg.seed)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", start.resume_dir, state.step, state.epoch,
                  state.batch_in_epoch)
         if state.select != metric:
             raise UserError(f"trainer.select: the resumed run selected by {state.select!r}, this one by {metric!r}; "
                             f"give trainer.select={state.select}")
-    state.select = metric
-    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    state.select, state.micro_batches = metric, world.size * tc.accumulate
+    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if world.main else NullWriter()
     revision = checkpoint.git_revision()
-    checkpoints = Checkpoints(run_dir, config, tokenizer, labels, revision, model, ema, optimizer, scaler, device)
+    checkpoints = Checkpoints(run_dir, config, tokenizer, labels, revision, model, ema, optimizer, scaler, device,
+                              sync)
     scored = checkpoints.scored
+    if world.distributed or tc.accumulate > 1:
+        log.info("global batch: %d x %d symbols (trainer.batch_tokens=%d x %d processes x trainer.accumulate=%d); "
+                 "optim.lr=%g as given (not scaled)", state.micro_batches, tc.batch_tokens, tc.batch_tokens,
+                 world.size, tc.accumulate, cfg.optim.lr)
     log.info("training: %d steps/epoch, up to %s on %s; best/ by validation %s; run directory %s",
-             steps_per_epoch, limits.describe(), device, metric if validation is not None else "(no validation data)",
-             run_dir)
+             steps_per_epoch, limits.describe(),
+             f"{world.size} processes ({world.backend}, {device.type})" if world.distributed else device,
+             metric if validation is not None else "(no validation data)", run_dir)
 
     # ---- the loop (a run resumed after it had stopped, killed in its final evaluation, stops again)
     stop_reason, last_metrics = limits.reached(state), {}
     window_symbols, window_start, trained_symbols = 0, time.perf_counter(), 0
     threads.start()
     loop_start = state.started = time.perf_counter()  # this run's time counts from here
-    progress_bar = Progress(limits, steps_per_epoch, state, tc.progress, tc.log_minutes)
+    progress_bar = Progress(limits, steps_per_epoch, state, tc.progress and world.main,
+                            tc.log_minutes if world.main else 0)
     while stop_reason is None:
         batches = token_batches(lengths, tc.batch_tokens, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
-        model.train()
-        while stop_reason is None and state.batch_in_epoch < len(batches):
+        steps = distributed.shard(batches, world, tc.accumulate)  # this rank's micro-batches of each step
+        trained.train()
+        while stop_reason is None and state.batch_in_epoch < len(steps):
             threads.update()
-            batch = task.make_batch(encoded, batches[state.batch_in_epoch])
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            micro = [{k: v.to(device, non_blocking=True) for k, v in task.make_batch(encoded, indices).items()}
+                     for indices in steps[state.batch_in_epoch]]
             progress = max((state.step - warmup) / max(limits.planned - warmup, 1) if limits.planned else 0.0,
                            state.elapsed() / limits.seconds if limits.seconds else 0.0)
             lr = cfg.optim.lr * lr_factor(state.step, progress, warmup, cfg.optim.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, grad_norm = train_step(model, batch, task, task_cfg, optimizer, scaler, amp_dtype, use_amp,
+            loss, grad_norm = train_step(trained, micro, task, task_cfg, optimizer, scaler, amp_dtype, use_amp,
                                          tc.grad_clip)
             if ema is not None:
                 ema.update_parameters(model)
             state.step += 1
             state.batch_in_epoch += 1
-            symbols = int(batch["mask"].sum())
-            window_symbols += symbols
-            trained_symbols += symbols
-            shown_loss = tokens_per_s = None
-            if state.step % 50 == 0 or state.step == 1 or progress_bar.due():
-                now = time.perf_counter()
-                tokens_per_s = window_symbols / max(now - window_start, 1e-9)
-                window_symbols, window_start = 0, now
-                shown_loss = loss.item()
-                log_step(writer, state.step, shown_loss, lr, float(grad_norm), tokens_per_s, layer_weights)
-            progress_bar.update(state, shown_loss, tokens_per_s)
-
-            end_of_epoch = state.batch_in_epoch == len(batches)
+            symbols = sum(int(batch["mask"].sum()) for batch in micro)
+            end_of_epoch = state.batch_in_epoch == len(steps)
             if end_of_epoch:  # counted before evaluating, so last/ resumes at the next epoch
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             stop_reason = limits.reached(state)  # an epoch's end reaches the step limit as well
+            log_due = state.step % tc.log_every == 0 or state.step == 1 or progress_bar.due()
+            save_due = (tc.checkpoint_every and state.step % tc.checkpoint_every == 0) or (
+                tc.checkpoint_minutes and time.perf_counter() - checkpoints.last_saved >= 60 * tc.checkpoint_minutes)
+            shown_loss = None
+            if world.distributed:  # rank 0's clock decides; symbols and loss of all ranks
+                (stopped, save_due, log_due), (symbols,), shown_loss = sync.step(
+                    [float(stop_reason is not None), float(save_due), float(log_due)], [float(symbols)], loss)
+                stop_reason = stop_reason or ("rank 0 stopped" if stopped else None)
+            window_symbols += symbols
+            trained_symbols += symbols
+            tokens_per_s = None
+            if log_due:
+                now = time.perf_counter()
+                tokens_per_s = window_symbols / max(now - window_start, 1e-9)
+                window_symbols, window_start = 0, now
+                shown_loss = loss.item() if shown_loss is None else shown_loss
+                log_step(writer, state.step, shown_loss, lr, float(grad_norm), tokens_per_s, layer_weights)
+            progress_bar.update(state, shown_loss if log_due else None, tokens_per_s)
+
             if (tc.eval_every and state.step % tc.eval_every == 0) or (not tc.eval_every and end_of_epoch) \
                     or stop_reason:
                 metrics = {}
-                if validation is not None:
+                if validation is not None and world.main:
                     metrics = last_metrics = task.evaluate(scored, tokenizer, labels, validation, task_cfg, device,
                                                            2 * tc.batch_tokens)
                     task.log_metrics(writer, "validation", metrics, state.step)
@@ -389,21 +438,26 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                              state.step, state.epoch + state.batch_in_epoch / len(batches), metric, metrics[metric],
                              " *" if improved else "", best, state.best_step, state.elapsed() / 60)
                     stop_reason = stop_reason or limits.reached(state)
-                model.train()
+                if world.distributed and validation is not None:  # the others wait for rank 0's verdict
+                    stop_reason, state.best_score, state.best_step, state.bad_evals = sync.from_main(
+                        (stop_reason, state.best_score, state.best_step, state.bad_evals))
+                trained.train()
                 checkpoints.save("last", state, metrics)
-            elif (tc.checkpoint_every and state.step % tc.checkpoint_every == 0) or (
-                    tc.checkpoint_minutes and time.perf_counter() - checkpoints.last_saved >= 60 * tc.checkpoint_minutes):
+            elif save_due:
                 checkpoints.save("last", state, last_metrics)
             if end_of_epoch:
                 break
     progress_bar.close()
     train_seconds = state.elapsed()
-    # symbols per second of this process's training, evaluations included (what a user waits)
+    # symbols per second of the training (all processes), evaluations included (what a user waits)
     train_symbols_per_s = trained_symbols / max(time.perf_counter() - loop_start, 1e-9)
     log.info("stopped: %s after %d steps, %.1f min", stop_reason, state.step, train_seconds / 60)
 
-    # ---- final evaluation with the best weights (the last ones without validation data)
+    # ---- final evaluation with the best weights (the last ones without validation data), by rank 0
     checkpoints.save("last", state, {})  # the end state: a larger budget continues from it (trainer.resume=DIR)
+    if not world.main:
+        threads.restore()
+        return {}
     if validation is None or not (run_dir / "best").is_dir():
         checkpoints.save("best", state, {})
     model.load_state_dict(load_file(run_dir / "best" / "model.safetensors", device=str(device)))
@@ -411,6 +465,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "epochs": round(state.epoch + state.batch_in_epoch / max(steps_per_epoch, 1), 2),
                "best_step": state.best_step, "selected_by": metric, "train_seconds": train_seconds, "parameters": n_params,
                "receptive_field": receptive_field, "train_symbols_per_s": train_symbols_per_s, **threads.summary()}
+    if world.distributed or tc.accumulate > 1:
+        results.update(processes=world.size, ddp_backend=world.backend, accumulate=tc.accumulate,
+                       global_batch_tokens=state.micro_batches * tc.batch_tokens)
     if start.init_dir is not None:
         results["init"] = str(start.init_dir.resolve())
     if distilled is not None:
@@ -429,6 +486,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     log.info("checkpoint: %s", run_dir / "best")
     threads.restore()
     return results
+
+
+class NullWriter:
+    """The TensorBoard writer of ranks other than 0: writes nothing."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _format(metrics: dict) -> str:
