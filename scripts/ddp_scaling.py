@@ -8,9 +8,9 @@ Each setting trains the same model for ``--steps`` steps (no evaluation before t
 reads its training symbols/s from TensorBoard (``train/tokens_per_s``, all processes together,
 every ``--every`` steps, the first window left out: start-up); the figure is the median of those
 windows, with the lowest and highest. Settings on the CPU: 1 process with 1 thread, 1 process
-with all cores' threads, and N processes of 1 thread each (gloo), each process with
-``trainer.batch_tokens`` symbols per step, so N processes take N times the global batch per step
-(also given: one process accumulating the same global batch). Run it alone: other busy processes
+with all cores' threads, the same with N times ``trainer.batch_tokens`` (the global batch of N
+processes), and N processes of 1 thread each (gloo), each process with ``--batch-tokens``
+symbols per step, so N processes take N times the global batch of one per step. Run it alone: other busy processes
 make the figures worthless (README "Machine time").
 """
 
@@ -40,6 +40,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--every", type=int, default=10, help="TensorBoard window, in steps")
+    parser.add_argument("--batch-tokens", type=int, default=4000, help="trainer.batch_tokens of each process")
     parser.add_argument("--processes", type=int, nargs="*", default=[2])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--output", default=None)
@@ -50,17 +51,19 @@ def main() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     common = [f"trainer.max_steps={args.steps}", f"trainer.eval_every={args.steps}", "trainer.checkpoint_minutes=0",
               "trainer.progress=false", f"trainer.log_every={args.every}", f"trainer.device={args.device}",
+              f"trainer.batch_tokens={args.batch_tokens}",
               *args.overrides]
     settings = []  # (name, processes, threads, extra overrides)
+    batch = args.batch_tokens
     if args.device == "cpu":
         settings += [("1 process x 1 thread", 1, 1, []), (f"1 process x {cores} threads", 1, cores, [])]
     else:
         settings += [("1 process", 1, 0, [])]
     for n in args.processes:
-        if n > 1:
-            settings.append((f"1 process x 1 thread, accumulate={n} (global batch of {n})", 1, 1,
-                             [f"trainer.accumulate={n}"]) if args.device == "cpu" else
-                            (f"1 process, accumulate={n}", 1, 0, [f"trainer.accumulate={n}"]))
+        if n > 1:  # the same global batch in one process: one step of n times the symbols
+            settings.append((f"1 process" + (f" x {cores} threads" if args.device == "cpu" else "") +
+                             f", batch_tokens={n * batch} (the global batch of {n})", 1,
+                             cores if args.device == "cpu" else 0, [f"trainer.batch_tokens={n * batch}"]))
         settings.append((f"{n} processes" + (" x 1 thread (gloo)" if args.device == "cpu" else " (NCCL)"), n,
                          1 if args.device == "cpu" else 0, []))
     rows = []

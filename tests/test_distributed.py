@@ -163,6 +163,15 @@ def test_a_rank_that_dies_stops_the_others_at_once_and_rank_0_says_so(tmp_path, 
     assert "Error executing job" not in stderr  # no traceback of convnlp's (torchrun prints its summary)
 
 
+def test_a_time_budget_stops_every_rank_at_the_same_step_by_rank_0s_clock(tmp_path, conll_files):
+    result = torchrun("train", *conll_args(conll_files), *TINY, "trainer.max_minutes=0.05", "trainer.patience=0",
+                      "trainer.threads=1", cwd=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stop_reason"] == "trainer.max_minutes=0.05 reached" and metrics["processes"] == 2
+    assert "stopped: trainer.max_minutes=0.05 reached" in result.stdout
+
+
 def test_errors_of_a_distributed_start_are_one_line(tmp_path):
     partial = convnlp("train", "trainer.max_steps=1", cwd=tmp_path, check=False, env={"WORLD_SIZE": "2"})
     assert partial.returncode == 2 and partial.stderr.strip() == (
@@ -179,16 +188,18 @@ def test_errors_of_a_distributed_start_are_one_line(tmp_path):
 
 def test_a_submitit_local_sweep_runs_each_config_as_a_job(tmp_path, conll_files):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    result = convnlp("train", "-m", "hydra/launcher=local", *conll_args(conll_files), *TINY, "seed=1,2",
-                     "trainer.max_steps=5", cwd=tmp_path)
+    # each job two tasks, which train its model together (DDP over the job's tasks, as on SLURM)
+    result = convnlp("train", "-m", "hydra/launcher=local", "hydra.launcher.tasks_per_node=2", *conll_args(conll_files),
+                     *TINY, "seed=1,2", "trainer.max_steps=5", cwd=tmp_path)
     (sweep,) = (tmp_path / "outputs" / "train-multirun").iterdir()
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and not d.name.startswith("."))
     assert [job.name[:2] for job in jobs] == ["0_", "1_"] and all(job.name.endswith(f"seed={n}") or "~" in job.name
                                                                     for n, job in zip((1, 2), jobs)), result.stdout
     for job in jobs:
-        assert json.loads((job / "metrics.json").read_text())["steps"] == 5
-    logs = list((sweep / ".submitit").glob("*/*_log.out"))
-    assert len(logs) == 2  # two submitit jobs (processes of their own), each with its own logs
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert (metrics["steps"], metrics["processes"], metrics["ddp_backend"]) == (5, 2, "gloo")
+    jobs_logs = [d for d in (sweep / ".submitit").iterdir() if list(d.glob("*_log.out"))]
+    assert len(jobs_logs) == 2 and all(len(list(d.glob("*_log.out"))) == 2 for d in jobs_logs)  # 2 jobs x 2 tasks
     report = convnlp("report", str(sweep), cwd=tmp_path)
     assert "seed=1" in report.stdout and "seed=2" in report.stdout
 

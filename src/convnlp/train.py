@@ -374,6 +374,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     window_symbols, window_start, trained_symbols = 0, time.perf_counter(), 0
     threads.start()
     loop_start = state.started = time.perf_counter()  # this run's time counts from here
+    elapsed = state.elapsed()  # with several processes rank 0's, sent with each step: one schedule for all
     progress_bar = Progress(limits, steps_per_epoch, state, tc.progress and world.main,
                             tc.log_minutes if world.main else 0)
     while stop_reason is None:
@@ -384,8 +385,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             threads.update()
             micro = [{k: v.to(device, non_blocking=True) for k, v in task.make_batch(encoded, indices).items()}
                      for indices in steps[state.batch_in_epoch]]
+            seconds = elapsed if world.distributed else state.elapsed()
             progress = max((state.step - warmup) / max(limits.planned - warmup, 1) if limits.planned else 0.0,
-                           state.elapsed() / limits.seconds if limits.seconds else 0.0)
+                           seconds / limits.seconds if limits.seconds else 0.0)
             lr = cfg.optim.lr * lr_factor(state.step, progress, warmup, cfg.optim.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -405,9 +407,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 tc.checkpoint_minutes and time.perf_counter() - checkpoints.last_saved >= 60 * tc.checkpoint_minutes)
             shown_loss = None
             if world.distributed:  # rank 0's clock decides; symbols and loss of all ranks
-                (stopped, save_due, log_due), (symbols,), shown_loss = sync.step(
-                    [float(stop_reason is not None), float(save_due), float(log_due)], [float(symbols)], loss)
-                stop_reason = stop_reason or ("rank 0 stopped" if stopped else None)
+                (stopped, save_due, log_due, elapsed), (symbols,), shown_loss = sync.step(
+                    [float(stop_reason is not None), float(save_due), float(log_due), state.elapsed()],
+                    [float(symbols)], loss)
+                stop_reason = stop_reason if world.main else ("rank 0 stopped" if stopped else None)
             window_symbols += symbols
             trained_symbols += symbols
             tokens_per_s = None
