@@ -108,7 +108,7 @@ def _wait_for_checkpoint(cwd: Path, step: int, process: subprocess.Popen) -> Non
 
 
 def test_a_killed_torchrun_job_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, conll_files):
-    args = [*conll_args(conll_files), *TINY, "encoder.width=48", "trainer.threads=1", "trainer.max_steps=150",
+    args = [*conll_args(conll_files), *TINY, "encoder.width=48", "trainer.threads=1", "trainer.max_steps=100",
             "trainer.checkpoint_every=10", "trainer.eval_every=50", "trainer.patience=0"]
     (tmp_path / "full").mkdir()
     (tmp_path / "killed").mkdir()
@@ -122,7 +122,7 @@ def test_a_killed_torchrun_job_resumes_to_the_weights_of_an_uninterrupted_one(tm
     assert process.returncode != 0
     (killed,) = run_dirs(tmp_path / "killed")
     state = json.loads((killed / "last" / "metrics.json").read_text())
-    assert not state["finished"] and 10 <= state["step"] < 150, state
+    assert not state["finished"] and 10 <= state["step"] < 100, state
     assert "terminated by SIGTERM; continue it with trainer.resume=true" in (killed / "train.log").read_text()
 
     time.sleep(1.1)  # a new run directory name
@@ -131,12 +131,20 @@ def test_a_killed_torchrun_job_resumes_to_the_weights_of_an_uninterrupted_one(tm
     (resumed,) = [d for d in run_dirs(tmp_path / "killed") if d != killed]
     a, b = (load_file(run / "last" / "model.safetensors") for run in (full, resumed))
     assert all(bool((a[k] == b[k]).all()) for k in a), "the resumed job diverged from the uninterrupted one"
-    assert json.loads((resumed / "metrics.json").read_text())["steps"] == 150
+    assert json.loads((resumed / "metrics.json").read_text())["steps"] == 100
 
-    # with another number of processes (here one, without torchrun) it goes on, and says what changes
+    # another global batch is not a continuation: refused in one line, with what would do
+    other = convnlp("train", *args, "trainer.max_steps=160", f"trainer.resume={resumed}", cwd=tmp_path / "killed",
+                    check=False)
+    assert other.returncode == 2 and other.stderr.strip() == (
+        f"convnlp: error: trainer.resume: {resumed / 'last'} took 2 batches per step (processes x trainer.accumulate: "
+        "2 x 1), this run 1 (1 x 1); keep the global batch (e.g. trainer.accumulate=2 with 1 process), or start from "
+        f"its weights with a new schedule: trainer.init={resumed}")
+    # the same global batch on another number of processes (here one, without torchrun) goes on, and says so
     time.sleep(1.1)
-    one = convnlp("train", *args, "trainer.max_steps=160", f"trainer.resume={resumed}", cwd=tmp_path / "killed")
-    assert "the run it continues took 2 batches per step, this one 1" in one.stdout
+    one = convnlp("train", *args, "trainer.max_steps=160", "trainer.accumulate=2", f"trainer.resume={resumed}",
+                  cwd=tmp_path / "killed")
+    assert "the run it continues had 2 process(es), this one 1: the same global batch and schedule" in one.stdout
     final = max(run_dirs(tmp_path / "killed"))
     assert json.loads((final / "metrics.json").read_text())["steps"] == 160
 

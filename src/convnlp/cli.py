@@ -83,10 +83,7 @@ def _other_rank() -> int:
 
     if distributed.world().distributed:
         return distributed.world().rank
-    try:
-        return int(os.environ.get("RANK", "0")) if distributed.launched() else 0
-    except ValueError:
-        return 0
+    return distributed.rank_in_environment() if distributed.launched() else 0
 
 
 # --------------------------------------------------------------------- checking overrides
@@ -222,9 +219,10 @@ def run_train(cfg: DictConfig) -> None:
 
     hydra_cfg = HydraConfig.get()
     given = {o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task}
-    cfg = given_budget(validate(cfg, GROUPS["train"]), given)
+    cfg = validate(cfg, GROUPS["train"])
     tc = cfg.trainer  # torchrun's processes joined in dispatch(); a submitit job's tasks join here
     distributed.quiet_other_ranks(distributed.start(tc.device, tc.ddp_backend, tc.ddp_timeout_minutes))
+    cfg = given_budget(cfg, given)
     results = train(cfg, Path(hydra_cfg.runtime.output_dir))
     metric = results.get("selected_by")  # the value a sweeper (Optuna) optimizes: the best validation score
     return (results.get("validation") or {}).get(metric)
@@ -330,8 +328,9 @@ def terminated(command: str) -> None:
     _log_to_files(logging.ERROR, message)
     world = distributed.world()
     if world.distributed and world.main:
-        print(f"convnlp: error: rank 0 of {world.size} stopped by SIGTERM (torchrun stops all processes when one "
-              f"fails or is killed; see its error above); continue with trainer.resume=true", file=sys.stderr)
+        print(f"convnlp: error: rank 0 of {world.size} stopped by SIGTERM (the job was stopped, or torchrun stopped "
+              f"all processes because one failed: then its error is above); continue with trainer.resume=true",
+              file=sys.stderr)
     sys.exit(143)
 
 
@@ -405,8 +404,8 @@ def join_processes(command: str, args: list[str], multirun: bool, cfg: DictConfi
         world = distributed.start(cfg.trainer.device, cfg.trainer.ddp_backend, cfg.trainer.ddp_timeout_minutes)
         given = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("hydra.run.dir=")]
         run_dir = given[-1] if given else None
-        if run_dir is None and world.main:
-            run_dir = str(claim_run_dir(command, False))
+        if run_dir is None and world.main:  # absolute: other machines share it through a shared file system
+            run_dir = str(claim_run_dir(command, False).resolve())
         run_dir = distributed.Sync(world, torch_device(world)).from_main(run_dir)
     except UserError as e:
         fail(str(e))
@@ -445,7 +444,7 @@ def dispatch(argv: list[str]) -> None:
         cfg = check_overrides(command, args)
         multirun = "-m" in args or "--multirun" in args
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-        if distributed.launched():
+        if distributed.launched() and (command == "train" or distributed.under_torchrun()):
             args = join_processes(command, args, multirun, cfg)
         elif command in RUN_DIR_COMMANDS and not any(a.lstrip("+").startswith(f"{key}=") for a in args):
             try:

@@ -27,8 +27,6 @@ import os
 import sys
 from dataclasses import dataclass
 
-import torch
-
 from convnlp.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -63,6 +61,21 @@ def launched() -> bool:
     if any(name in os.environ for name in ("RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID")):
         return True
     return _submitit_tasks() > 1
+
+
+def under_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def rank_in_environment() -> int:
+    """This process's rank as the launcher set it (torchrun's RANK, a submitit task's global rank;
+    0 if none), before the process group exists."""
+    names = {"slurm": "SLURM_PROCID", "local": "SUBMITIT_LOCAL_GLOBALID"}
+    name = "RANK" if "RANK" in os.environ else names.get(os.environ.get("SUBMITIT_EXECUTOR", ""), "RANK")
+    try:
+        return int(os.environ.get(name, "0"))
+    except ValueError:
+        return 0
 
 
 def _submitit_tasks() -> int:
@@ -108,6 +121,7 @@ def start(device_setting: str, backend_setting: str, timeout_minutes: float) -> 
     global _world
     if _world.distributed or not launched():
         return _world
+    import torch
     import torch.distributed as dist
 
     rank, size, local = _environment()
@@ -146,7 +160,9 @@ def stop() -> None:
     _world = SINGLE
 
 
-def device(world_: World, setting: str) -> torch.device:
+def device(world_: World, setting: str):
+    import torch
+
     from convnlp.device import pick_device
 
     picked = pick_device(setting)
@@ -171,14 +187,15 @@ def steps_per_epoch(n_batches: int, world_: World, accumulate: int) -> int:
 class Sync:
     """The collectives of a data-parallel training loop; with one process each is the identity."""
 
-    def __init__(self, world_: World, device_: torch.device):
+    def __init__(self, world_: World, device_):
         self.world, self.device = world_, device_
 
-    def step(self, decisions: list[float], counts: list[float], loss: torch.Tensor) -> tuple[list[float], list[float], float]:
+    def step(self, decisions: list[float], counts: list[float], loss) -> tuple[list[float], list[float], float]:
         """After each step: rank 0's ``decisions`` (flags decided by its clock), the ``counts``
         summed over ranks, and the loss averaged over ranks."""
         if not self.world.distributed:
             return decisions, counts, float(loss)
+        import torch
         import torch.distributed as dist
 
         mine = decisions if self.world.main else [0.0] * len(decisions)
@@ -215,6 +232,8 @@ def lost_peer(error: BaseException) -> str | None:
     died (gloo: connection reset or closed; NCCL: remote error), else None."""
     if not _world.distributed or not isinstance(error, RuntimeError):
         return None
+    import torch
+
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     dist_error = getattr(torch.distributed, "DistError", ())
     if not (isinstance(error, dist_error) or any(k in text for k in ("gloo", "NCCL", "Connection", "ProcessGroup"))):

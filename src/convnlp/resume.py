@@ -200,6 +200,7 @@ class TrainState:
     bad_evals: int = 0
     select: str = "accuracy"  # trainer.select's metric
     micro_batches: int = 1  # batches per step, all processes together (processes x trainer.accumulate)
+    world_size: int = 1  # processes
     elapsed_before: float = 0.0
     started: float = field(default_factory=time.perf_counter, compare=False)  # this process's start
 
@@ -232,9 +233,9 @@ def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, devi
             world=None, accumulate: int = 1, seed: int = 0) -> TrainState:
     """Load a resumed run's weights, optimizer and RNGs from ``resume_dir`` (a last/), carry its
     best/ over (this run's best/ is the best of both) and mark it as resumed by ``run_dir``
-    (rank 0 of several processes; each rank takes its own RNGs). With another number of
-    processes (or ``trainer.accumulate``) than the run it continues, the epoch goes on from the
-    same share of its batches, and each rank's dropout gets a new seed."""
+    (rank 0 of several processes; each rank takes its own RNGs). The global batch (processes x
+    ``trainer.accumulate``) must be the run's; with another number of processes the ranks'
+    dropout gets new seeds."""
     from convnlp.distributed import SINGLE
 
     world = world or SINGLE
@@ -258,25 +259,28 @@ def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, devi
     state = TrainState(step=saved["step"], epoch=saved["epoch"], batch_in_epoch=saved["batch_in_epoch"],
                        best_score=saved["best_score"], best_step=saved["best_step"], bad_evals=saved["bad_evals"],
                        select=saved.get("select", "accuracy"), elapsed_before=saved["elapsed"],
-                       micro_batches=saved.get("micro_batches", 1))
-    now = world.size * accumulate
+                       micro_batches=saved.get("micro_batches", 1), world_size=saved.get("world_size", 1))
+    now, saved_world = world.size * accumulate, saved.get("world_size", 1)
+    if state.micro_batches != now:  # another global batch: another schedule, other steps; not a continuation
+        raise UserError(
+            f"trainer.resume: {resume_dir} took {state.micro_batches} batches per step (processes x trainer.accumulate: "
+            f"{saved_world} x {state.micro_batches // saved_world}), this run {now} ({world.size} x {accumulate}); keep "
+            f"the global batch (e.g. trainer.accumulate={max(state.micro_batches // world.size, 1)} with {world.size} "
+            f"process{'es' * (world.size > 1)}), or start from its weights with a new schedule: "
+            f"trainer.init={resume_dir.parent}")
     rank_rngs = saved.get("rank_rngs") or []
-    if state.micro_batches != now:
-        old = state.micro_batches
-        state.batch_in_epoch, state.micro_batches = state.batch_in_epoch * old // now, now
-        log.warning("trainer.resume: the run it continues took %d batches per step, this one %d (processes x "
-                    "trainer.accumulate): the global batch changes; the epoch goes on at step %d of it, and "
-                    "dropout gets new random numbers", old, now, state.batch_in_epoch)
-    if world.distributed:
-        if len(rank_rngs) == world.size:
-            mine = rank_rngs[world.rank]
-            torch.set_rng_state(mine["torch"])
-            random.setstate(mine["python"])
-            if device.type == "cuda" and mine.get("cuda") is not None:
-                torch.cuda.set_rng_state(mine["cuda"], device)
-        else:  # saved by another number of processes
-            torch.manual_seed(seed + 7919 * world.rank + state.step)
-            random.seed(seed + 7919 * world.rank + state.step)
+    if world.distributed and len(rank_rngs) == world.size:
+        mine = rank_rngs[world.rank]
+        torch.set_rng_state(mine["torch"])
+        random.setstate(mine["python"])
+        if device.type == "cuda" and mine.get("cuda") is not None:
+            torch.cuda.set_rng_state(mine["cuda"], device)
+    elif saved_world != world.size:  # each process's random numbers cannot be mapped to the others'
+        torch.manual_seed(seed + 7919 * world.rank + state.step)
+        random.seed(seed + 7919 * world.rank + state.step)
+        if world.main:
+            log.warning("trainer.resume: the run it continues had %d process(es), this one %d: the same global batch "
+                        "and schedule, new random numbers for dropout", saved_world, world.size)
     if not world.main:
         return state
     try:

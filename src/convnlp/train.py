@@ -14,6 +14,7 @@ resume.py; distillation's relabeling (trainer.teacher) is a step before training
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -354,7 +355,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if state.select != metric:
             raise UserError(f"trainer.select: the resumed run selected by {state.select!r}, this one by {metric!r}; "
                             f"give trainer.select={state.select}")
-    state.select, state.micro_batches = metric, world.size * tc.accumulate
+    state.select, state.micro_batches, state.world_size = metric, world.size * tc.accumulate, world.size
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if world.main else NullWriter()
     revision = checkpoint.git_revision()
     checkpoints = Checkpoints(run_dir, config, tokenizer, labels, revision, model, ema, optimizer, scaler, device,
@@ -375,6 +376,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     threads.start()
     loop_start = state.started = time.perf_counter()  # this run's time counts from here
     elapsed = state.elapsed()  # with several processes rank 0's, sent with each step: one schedule for all
+    if world.distributed:  # a resumed run near its time budget: rank 0's clock decides whether it goes on
+        stop_reason, elapsed = sync.from_main((limits.reached(state), elapsed))
     progress_bar = Progress(limits, steps_per_epoch, state, tc.progress and world.main,
                             tc.log_minutes if world.main else 0)
     while stop_reason is None:
@@ -398,6 +401,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             state.step += 1
             state.batch_in_epoch += 1
             symbols = sum(int(batch["mask"].sum()) for batch in micro)
+            shown = copy.copy(state)  # where the progress line says the run is: before an epoch's end counts
             end_of_epoch = state.batch_in_epoch == len(steps)
             if end_of_epoch:  # counted before evaluating, so last/ resumes at the next epoch
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
@@ -420,7 +424,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 window_symbols, window_start = 0, now
                 shown_loss = loss.item() if shown_loss is None else shown_loss
                 log_step(writer, state.step, shown_loss, lr, float(grad_norm), tokens_per_s, layer_weights)
-            progress_bar.update(state, shown_loss if log_due else None, tokens_per_s)
+            progress_bar.update(shown, shown_loss if log_due else None, tokens_per_s)
 
             if (tc.eval_every and state.step % tc.eval_every == 0) or (not tc.eval_every and end_of_epoch) \
                     or stop_reason:
@@ -438,7 +442,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                         state.bad_evals += 1
                     best = -state.best_score if metric in LOWER_IS_BETTER else state.best_score
                     log.info("step %d epoch %.2f: validation %s %.4f%s (best %.4f at step %d), %.1f min",
-                             state.step, state.epoch + state.batch_in_epoch / len(batches), metric, metrics[metric],
+                             state.step, state.epoch + state.batch_in_epoch / len(steps), metric, metrics[metric],
                              " *" if improved else "", best, state.best_step, state.elapsed() / 60)
                     stop_reason = stop_reason or limits.reached(state)
                 if world.distributed and validation is not None:  # the others wait for rank 0's verdict
