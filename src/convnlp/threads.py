@@ -56,7 +56,9 @@ class ThreadPolicy:
     """``setting`` > 0: that many threads, always. 0: the free cores, checked every ``interval``
     seconds by ``update()`` (call it as often as convenient; it returns at once in between)."""
 
-    def __init__(self, setting: int, interval: float = 30.0, cpus: list[int] | None = None):
+    def __init__(self, setting: int, interval: float = 30.0, cpus: list[int] | None = None,
+                 stat: str = "/proc/stat"):
+        self.stat = stat  # the kernel's CPU counters (a test gives a file of its own)
         self.cpus = cpus or _cpus()
         self.initial = torch.get_num_threads()
         self.cap = setting or self.initial
@@ -71,7 +73,7 @@ class ThreadPolicy:
             self.auto = False  # no /proc/stat: torch's default
 
     def _sample(self) -> tuple[float, float | None, float]:
-        return time.monotonic(), busy_seconds(self.cpus), own_seconds()
+        return time.monotonic(), busy_seconds(self.cpus, self.stat), own_seconds()
 
     def others(self) -> float | None:
         """Cores other processes kept busy since the last check (a window of ``interval`` s)."""
