@@ -1,0 +1,67 @@
+"""The Python API: a trained model in a notebook or a service, without Hydra or a command line.
+
+    import convnlp
+    model = convnlp.load("outputs/train/<run>")      # a run (its best/), a checkpoint, or a list: an ensemble
+    model.predict(["The cat sat .", "Dogs bark ."])   # one record per text, as `convnlp predict` writes them
+
+The records are those of ``convnlp predict``: tagging ``{"tokens", "tags"}``, classification
+``{"text", "label", "probabilities"}``, generation ``{"source", "output", "tokens"}``; an empty
+text gets the task's empty result. Long inputs are handled as ``predict`` handles them
+(tagging in overlapping windows, ``task.predict_max_chars``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from convnlp import ensemble
+from convnlp.device import pick_device
+from convnlp.errors import UserError
+from convnlp.tasks import TASKS, task_config
+
+
+class Predictor:
+    """A loaded checkpoint (or ensemble) and what predicting with it needs."""
+
+    def __init__(self, model, config: dict, tokenizer, labels: list[str], device: torch.device):
+        self.model, self.config, self.tokenizer, self.labels, self.device = model, config, tokenizer, labels, device
+        self.task_name = config["task"]["name"]
+        self._task, self._task_cfg = TASKS[self.task_name], task_config(config)
+        self.model.eval()
+
+    def __repr__(self) -> str:
+        return (f"convnlp.Predictor(task={self.task_name}, encoder={self.config['encoder']['name']}, "
+                f"{len(self.labels)} labels, device={self.device})")
+
+    def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> list[dict] | dict:
+        """The records of ``texts`` (a list of strings: a list of records; one string: its record),
+        ``batch_size`` texts at a time."""
+        one = isinstance(texts, str)
+        texts = [texts] if one else list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise UserError(f"predict: texts[{i}] is {type(text).__name__} {text!r:.40}, not a str")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"predict: batch_size={batch_size!r} must be a whole number, at least 1")
+        records = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                inputs = [self._task.read_input(text) for text in texts[start:start + batch_size]]
+                records += self._task.predict_records(self.model, self.tokenizer, self.labels, inputs, self.device,
+                                                      self._task_cfg)
+        return records[0] if one else records
+
+
+def load(checkpoint: str | Path | Iterable[str | Path], device: str | torch.device = "auto") -> Predictor:
+    """A checkpoint directory, a training run's directory (its best/), or a list of them (an
+    ensemble: same task, tokenizer and labels), on ``device`` (auto: CUDA where available)."""
+    if isinstance(checkpoint, (str, Path)):
+        paths = str(checkpoint)
+    else:
+        paths = [str(p) for p in checkpoint]
+    device = device if isinstance(device, torch.device) else pick_device(str(device))
+    model, config, tokenizer, labels = ensemble.load(paths, device)
+    return Predictor(model, config, tokenizer, labels, device)
