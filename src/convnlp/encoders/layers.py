@@ -54,7 +54,7 @@ class ChannelNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # layer_norm normalizes trailing dims: (B, T, C), a view of channels-last memory
-        y = F.layer_norm(x.transpose(1, 2), (x.shape[1],), self.weight, self.bias, self.eps)
+        y = F.layer_norm(x.transpose(1, 2), self.weight.shape, self.weight, self.bias, self.eps)
         return y.transpose(1, 2)
 
 
