@@ -55,13 +55,22 @@ class Predictor:
         return records[0] if one else records
 
 
-def load(checkpoint: str | Path | Iterable[str | Path], device: str | torch.device = "auto") -> Predictor:
+def load(checkpoint: str | Path | Iterable[str | Path], device: str | torch.device = "auto",
+         runtime: str = "torch") -> Predictor:
     """A checkpoint directory, a training run's directory (its best/), or a list of them (an
-    ensemble: same task, tokenizer and labels), on ``device`` (auto: CUDA where available)."""
+    ensemble: same task, tokenizer and labels), on ``device`` (auto: CUDA where available);
+    ``runtime="onnx"``: an exported directory (``convnlp export``), by ONNX Runtime on the CPU."""
     if isinstance(checkpoint, (str, Path)):
         paths = str(checkpoint)
     else:
         paths = [str(p) for p in checkpoint]
+    if runtime == "onnx":
+        from convnlp.export import load_exported
+
+        model, config, tokenizer, labels = load_exported(paths)
+        return Predictor(model, config, tokenizer, labels, torch.device("cpu"))
+    if runtime != "torch":
+        raise UserError(f"runtime={runtime!r} is not valid; choose torch or onnx")
     device = device if isinstance(device, torch.device) else pick_device(str(device))
     model, config, tokenizer, labels = ensemble.load(paths, device)
     return Predictor(model, config, tokenizer, labels, device)

@@ -230,15 +230,16 @@ def weights_difference(expected: dict, weights: dict) -> str | None:
     return None
 
 
-def load(directory: str | Path, device: str | torch.device = "cpu"):
-    """(model, config, tokenizer, labels) from a checkpoint directory. Executes nothing from it:
-    the config names no code (no class paths, no interpolations, no unknown keys), the model is
-    built from the fixed table of tasks and encoders, the weights are safetensors."""
+def read(directory: str | Path, required: tuple[str, ...] = REQUIRED):
+    """(directory, config, tokenizer, labels, model) of a checkpoint directory, checked, with the
+    model built (its weights not loaded): the config names no code (no class paths, no
+    interpolations, no unknown keys), and the model comes from the fixed table of tasks and
+    encoders. ``required``: the files it must hold (an exported directory: model.onnx)."""
     from convnlp.config import validate, with_earlier_defaults
     from convnlp.tasks import task_config
 
     directory = existing(directory)
-    for name in REQUIRED:
+    for name in required:
         if not (directory / name).is_file():
             raise UserError(f"{directory}: checkpoint is missing {name}")
     config = _read_json(directory / "config.json")
@@ -261,6 +262,13 @@ def load(directory: str | Path, device: str | torch.device = "cpu"):
         raise UserError(f"{directory}/config.json: {e}") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise UserError(f"{directory}/config.json: not a usable model config ({str(e).splitlines()[0]})") from None
+    return directory, config, tokenizer, labels, model
+
+
+def load(directory: str | Path, device: str | torch.device = "cpu"):
+    """(model, config, tokenizer, labels) from a checkpoint directory. Executes nothing from it:
+    see ``read``; the weights are safetensors."""
+    directory, config, tokenizer, labels, model = read(directory)
     try:
         weights = load_file(directory / "model.safetensors", device="cpu")
     except (SafetensorError, OSError, ValueError) as e:

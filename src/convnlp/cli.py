@@ -34,6 +34,8 @@ commands:
   eval      evaluate a checkpoint    convnlp eval checkpoint=outputs/train/<run>/best data.split=test
                                      convnlp eval checkpoint=[<run1>/best,<run2>/best] (an ensemble)
   predict   label or generate        convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl
+                                     convnlp predict checkpoint=<run>/onnx runtime=onnx (an exported model)
+  export    to ONNX, to serve        convnlp export checkpoint=outputs/train/<run> format=onnx
   inspect   layers, receptive field  convnlp inspect encoder=dilated effective_rf=true gradient_flow=true
                                      convnlp inspect task=generation (the decoder's length arithmetic)
   average   mean weights of checkpoints of one model
@@ -47,7 +49,7 @@ lists the config groups and options of a command.
 
 # Which config groups each command's config holds (and so which are validated).
 GROUPS = {"train": ("task", "encoder", "decoder", "data", "tokenizer", "trainer", "optim"),
-          "eval": ("data",), "predict": (), "inspect": ("task", "encoder", "decoder"),
+          "eval": ("data",), "predict": (), "export": (), "inspect": ("task", "encoder", "decoder"),
           "average": (), "report": (), "bench": ("task", "decoder", "data", "tokenizer")}
 VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
                "--experimental-rerun", "--package", "-p", "--cfg", "-c"}
@@ -241,6 +243,13 @@ def run_predict(cfg: DictConfig) -> None:
     predict_command(cfg)
 
 
+def run_export(cfg: DictConfig) -> None:
+    from convnlp.export import export_command
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
+    export_command(cfg)
+
+
 def run_inspect(cfg: DictConfig) -> None:
     from convnlp.inspect import inspect_command
 
@@ -265,7 +274,7 @@ def run_report(cfg: DictConfig) -> None:
     report_command(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
-COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict, "inspect": run_inspect,
+COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict, "export": run_export, "inspect": run_inspect,
             "average": run_average, "report": run_report, "bench": run_bench}
 
 

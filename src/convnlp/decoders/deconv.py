@@ -190,7 +190,8 @@ class DeconvDecoder(nn.Module):
         keep = None
         if self.output_length == "source":
             lengths = self.output_lengths(mask)
-            x = x[:, :, : int(lengths.max())]                                          # (B, W, L)
+            if not torch.jit.is_tracing():  # an exported graph keeps max_length positions: the same
+                x = x[:, :, : int(lengths.max())]  # scores at each source's own positions  (B, W, L)
             keep = (torch.arange(x.shape[-1], device=x.device) < lengths[:, None])[:, None, :].to(x.dtype)
         for conv, norm in zip(self.rest, self.rest_norms):
             h = self.activation(norm(x))

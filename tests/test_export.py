@@ -1,0 +1,123 @@
+"""ONNX export and the ONNX Runtime predictor: every task x encoder family, real onnxruntime
+sessions, the same records as PyTorch; the command line, and its bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+pytest.importorskip("onnxruntime")
+
+from convnlp import checkpoint  # noqa: E402
+from convnlp.data import tokenizer as tok  # noqa: E402
+from convnlp.errors import UserError  # noqa: E402
+from convnlp.export import OPSET, export, load_exported  # noqa: E402
+from convnlp.model import build_model  # noqa: E402
+from convnlp.tasks import TASKS, task_config  # noqa: E402
+from tests.conftest import convnlp  # noqa: E402
+
+FAMILIES = ["plain", "residual", "dense", "dilated", "wide", "lstm", "bilstm"]
+SMALL = {"plain": ["encoder.width=16", "encoder.layers=2"], "residual": ["encoder.width=16", "encoder.layers=2"],
+         "dense": ["encoder.width=16", "encoder.growth=8", "encoder.layers_per_block=2", "encoder.blocks=1"],
+         "dilated": ["encoder.width=16", "encoder.blocks=1"], "wide": ["encoder.width=16"],
+         "lstm": ["encoder.hidden=16"], "bilstm": ["encoder.hidden=8"]}
+TASK_ARGS = {"tagging": ["task.embedding_dim=8", "task.word_layers=1"],
+             "classification": ["task=classification", "task.embedding_dim=8"],
+             "generation": ["task=generation", "task.embedding_dim=8", "decoder.width=16",
+                            "decoder.rest_dilations=[1,2]"]}
+WORDS = "the film Alice met Bob in Paris a dull story abba stop".split()
+
+
+def texts(n: int, length: int, seed: int) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(max(1, length // 5)))[:length] for _ in range(n)]
+
+
+def make_checkpoint(directory, task: str, family: str):
+    """A checkpoint of an untrained model (seeded): the graph and its parity, not accuracy, are tested."""
+    from hydra import compose, initialize_config_module
+
+    overrides = [*TASK_ARGS[task], f"encoder={family}", *SMALL[family]]
+    with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
+        config = OmegaConf.to_container(compose(config_name="train", overrides=overrides), resolve=True)
+    tokenizer = tok.build_from(OmegaConf.create(config["tokenizer"]), texts(50, 40, 0))
+    split = {"tagging": {"tags": [["B-X", "O", "I-X"]]}, "classification": {"label": ["neg", "pos", "mixed"]},
+             "generation": {"target": ["A B C D E F G H"]}}[task]
+    labels = TASKS[task].label_vocabulary(split, task_config(config))
+    torch.manual_seed(0)
+    model = build_model(task_config(config), config["encoder"], tokenizer.get_vocab_size(), len(labels))
+    checkpoint.save(directory, model, config, tokenizer, labels, {})
+    return directory
+
+
+def records(model, config, tokenizer, labels, inputs: list[str]) -> list[dict]:
+    task = TASKS[config["task"]["name"]]
+    return task.predict_records(model, tokenizer, labels, [task.read_input(t) for t in inputs], torch.device("cpu"),
+                                task_config(config))
+
+
+def same(a: list[dict], b: list[dict], tolerance: float = 1e-4) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for key in x:
+            if key == "probabilities" and x[key] is not None:
+                assert x[key].keys() == y[key].keys()
+                assert max(abs(x[key][k] - y[key][k]) for k in x[key]) <= tolerance
+            else:
+                assert x[key] == y[key], key
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("task", list(TASK_ARGS))
+def test_every_task_and_encoder_exports_with_the_same_outputs(tmp_path, task, family):
+    source = make_checkpoint(tmp_path / "checkpoint", task, family)
+    info = export(source, tmp_path / "onnx")
+    assert info["opset"] == OPSET and info["max_abs_difference_at_export"] < 1e-4
+    assert {p.name for p in (tmp_path / "onnx").iterdir()} >= {"model.onnx", "tokenizer.json", "labels.json",
+                                                               "config.json", "export.json"}
+    onnx_model, config, tokenizer, labels = load_exported(tmp_path / "onnx")
+    torch_model, *_ = checkpoint.load(source)
+    # dynamic shapes: a batch of 1 and of 7, inputs of 1 and of about 500 symbols
+    for batch in (texts(1, 1, 1), texts(7, 30, 2), texts(1, 500, 3), texts(7, 500, 4) + texts(3, 1, 5)):
+        same(records(onnx_model, config, tokenizer, labels, batch), records(torch_model, config, tokenizer, labels, batch))
+
+
+def test_export_and_predict_through_the_command_line(tmp_path):
+    source = make_checkpoint(tmp_path / "run" / "best", "classification", "dilated")
+    result = convnlp("export", f"checkpoint={tmp_path / 'run'}", "format=onnx", cwd=tmp_path)
+    assert json.loads(result.stdout)["output"] == str(tmp_path / "run" / "onnx")
+    lines = "the film\n\na dull story\n"
+    torch_out = convnlp("predict", f"checkpoint={source}", "device=cpu", cwd=tmp_path, input=lines).stdout
+    onnx_out = convnlp("predict", f"checkpoint={tmp_path / 'run'}", "runtime=onnx", cwd=tmp_path, input=lines).stdout
+    same([json.loads(x) for x in onnx_out.splitlines()], [json.loads(x) for x in torch_out.splitlines()])
+
+    again = convnlp("export", f"checkpoint={tmp_path / 'run'}", cwd=tmp_path, check=False)
+    assert again.returncode == 2 and again.stderr.strip() == (
+        f"convnlp: error: output={tmp_path / 'run' / 'onnx'}: exists and is not an empty directory; choose a new "
+        "directory")
+    unknown = convnlp("export", f"checkpoint={tmp_path / 'run'}", "format=tflite", "output=x", cwd=tmp_path, check=False)
+    assert unknown.stderr.strip() == "convnlp: error: format='tflite' is not supported; choose one of: onnx"
+    missing = convnlp("export", f"checkpoint={tmp_path / 'absent'}", cwd=tmp_path, check=False)
+    assert missing.stderr.strip() == f"convnlp: error: {tmp_path / 'absent'}: checkpoint directory not found"
+    (tmp_path / "run" / "onnx" / "model.onnx").write_bytes(b"not a model")
+    damaged = convnlp("predict", f"checkpoint={tmp_path / 'run' / 'onnx'}", "runtime=onnx", cwd=tmp_path,
+                      input=lines, check=False)
+    assert damaged.returncode == 2 and damaged.stderr.strip().startswith(
+        f"convnlp: error: {tmp_path / 'run' / 'onnx' / 'model.onnx'}: not a usable ONNX model (")
+
+
+def test_the_python_api_runs_an_exported_model(tmp_path):
+    import convnlp as api
+
+    source = make_checkpoint(tmp_path / "checkpoint", "tagging", "dilated")
+    export(source, tmp_path / "onnx")
+    inputs = ["Alice met Bob in Paris .", "", "a"]
+    assert api.load(tmp_path / "onnx", runtime="onnx").predict(inputs) == api.load(source).predict(inputs)
+    with pytest.raises(UserError, match="runtime='tflite' is not valid"):
+        api.load(source, runtime="tflite")
