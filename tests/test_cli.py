@@ -361,7 +361,7 @@ def test_every_encoder_family_trains_through_the_cli(tmp_path, conll_files):
     (["predict"], "checkpoint is required: add checkpoint=..."),
     (["train", "data=conll"], "data=conll needs a training file: data.train=PATH"),
     (["train", "data=conllu", "data.train=nope.conllu"], "nope.conllu: no such file"),
-    (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, inspect, average"),
+    (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, export, inspect, average"),
     (["train", "task=classification", "data=ud_ewt"], "data=ud_ewt is tagging data; task=classification needs one of:"),
     (["train", "task=classification", "task.pooling=first"], "task.pooling='first' is not valid; choose one of: max, mean, attention"),
     (["train", "task=classification", "data=mr", "data.fold=10"], "data.fold=10 must be in 0..9"),
