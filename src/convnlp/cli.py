@@ -83,9 +83,7 @@ def _other_rank() -> int:
     """This process's rank if it is one of several processes of one training, not rank 0; else 0."""
     from convnlp import distributed
 
-    if distributed.world().distributed:
-        return distributed.world().rank
-    return distributed.rank_in_environment() if distributed.launched() else 0
+    return distributed.rank_in_environment() if distributed.launched() else 0  # joined or not: RANK is set
 
 
 # --------------------------------------------------------------------- checking overrides
@@ -415,19 +413,13 @@ def join_processes(command: str, args: list[str], multirun: bool, cfg: DictConfi
         run_dir = given[-1] if given else None
         if run_dir is None and world.main:  # absolute: other machines share it through a shared file system
             run_dir = str(claim_run_dir(command, False).resolve())
-        run_dir = distributed.Sync(world, torch_device(world)).from_main(run_dir)
+        run_dir = distributed.Sync(world, distributed.device(world, cfg.trainer.device)).from_main(run_dir)
     except UserError as e:
         fail(str(e))
     except (OSError, RuntimeError) as e:
         fail(f"data-parallel training: {str(e).strip().splitlines()[0]}")
     args = [a for a in args if not a.lstrip("+").startswith("hydra.run.dir=")] + [f"hydra.run.dir={run_dir}"]
     return args if world.main else [*args, "hydra.output_subdir=null"]  # rank 0 writes .hydra/
-
-
-def torch_device(world):
-    import torch
-
-    return torch.device("cuda", world.local_rank) if world.backend == "nccl" else torch.device("cpu")
 
 
 def dispatch(argv: list[str]) -> None:

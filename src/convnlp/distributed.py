@@ -150,6 +150,18 @@ def start(device_setting: str, backend_setting: str, timeout_minutes: float) -> 
     return _world
 
 
+def seed_rank(seed: int, rank: int, step: int = 0) -> None:
+    """This rank's own random numbers for dropout (torch's and Python's): ``seed`` moved by the
+    rank, and by the step a resumed run starts at."""
+    import random
+
+    import torch
+
+    value = seed + 7919 * rank + step
+    torch.manual_seed(value)
+    random.seed(value)
+
+
 def stop() -> None:
     global _world
     if _world.distributed:

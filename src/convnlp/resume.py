@@ -236,7 +236,7 @@ def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, devi
     (rank 0 of several processes; each rank takes its own RNGs). The global batch (processes x
     ``trainer.accumulate``) must be the run's; with another number of processes the ranks'
     dropout gets new seeds."""
-    from convnlp.distributed import SINGLE
+    from convnlp.distributed import SINGLE, seed_rank
 
     world = world or SINGLE
     saved = checkpoint.load_training_state(resume_dir)
@@ -260,7 +260,7 @@ def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, devi
                        best_score=saved["best_score"], best_step=saved["best_step"], bad_evals=saved["bad_evals"],
                        select=saved.get("select", "accuracy"), elapsed_before=saved["elapsed"],
                        micro_batches=saved.get("micro_batches", 1), world_size=saved.get("world_size", 1))
-    now, saved_world = world.size * accumulate, saved.get("world_size", 1)
+    now, saved_world = world.size * accumulate, state.world_size
     if state.micro_batches != now:  # another global batch: another schedule, other steps; not a continuation
         raise UserError(
             f"trainer.resume: {resume_dir} took {state.micro_batches} batches per step (processes x trainer.accumulate: "
@@ -276,8 +276,7 @@ def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, devi
         if device.type == "cuda" and mine.get("cuda") is not None:
             torch.cuda.set_rng_state(mine["cuda"], device)
     elif saved_world != world.size:  # each process's random numbers cannot be mapped to the others'
-        torch.manual_seed(seed + 7919 * world.rank + state.step)
-        random.seed(seed + 7919 * world.rank + state.step)
+        seed_rank(seed, world.rank, state.step)
         if world.main:
             log.warning("trainer.resume: the run it continues had %d process(es), this one %d: the same global batch "
                         "and schedule, new random numbers for dropout", saved_world, world.size)

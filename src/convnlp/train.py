@@ -323,8 +323,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     log.info("model: %s encoder, %d parameters, receptive field %s symbols",
              cfg.encoder.name, n_params, receptive_field)
     if world.rank:  # each rank its own dropout (the weights are rank 0's: DDP sends them to the others)
-        torch.manual_seed(cfg.seed + 7919 * world.rank)
-        random.seed(cfg.seed + 7919 * world.rank)
+        distributed.seed_rank(cfg.seed, world.rank)
     trained = model  # what the steps run: the model, or under DDP its wrapper, which averages gradients
     if world.distributed:  # (a 1x1 convolution's gradient comes transposed: slower to copy, not wrong)
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
