@@ -38,14 +38,31 @@ def texts(n: int, length: int, seed: int) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(max(1, length // 5)))[:length] for _ in range(n)]
 
 
-def make_checkpoint(directory, task: str, family: str):
+# settings beside the encoder that change the graph: words with hashed word features (the UD
+# recipe, experiment=ud_tagger), features on characters, subwords
+RECIPES = {"tagging, words + word features": ["tokenizer=word", "tokenizer.min_frequency=1", "task.embedding_dim=8",
+                                              "task.features=[lower,prefix2,suffix3,shape]", "task.feature_rows=50",
+                                              "task.pooling=first", "task.word_layers=0"],
+           "tagging, characters + word features": ["task.embedding_dim=8", "task.features=[lower,suffix2]",
+                                                   "task.feature_rows=50", "task.pooling=first_last"],
+           "tagging, bpe": ["tokenizer=bpe", "tokenizer.min_frequency=1", "task.embedding_dim=8"],
+           "classification, words + word features": ["task=classification", "tokenizer=word",
+                                                     "tokenizer.min_frequency=1", "task.embedding_dim=8",
+                                                     "task.features=[lower,shape]", "task.feature_rows=50"],
+           "generation, bpe": ["task=generation", "tokenizer=bpe", "tokenizer.min_frequency=1", "task.embedding_dim=8",
+                               "decoder.width=16", "decoder.rest_dilations=[1,2]"]}
+
+
+def make_checkpoint(directory, task: str, family: str, recipe: list[str] | None = None):
     """A checkpoint of an untrained model (seeded): the graph and its parity, not accuracy, are tested."""
     from hydra import compose, initialize_config_module
 
-    overrides = [*TASK_ARGS[task], f"encoder={family}", *SMALL[family]]
+    overrides = [*(TASK_ARGS[task] if recipe is None else recipe), f"encoder={family}", *SMALL[family]]
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         config = OmegaConf.to_container(compose(config_name="train", overrides=overrides), resolve=True)
-    tokenizer = tok.build_from(OmegaConf.create(config["tokenizer"]), texts(50, 40, 0))
+    examples = texts(50, 40, 0)  # tagging's vocabulary is counted over given words, as training counts it
+    tokenizer = tok.build_from(OmegaConf.create(config["tokenizer"]),
+                               [t.split() for t in examples] if task == "tagging" else examples)
     split = {"tagging": {"tags": [["B-X", "O", "I-X"]]}, "classification": {"label": ["neg", "pos", "mixed"]},
              "generation": {"target": ["A B C D E F G H"]}}[task]
     labels = TASKS[task].label_vocabulary(split, task_config(config))
@@ -88,6 +105,21 @@ def test_every_task_and_encoder_exports_with_the_same_outputs(tmp_path, task, fa
         same(records(onnx_model, config, tokenizer, labels, batch), records(torch_model, config, tokenizer, labels, batch))
 
 
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_tokenizers_and_word_features_export_with_the_same_outputs(tmp_path, recipe):
+    task = RECIPES[recipe][0].removeprefix("task=") if RECIPES[recipe][0].startswith("task=") else "tagging"
+    source = make_checkpoint(tmp_path / "checkpoint", task, "plain", RECIPES[recipe])
+    torch_model, config, tokenizer, labels = checkpoint.load(source)
+    if torch_model.features is not None:  # the padding row is left out of the sum, whatever it holds
+        with torch.no_grad():
+            torch_model.features.weight[0] = 1.0
+        checkpoint.save(source, torch_model, config, tokenizer, labels, {})
+    export(source, tmp_path / "onnx")
+    onnx_model, config, tokenizer, labels = load_exported(tmp_path / "onnx")
+    for batch in (texts(1, 1, 1), texts(7, 30, 2), texts(1, 500, 3), ["Alice ,met BOB in Paris-2026 ."]):
+        same(records(onnx_model, config, tokenizer, labels, batch), records(torch_model, config, tokenizer, labels, batch))
+
+
 def test_export_and_predict_through_the_command_line(tmp_path):
     source = make_checkpoint(tmp_path / "run" / "best", "classification", "dilated")
     result = convnlp("export", f"checkpoint={tmp_path / 'run'}", "format=onnx", cwd=tmp_path)
@@ -96,6 +128,20 @@ def test_export_and_predict_through_the_command_line(tmp_path):
     torch_out = convnlp("predict", f"checkpoint={source}", "device=cpu", cwd=tmp_path, input=lines).stdout
     onnx_out = convnlp("predict", f"checkpoint={tmp_path / 'run'}", "runtime=onnx", cwd=tmp_path, input=lines).stdout
     same([json.loads(x) for x in onnx_out.splitlines()], [json.loads(x) for x in torch_out.splitlines()])
+    # eval of the exported model: the metrics of the checkpoint
+    (tmp_path / "test.tsv").write_text("text\tlabel\nthe film\tpos\na dull story\tneg\nstop abba\tmixed\n")
+    data = ["data=tsv", f"data.test={tmp_path / 'test.tsv'}", "data.split=test"]
+    metrics = {}
+    for runtime, where in (("torch", source), ("onnx", tmp_path / "run" / "onnx")):
+        convnlp("eval", f"checkpoint={where}", f"runtime={runtime}", *data, "device=cpu",
+                f"hydra.run.dir={tmp_path / runtime}", cwd=tmp_path)
+        metrics[runtime] = json.loads((tmp_path / runtime / "metrics.json").read_text())
+    assert metrics["onnx"]["runtime"] == "onnx" and metrics["onnx"]["accuracy"] == metrics["torch"]["accuracy"]
+    on_cuda = convnlp("eval", f"checkpoint={tmp_path / 'run'}", "runtime=onnx", "device=cuda", *data, cwd=tmp_path,
+                      check=False)
+    assert on_cuda.returncode == 2 and on_cuda.stderr.strip() == (
+        "convnlp: error: device=cuda: runtime=onnx runs on the CPU (ONNX Runtime's CPU provider); set device=auto "
+        "or cpu, or runtime=torch")
 
     again = convnlp("export", f"checkpoint={tmp_path / 'run'}", cwd=tmp_path, check=False)
     assert again.returncode == 2 and again.stderr.strip() == (

@@ -55,22 +55,31 @@ class Predictor:
         return records[0] if one else records
 
 
+RUNTIMES = ("torch", "onnx")
+
+
+def load_model(checkpoint, runtime: str = "torch", device: str | torch.device = "auto", threads: int = 0):
+    """(model, config, tokenizer, labels, device) as ``predict``, ``eval`` and ``load`` run them:
+    ``runtime="torch"``: a checkpoint, a run's directory or a list (an ensemble) on ``device``;
+    ``runtime="onnx"``: an exported directory (``convnlp export``), by ONNX Runtime on the CPU with
+    ``threads`` intra-op threads (0: ONNX Runtime's default)."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"runtime={runtime!r} is not valid; choose one of: {', '.join(RUNTIMES)}")
+    if runtime == "onnx":
+        from convnlp.export import load_exported
+
+        if str(device) not in ("auto", "cpu"):
+            raise UserError(f"device={device}: runtime=onnx runs on the CPU (ONNX Runtime's CPU provider); "
+                            "set device=auto or cpu, or runtime=torch")
+        return (*load_exported(checkpoint, threads), torch.device("cpu"))
+    device = device if isinstance(device, torch.device) else pick_device(str(device))
+    return (*ensemble.load(checkpoint, device), device)
+
+
 def load(checkpoint: str | Path | Iterable[str | Path], device: str | torch.device = "auto",
          runtime: str = "torch") -> Predictor:
     """A checkpoint directory, a training run's directory (its best/), or a list of them (an
     ensemble: same task, tokenizer and labels), on ``device`` (auto: CUDA where available);
     ``runtime="onnx"``: an exported directory (``convnlp export``), by ONNX Runtime on the CPU."""
-    if isinstance(checkpoint, (str, Path)):
-        paths = str(checkpoint)
-    else:
-        paths = [str(p) for p in checkpoint]
-    if runtime == "onnx":
-        from convnlp.export import load_exported
-
-        model, config, tokenizer, labels = load_exported(paths)
-        return Predictor(model, config, tokenizer, labels, torch.device("cpu"))
-    if runtime != "torch":
-        raise UserError(f"runtime={runtime!r} is not valid; choose torch or onnx")
-    device = device if isinstance(device, torch.device) else pick_device(str(device))
-    model, config, tokenizer, labels = ensemble.load(paths, device)
-    return Predictor(model, config, tokenizer, labels, device)
+    paths = str(checkpoint) if isinstance(checkpoint, (str, Path)) else [str(p) for p in checkpoint]
+    return Predictor(*load_model(paths, runtime, device))

@@ -9,12 +9,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from convnlp import ensemble
+from convnlp.api import load_model
 from convnlp.config import validate_group
 from convnlp.data import load_splits
 from convnlp.errors import UserError
 from convnlp.tasks import TASKS, task_config
-from convnlp.device import pick_device
 from convnlp.threads import ThreadPolicy
 
 log = logging.getLogger(__name__)
@@ -22,8 +21,7 @@ log = logging.getLogger(__name__)
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     threads = ThreadPolicy(cfg.threads)  # 0: the cores other processes leave free
-    device = pick_device(cfg.device)
-    model, config, tokenizer, labels = ensemble.load(cfg.checkpoint, device)  # one, or a list
+    model, config, tokenizer, labels, device = load_model(cfg.checkpoint, cfg.runtime, cfg.device, cfg.threads)
     threads.start(logging.DEBUG)  # standard output is the metrics' JSON
     split = cfg.data.split
     if "name" in cfg.data:  # data=... given on the command line
@@ -42,7 +40,8 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     # labels training never saw: each of their tokens or texts is an error
     named = [str(c) for c in cfg.checkpoint] if isinstance(cfg.checkpoint, ListConfig) else str(cfg.checkpoint)
     result = {"checkpoint": named, "data": data_cfg.name, "split": split, **metrics,
-              "unseen_labels": unseen, "threads": torch.get_num_threads()}
+              "unseen_labels": unseen, "runtime": cfg.runtime,
+              "threads": torch.get_num_threads() if cfg.runtime == "torch" else cfg.threads}
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     log.info("wrote %s", run_dir / "metrics.json")

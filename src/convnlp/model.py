@@ -32,10 +32,18 @@ class Model(nn.Module):
         x = self.embedding(ids)                          # (B, T, E)
         features = batch.get("features")                 # (B, T, F); F = 0 when every input is empty
         if self.features is not None and features.shape[-1]:
-            x = x + self.features(features.flatten(0, 1)).view_as(x)
+            x = x + self.feature_sum(features).view_as(x)
         x = self.dropout(x)
         h = self.encoder(x, batch["mask"])               # (B, T, C)
         return self.head(h, batch["mask"], batch)        # task-shaped scores
+
+    def feature_sum(self, features: torch.Tensor) -> torch.Tensor:
+        """The sum of each symbol's feature rows, id 0 (padding) left out."""
+        if torch.jit.is_tracing():  # ONNX has no EmbeddingBag: the same sum, written out
+            weight = self.features.weight
+            weight = torch.cat([weight.new_zeros(1, weight.shape[1]), weight[1:]])  # row 0, padding, adds nothing
+            return nn.functional.embedding(features, weight).sum(dim=-2)
+        return self.features(features.flatten(0, 1))
 
 
 def build_model(task: dict, encoder: dict, vocab_size: int, num_labels: int) -> Model:

@@ -24,18 +24,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import islice
 
-import torch
 from omegaconf import DictConfig
 
-from convnlp import ensemble
+from convnlp.api import load_model
 from convnlp.errors import UserError
 from convnlp.tasks import TASKS, task_config
-from convnlp.device import pick_device
 from convnlp.threads import ThreadPolicy
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("record", "stop")
-RUNTIMES = ("torch", "onnx")
 
 
 @dataclass
@@ -121,17 +118,8 @@ def predict_command(cfg: DictConfig) -> None:
     if cfg.on_error not in ON_ERROR:
         raise UserError(f"on_error={cfg.on_error!r} is not valid; choose one of: {', '.join(ON_ERROR)}")
     threads = ThreadPolicy(cfg.get("threads", 0))  # 0: the cores other processes leave free, checked as it goes
-    runtime = cfg.get("runtime", "torch")
-    if runtime not in RUNTIMES:
-        raise UserError(f"runtime={runtime!r} is not valid; choose one of: {', '.join(RUNTIMES)}")
-    if runtime == "onnx":  # an exported directory, on the CPU
-        from convnlp.export import load_exported
-
-        device = torch.device("cpu")
-        model, config, tokenizer, labels = load_exported(cfg.checkpoint, cfg.get("threads", 0))
-    else:
-        device = pick_device(cfg.device)
-        model, config, tokenizer, labels = ensemble.load(cfg.checkpoint, device)  # one, or a list
+    model, config, tokenizer, labels, device = load_model(cfg.checkpoint, cfg.get("runtime", "torch"), cfg.device,
+                                                          cfg.get("threads", 0))
     threads.start(logging.DEBUG)
     task = TASKS[config["task"]["name"]]
     task_cfg = task_config(config)
