@@ -224,6 +224,8 @@ def test_summarize_without_the_baseline_in_a_repetition_gives_no_ratio():
     ("bench.neighbours=[0,0]", "bench.neighbours=[0, 0] names a setting twice"),
     ("bench.encoders=[plain,plain]", "bench.encoders=['plain', 'plain'] names a setting twice"),
     ("bench.peers=[spcy]", "bench.peers: unknown peer(s) spcy; known: spacy"),
+    ("bench.runtimes=[tflite]", "bench.runtimes=['tflite'] must name each of torch, onnx, onnx-int8 at most once"),
+    ("bench.runtimes=[onnx]", "bench.runtimes=['onnx'] runs trained checkpoints: give bench.checkpoints=[DIR,...]"),
 ])
 def test_bad_bench_settings_are_one_line(tmp_path, conll_files, override, message):
     with pytest.raises(UserError) as error:

@@ -17,7 +17,8 @@ from convnlp.errors import UserError  # noqa: E402
 from convnlp.export import OPSET, export, load_exported  # noqa: E402
 from convnlp.model import build_model  # noqa: E402
 from convnlp.tasks import TASKS, task_config  # noqa: E402
-from tests.conftest import convnlp  # noqa: E402
+from tests.conftest import TINY, TINY_CLASSIFIER, TINY_GENERATOR, bio_sentences, conll_args, convnlp, review_args, \
+    review_rows, run_dirs, spelling_args, spelling_rows  # noqa: E402
 
 FAMILIES = ["plain", "residual", "dense", "dilated", "wide", "lstm", "bilstm"]
 SMALL = {"plain": ["encoder.width=16", "encoder.layers=2"], "residual": ["encoder.width=16", "encoder.layers=2"],
@@ -151,6 +152,30 @@ def test_export_and_predict_through_the_command_line(tmp_path):
     assert unknown.stderr.strip() == "convnlp: error: format='tflite' is not supported; choose one of: onnx"
     missing = convnlp("export", f"checkpoint={tmp_path / 'absent'}", cwd=tmp_path, check=False)
     assert missing.stderr.strip() == f"convnlp: error: {tmp_path / 'absent'}: checkpoint directory not found"
+    int8 = ("export", f"checkpoint={tmp_path / 'run'}", "quantize=int8")
+    (tmp_path / "calibration.txt").write_text("the film\n\na dull story\n")
+    result = json.loads(convnlp(*int8, "calibration=calibration.txt", cwd=tmp_path).stdout)
+    assert result["calibration"] == "2 lines of calibration.txt" and result["output"] == str(tmp_path / "run" / "onnx-int8")
+    for args, line in ((["quantize=int4", "output=x"], "quantize='int4' is not supported; choose null (float32) or int8"),
+                       ([*int8[1:], "output=x", "calibration=absent.txt"],
+                        "calibration=absent.txt: cannot open (No such file or directory)"),
+                       ([*int8[1:], "output=x", "calibration_examples=0"],
+                        "calibration_examples=0 must be a whole number, at least 1")):
+        bad = convnlp("export", f"checkpoint={tmp_path / 'run'}", *args, cwd=tmp_path, check=False)
+        assert bad.returncode == 2 and bad.stderr.strip() == f"convnlp: error: {line}", bad.stderr
+    (tmp_path / "empty.txt").write_text("\n \n")
+    bad = convnlp(*int8, "output=x", "calibration=empty.txt", cwd=tmp_path, check=False)
+    assert bad.stderr.strip() == "convnlp: error: calibration=empty.txt: no non-empty lines to calibrate on"
+    config = json.loads((source / "config.json").read_text())  # training data that is not on this machine
+    config["data"] = {**config["data"], "name": "tsv", "train": str(tmp_path / "gone.tsv"), "validation": None,
+                      "test": None, "text_column": "text", "label_column": "label", "encoding": "utf-8",
+                      "skip_empty": False, "quoting": "auto"}
+    (source / "config.json").write_text(json.dumps(config))
+    bad = convnlp(*int8, "output=x", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.stderr.startswith("convnlp: error: quantize=int8 calibrates on the checkpoint's training data (tsv), "
+                                 "which cannot be read here (") and "give calibration=FILE" in bad.stderr
+    assert not (tmp_path / "x").exists()
     (tmp_path / "run" / "onnx" / "model.onnx").write_bytes(b"not a model")
     damaged = convnlp("predict", f"checkpoint={tmp_path / 'run' / 'onnx'}", "runtime=onnx", cwd=tmp_path,
                       input=lines, check=False)
@@ -167,3 +192,45 @@ def test_the_python_api_runs_an_exported_model(tmp_path):
     assert api.load(tmp_path / "onnx", runtime="onnx").predict(inputs) == api.load(source).predict(inputs)
     with pytest.raises(UserError, match="runtime='tflite' is not valid"):
         api.load(source, runtime="tflite")
+
+
+TRAINED_INPUTS = {"tagging": lambda: [" ".join(w for w, _ in s) for s in bio_sentences(40, 9)],
+                  "classification": lambda: [text for text, _ in review_rows(40, 9)],
+                  "generation": lambda: [source for source, _ in spelling_rows(40, 9)]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", list(TRAINED_INPUTS))
+def test_trained_models_float32_and_int8(tmp_path, task, conll_files, review_files, spelling_files):
+    """A small trained model of each task: float32 ONNX gives PyTorch's records and metrics;
+    int8 (calibrated on the run's own training data) stays close, and says how close."""
+    import convnlp as api
+
+    args = {"tagging": [*conll_args(conll_files), *TINY, "trainer.max_steps=150"],
+            "classification": [*review_args(review_files), *TINY_CLASSIFIER, "tokenizer=word", "trainer.max_epochs=15",
+                               "trainer.batch_tokens=150", "optim.warmup_steps=10", "task.dropout=0.3",
+                               "task.embedding_dropout=0.1", "task.token_dropout=0"],  # as test_cli's classifier
+            "generation": [*spelling_args(spelling_files), *TINY_GENERATOR, "trainer.max_steps=150"]}[task]
+    convnlp("train", *args, "trainer.threads=1", cwd=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    convnlp("export", f"checkpoint={run}", cwd=tmp_path)
+    result = json.loads(convnlp("export", f"checkpoint={run}", "quantize=int8", cwd=tmp_path).stdout)
+    assert result["output"] == str(run / "onnx-int8") and result["quantized"] == "int8"
+    assert result["calibration"].endswith("training split") and result["int8_agreement_with_float32"] >= 0.9
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(run / "onnx-int8" / "model.onnx")).graph.node}
+    assert "QLinearConv" in ops and "QLinearConv" not in {n.op_type for n in
+                                                         onnx.load(str(run / "onnx" / "model.onnx")).graph.node}
+    inputs = TRAINED_INPUTS[task]()
+    torch_records = api.load(run, device="cpu").predict(inputs)
+    same(api.load(run / "onnx", runtime="onnx").predict(inputs), torch_records)
+    int8 = api.load(run / "onnx-int8", runtime="onnx").predict(inputs)
+    assert [r.keys() for r in int8] == [r.keys() for r in torch_records]
+    metrics = {}
+    for name, where in (("torch", run), ("onnx", run / "onnx"), ("int8", run / "onnx-int8")):
+        convnlp("eval", f"checkpoint={where}", "runtime=" + ("torch" if name == "torch" else "onnx"), "device=cpu",
+                "data.split=test", f"hydra.run.dir={tmp_path / ('eval_' + name)}", cwd=tmp_path)
+        metrics[name] = json.loads((tmp_path / f"eval_{name}" / "metrics.json").read_text())["accuracy"]
+    assert metrics["onnx"] == metrics["torch"] and metrics["torch"] > 0.8  # learnt
+    assert abs(metrics["int8"] - metrics["torch"]) <= 0.05

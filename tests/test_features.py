@@ -125,14 +125,21 @@ def test_tagging_with_word_features_trains_predicts_and_benches(tmp_path, conll_
     convnlp("bench", *conll_args(conll_files), "bench.encoders=[plain]", "bench.baseline=plain",
             f"bench.checkpoints=[{run / 'best'}]", "bench.threads=[1]", "bench.repetitions=1", "bench.seconds=0.01",
             "bench.sentences=12", "bench.latency_sentences=4", "bench.lengths=[]", "bench.neighbours=[0]",
-            "bench.peers=[]", "bench.profile=true", "bench.progress=false", f"hydra.run.dir={bench}", cwd=tmp_path)
+            "bench.peers=[]", "bench.profile=true", "bench.progress=false", "bench.runtimes=[torch,onnx,onnx-int8]",
+            f"hydra.run.dir={bench}", cwd=tmp_path)
     saved = json.loads((bench / "bench.json").read_text())
     name = run.name
     scored = convnlp("eval", f"checkpoint={run / 'best'}", *conll_args(conll_files), "data.split=test", cwd=tmp_path)
     assert saved["encoders"][name]["accuracy"] is not None
     evaluated = json.loads(scored.stdout[: scored.stdout.rindex("}") + 1])
     assert saved["encoders"][name]["accuracy"] == pytest.approx(evaluated["accuracy"])
-    assert {r["measure"] for r in saved["raw"] if r["encoder"] == name} == {"infer", "latency"}
+    # the same checkpoint exported: float32 ONNX scores as PyTorch does; int8 is timed and scored too
+    assert saved["encoders"][f"{name}/onnx"]["accuracy"] == saved["encoders"][name]["accuracy"]
+    assert saved["encoders"][f"{name}/onnx-int8"]["accuracy"] > 0.5
+    assert "static int8 calibrated on 200 examples of conll's training split" in saved["peers"][f"{name}/onnx-int8"]
+    assert (bench / "onnx" / "2-onnx" / "model.onnx").is_file() and (bench / "onnx" / "3-onnx-int8" / "export.json").is_file()
+    for subject in (name, f"{name}/onnx", f"{name}/onnx-int8"):
+        assert {r["measure"] for r in saved["raw"] if r["encoder"] == subject} == {"infer", "latency"}
     stages = saved["profile"][name]["stages"]
     assert set(stages) == {"input", "network", "output"} and sum(stages.values()) == pytest.approx(1.0)
     assert "features" in saved["profile"][name]["parts"]

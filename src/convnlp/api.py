@@ -77,9 +77,15 @@ def load_model(checkpoint, runtime: str = "torch", device: str | torch.device = 
 
 
 def load(checkpoint: str | Path | Iterable[str | Path], device: str | torch.device = "auto",
-         runtime: str = "torch") -> Predictor:
+         runtime: str = "torch", threads: int = 0) -> Predictor:
     """A checkpoint directory, a training run's directory (its best/), or a list of them (an
     ensemble: same task, tokenizer and labels), on ``device`` (auto: CUDA where available);
-    ``runtime="onnx"``: an exported directory (``convnlp export``), by ONNX Runtime on the CPU."""
+    ``runtime="onnx"``: an exported directory (``convnlp export``), by ONNX Runtime on the CPU.
+    ``threads``: CPU threads (ONNX Runtime: this session's; PyTorch: the process's,
+    ``torch.set_num_threads``); 0 leaves the runtime's default."""
+    if not isinstance(threads, int) or threads < 0:
+        raise UserError(f"threads={threads!r} must be a whole number, 0 or more")
+    if threads and runtime == "torch":
+        torch.set_num_threads(threads)
     paths = str(checkpoint) if isinstance(checkpoint, (str, Path)) else [str(p) for p in checkpoint]
-    return Predictor(*load_model(paths, runtime, device))
+    return Predictor(*load_model(paths, runtime, device, threads))

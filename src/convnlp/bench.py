@@ -58,6 +58,7 @@ from convnlp.tasks import TASKS, task_config
 log = logging.getLogger(__name__)
 
 LOWER_IS_BETTER = ("latency_p50_ms", "latency_p95_ms")
+RUNTIMES = ("torch", "onnx", "onnx-int8")  # what bench.checkpoints run under (convnlp export for ONNX)
 
 
 def _sync(device: torch.device) -> None:
@@ -225,7 +226,8 @@ class Trained:
 
     measures = ("infer", "latency")
 
-    def __init__(self, path: str, task_name: str, device: torch.device, batch_tokens: int):
+    def __init__(self, path: str, task_name: str, device: torch.device, batch_tokens: int, runtime: str = "torch",
+                 exported: Path | None = None):
         from convnlp import checkpoint
 
         self.model, config, self.tokenizer, self.labels = checkpoint.load(path, device)
@@ -243,6 +245,26 @@ class Trained:
         self.description = (f"checkpoint {path}: encoder={config['encoder']['name']}, "
                             f"tokenizer={tok.kind_of(self.tokenizer)}"
                             + (f", word features [{','.join(features)}]" if features else ""))
+        self.runtime = runtime
+        if runtime != "torch":  # exported here, then run by ONNX Runtime
+            from convnlp import export
+
+            if device.type != "cpu":
+                raise UserError(f"bench.runtimes: {runtime} runs on the CPU; set bench.device=cpu")
+            info = export.export(path, exported, quantized="int8" if runtime == "onnx-int8" else None)
+            self.onnx_path = exported / "model.onnx"
+            self.model = export.OnnxModel(self.onnx_path)
+            self.name += f"/{runtime}"
+            self.description += (f"; ONNX Runtime {info['onnxruntime']}, opset {info['opset']}" + (
+                f", static int8 calibrated on {info['calibration']}, agreeing with float32 on "
+                f"{info['int8_agreement_with_float32']:.2%} of their labels" if info["quantized"] else ", float32"))
+
+    def set_threads(self, threads: int) -> None:
+        """ONNX Runtime: a session with ``threads`` intra-op threads (fixed when it is made)."""
+        if self.runtime != "torch":
+            from convnlp.export import OnnxModel
+
+            self.model = OnnxModel(self.onnx_path, threads)
 
     def infer(self, inputs: list) -> list:
         with torch.inference_mode():
@@ -428,6 +450,12 @@ def _check(b) -> None:
         raise UserError(f"bench.match={b.match!r} must be parameters, flops or null (each encoder at its defaults)")
     if b.match and not b.baseline:
         raise UserError("bench.match needs bench.baseline: the encoder whose size the others are matched to")
+    unknown = [r for r in b.runtimes if r not in RUNTIMES]
+    if unknown or not b.runtimes or len(set(b.runtimes)) < len(b.runtimes):
+        raise UserError(f"bench.runtimes={list(b.runtimes)} must name each of {', '.join(RUNTIMES)} at most once, "
+                        "at least one")
+    if list(b.runtimes) != ["torch"] and not b.checkpoints:
+        raise UserError(f"bench.runtimes={list(b.runtimes)} runs trained checkpoints: give bench.checkpoints=[DIR,...]")
 
 
 def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
@@ -626,11 +654,13 @@ def _peers(cfg: DictConfig, work: Workload, device: torch.device) -> tuple[list,
     return subjects, lines
 
 
-def _trained(cfg: DictConfig, work: Workload, device: torch.device) -> tuple[list, dict]:
-    """``bench.checkpoints`` as subjects, each with its accuracy on the evaluated split."""
+def _trained(cfg: DictConfig, work: Workload, device: torch.device, run_dir: Path) -> tuple[list, dict]:
+    """``bench.checkpoints`` under each of ``bench.runtimes`` as subjects, each with its accuracy
+    on the evaluated split (ONNX: exported to the run directory's onnx/)."""
     subjects, lines = [], {}
-    for path in cfg.bench.checkpoints:
-        subject = Trained(str(path), cfg.task.name, device, cfg.bench.batch_tokens)
+    for k, (path, runtime) in enumerate((p, r) for p in cfg.bench.checkpoints for r in cfg.bench.runtimes):
+        subject = Trained(str(path), cfg.task.name, device, cfg.bench.batch_tokens, runtime,
+                          run_dir / "onnx" / f"{k + 1}-{runtime}")
         if subject.name in lines or subject.name in cfg.bench.encoders:
             subject.name = f"{subject.name}#{len(subjects) + 1}"
         subject.work = work.sentence_work(cfg.bench.batch_sentences)
@@ -706,7 +736,7 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
                              b.amp) for name in encoders if name != base]
     for subject in subjects:
         subject.work = work.work
-    trained, trained_lines = _trained(cfg, work, device)
+    trained, trained_lines = _trained(cfg, work, device, run_dir)
     extra_subjects, extra_lines = _peers(cfg, work, device)
     extra_subjects, extra_lines = trained + extra_subjects, {**trained_lines, **extra_lines}
     subjects += extra_subjects
@@ -722,6 +752,9 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
             torch.set_num_threads(threads)
         with peers.thread_limit(threads) if extra_subjects else nullcontext():
             peaks[threads] = matmul_gflops(device)
+            for subject in subjects:
+                if hasattr(subject, "set_threads"):
+                    subject.set_threads(threads)
             for subject in subjects:  # warm-up: first calls allocate and pick kernels
                 subject.infer(subject.work["infer"][0][0])
                 if _runs(subject, "train"):
@@ -741,7 +774,7 @@ def bench_command(cfg: DictConfig, run_dir: Path) -> dict:
         for subject in subjects[:len(subjects) - len(extra_subjects)]:
             profiles[subject.name], ops = profile_shares(subject, subject.work["infer"])
             (run_dir / f"profile_{subject.name}.txt").write_text(ops)
-        for subject in trained if cfg.task.name == "tagging" else []:
+        for subject in [t for t in trained if t.runtime == "torch"] if cfg.task.name == "tagging" else []:
             batches = [b for inputs, _ in subject.work["infer"] for b in subject.batches(inputs)]
             profiles[subject.name], ops = profile_shares(subject, batches, run=subject.network)
             profiles[subject.name]["stages"] = subject.stages(subject.work["infer"])

@@ -29,27 +29,36 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 FORMATS = ("onnx",)
+QUANTIZED = (None, "int8")
 COPIED = ("tokenizer.json", "labels.json", "config.json", "metrics.json")
 EXAMPLES = ["Alice met Bob in Paris .", "a b", "x"]  # the inputs whose first batch is traced
 
 
-class _FirstBatch:
-    """Stands in for the model while the task's own prediction code runs once: keeps the first
-    batch it is called with (what the exported graph must take)."""
+class _Recorder:
+    """Stands in for the model while the task's own prediction code runs: keeps the batches it
+    is called with (the first: what the exported graph must take; all: calibration data)."""
 
     members = task_configs = None  # not an ensemble
 
     def __init__(self, model: torch.nn.Module):
-        self.model, self.batch = model, None
+        self.model, self.batches = model, []
 
     def eval(self):
         self.model.eval()
         return self
 
     def __call__(self, batch: dict) -> torch.Tensor:
-        if self.batch is None:
-            self.batch = {k: v for k, v in batch.items()}
+        self.batches.append({k: v for k, v in batch.items()})
         return self.model(batch)
+
+
+def batches_of(model, config: dict, tokenizer, labels: list[str], inputs: list) -> list[dict[str, torch.Tensor]]:
+    """The batches the task's prediction code gives the model for ``inputs`` (read inputs)."""
+    recorder = _Recorder(model)
+    with torch.no_grad():
+        TASKS[config["task"]["name"]].predict_records(recorder, tokenizer, labels, inputs, torch.device("cpu"),
+                                                      task_config(config))
+    return recorder.batches
 
 
 class _Graph(torch.nn.Module):
@@ -65,18 +74,93 @@ class _Graph(torch.nn.Module):
 
 def example_batch(model, config: dict, tokenizer, labels: list[str]) -> dict[str, torch.Tensor]:
     task = TASKS[config["task"]["name"]]
-    capture = _FirstBatch(model)
-    task.predict_records(capture, tokenizer, labels, [task.read_input(t) for t in EXAMPLES], torch.device("cpu"),
-                         task_config(config))
-    if capture.batch is None:
+    batches = batches_of(model, config, tokenizer, labels, [task.read_input(t) for t in EXAMPLES])
+    if not batches:
         raise UserError("export: the example inputs gave the model nothing to read")
-    return capture.batch
+    return batches[0]
 
 
-def export(directory: str | Path, output: str | Path, fmt: str = "onnx") -> dict:
-    """Write the exported directory; its export.json (also returned)."""
+def calibration_inputs(config: dict, path: str | None, count: int) -> tuple[list, str]:
+    """What int8 quantization calibrates on, and a description: the lines of ``path`` (as
+    ``predict`` reads them), or ``count`` examples of the checkpoint's training split (a seeded
+    sample)."""
+    import random
+
+    task = TASKS[config["task"]["name"]]
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = [line.rstrip("\n") for line in f]
+        except OSError as e:
+            raise UserError(f"calibration={path}: cannot open ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"calibration={path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+        inputs = [task.read_input(line) for line in lines if line.strip()][:count]
+        if not inputs:
+            raise UserError(f"calibration={path}: no non-empty lines to calibrate on")
+        return inputs, f"{len(inputs)} lines of {path}"
+    from omegaconf import OmegaConf
+
+    from convnlp.config import validate_group
+    from convnlp.data import load_splits
+
+    try:
+        data_cfg = validate_group("data", OmegaConf.create(config["data"]))
+        split = load_splits(data_cfg, splits=("train",), task=config["task"]["name"])["train"]
+    except (UserError, KeyError) as e:
+        raise UserError(f"quantize=int8 calibrates on the checkpoint's training data ({config['data']['name']}), "
+                        f"which cannot be read here ({e}); give calibration=FILE, a file of inputs as predict "
+                        "reads them") from None
+    rows = sorted(random.Random(0).sample(range(len(split)), min(count, len(split))))
+    column = split.select(rows)[task.COLUMNS[0]]
+    return [x for x in column if x], f"{len(rows)} examples of {config['data']['name']}'s training split"
+
+
+def quantize(fp32: Path, int8: Path, batches: list[dict[str, torch.Tensor]]) -> None:
+    """Static int8 quantization (ONNX Runtime's QOperator form: QLinearConv, QLinearMatMul):
+    weights int8 per output channel, activations uint8 with ranges from ``batches``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    import onnx
+
+    prepared = int8.with_name("prepared.onnx")
+    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    names = [i.name for i in onnx.load(str(prepared)).graph.input]  # the optimizer drops unused inputs
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter([{name: b[name].numpy() for name in names} for b in batches])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    quantize_static(str(prepared), str(int8), Reader(), quant_format=QuantFormat.QOperator,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    prepared.unlink()
+
+
+def agreement(a: list[dict], b: list[dict]) -> float:
+    """The share of predicted labels (tags, labels, output strings) two runtimes' records share."""
+    def labels(record):
+        return record.get("tags") or [record.get("label", record.get("output"))]
+
+    pairs = [(x, y) for ra, rb in zip(a, b) for x, y in zip(labels(ra), labels(rb))]
+    return sum(x == y for x, y in pairs) / max(len(pairs), 1)
+
+
+def export(directory: str | Path, output: str | Path, fmt: str = "onnx", quantized: str | None = None,
+           calibration: str | None = None, calibration_examples: int = 1000) -> dict:
+    """Write the exported directory; its export.json (also returned). ``quantized="int8"``:
+    the graph statically quantized, calibrated on ``calibration`` (a file of input lines) or
+    on ``calibration_examples`` examples of the checkpoint's training data."""
     if fmt not in FORMATS:
         raise UserError(f"format={fmt!r} is not supported; choose one of: {', '.join(FORMATS)}")
+    if quantized not in QUANTIZED:
+        raise UserError(f"quantize={quantized!r} is not supported; choose null (float32) or int8")
+    if not isinstance(calibration_examples, int) or calibration_examples < 1:
+        raise UserError(f"calibration_examples={calibration_examples!r} must be a whole number, at least 1")
     try:
         import onnx
         import onnxruntime
@@ -88,6 +172,8 @@ def export(directory: str | Path, output: str | Path, fmt: str = "onnx") -> dict
     model, config, tokenizer, labels = checkpoint.load(directory, "cpu")
     source = checkpoint.existing(directory)
     model.eval()
+    if quantized:  # read (and checked) before anything is written
+        inputs, calibrated_on = calibration_inputs(config, calibration, calibration_examples)
     batch = example_batch(model, config, tokenizer, labels)
     names = list(batch)
     graph = _Graph(model, names).eval()
@@ -117,12 +203,36 @@ def export(directory: str | Path, output: str | Path, fmt: str = "onnx") -> dict
             shutil.copy2(source / name, output / name)
     info = {"format": "onnx", "opset": OPSET, "source": str(source.resolve()), "inputs": names,
             "outputs": ["scores"], "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__, "max_abs_difference_at_export": difference}
+            "onnxruntime": onnxruntime.__version__, "max_abs_difference_at_export": difference, "quantized": None}
+    if quantized and difference <= 1e-3:
+        info.update(_quantize(output, model, config, tokenizer, labels, inputs), calibration=calibrated_on)
     (output / "export.json").write_text(json.dumps(info, indent=2))
     if difference > 1e-3:
         raise UserError(f"export: ONNX Runtime's scores differ from PyTorch's by {difference:.3g} on the example "
                         f"inputs; {output} is written, but do not serve it")
     return info
+
+
+def _quantize(output: Path, model, config: dict, tokenizer, labels: list[str], inputs: list) -> dict:
+    """model.onnx (float32) replaced by its int8 form; how often the two agree on ``inputs``."""
+    path = output / "model.onnx"
+    fp32 = path.with_name("float32.onnx")
+    path.rename(fp32)
+    try:
+        quantize(fp32, path, batches_of(model, config, tokenizer, labels, inputs))
+    except Exception as e:  # a graph ONNX Runtime's quantizer cannot take
+        shutil.rmtree(output, ignore_errors=True)
+        raise UserError(f"quantize=int8: ONNX Runtime cannot quantize {config['encoder']['name']} / "
+                        f"task={config['task']['name']}: {str(e).strip().splitlines()[0][:300]}") from None
+    task = TASKS[config["task"]["name"]]
+
+    def records(onnx_path):
+        return task.predict_records(OnnxModel(onnx_path), tokenizer, labels, inputs, torch.device("cpu"),
+                                    task_config(config))
+
+    share = agreement(records(path), records(fp32))
+    fp32.unlink()
+    return {"quantized": "int8", "int8_agreement_with_float32": share}
 
 
 class OnnxModel:
@@ -171,7 +281,9 @@ def load_exported(directory: str | Path, threads: int = 0):
 
 
 def export_command(cfg: DictConfig) -> None:
-    output = cfg.output if cfg.output is not None else str(checkpoint.existing(cfg.checkpoint).parent / "onnx")
-    info = export(cfg.checkpoint, output, cfg.format)
-    print(json.dumps({"output": output, "opset": info["opset"], "inputs": info["inputs"],
-                      "max_abs_difference_at_export": info["max_abs_difference_at_export"]}))
+    default = "onnx-int8" if cfg.quantize else "onnx"
+    output = cfg.output if cfg.output is not None else str(checkpoint.existing(cfg.checkpoint).parent / default)
+    info = export(cfg.checkpoint, output, cfg.format, cfg.quantize, cfg.calibration, cfg.calibration_examples)
+    print(json.dumps({"output": output, **{k: info[k] for k in ("opset", "inputs", "max_abs_difference_at_export",
+                                                                 "quantized", "int8_agreement_with_float32",
+                                                                 "calibration") if k in info}}))
