@@ -29,26 +29,16 @@ import convnlp
 from convnlp import checkpoint
 from convnlp.config import validate_group
 from convnlp.data import load_splits
-from convnlp.export import export
+from convnlp.export import agreement, export
 from convnlp.tasks import TASKS, task_config
 
 
-def predictions(record: dict) -> list:
-    return record.get("tags") or [record.get("label", record.get("output"))]
-
-
 def compare(a: list[dict], b: list[dict]) -> tuple[int, int, float | None]:
-    """(identical predictions, predictions, largest probability difference or None)."""
-    same = total = 0
-    largest = None
-    for x, y in zip(a, b):
-        px, py = predictions(x), predictions(y)
-        same += sum(u == v for u, v in zip(px, py)) - abs(len(px) - len(py))
-        total += max(len(px), len(py))
-        if x.get("probabilities"):
-            d = max(abs(x["probabilities"][k] - y["probabilities"][k]) for k in x["probabilities"])
-            largest = d if largest is None else max(largest, d)
-    return same, total, largest
+    """(identical predictions, predictions, largest class-probability difference or None)."""
+    same, total = agreement(a, b)
+    differences = [abs(x["probabilities"][k] - y["probabilities"][k]) for x, y in zip(a, b)
+                   if x.get("probabilities") for k in x["probabilities"]]
+    return same, total, max(differences) if differences else None
 
 
 def measure(run: str, root: Path, threads: int) -> dict:

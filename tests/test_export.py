@@ -115,7 +115,8 @@ def test_tokenizers_and_word_features_export_with_the_same_outputs(tmp_path, rec
         with torch.no_grad():
             torch_model.features.weight[0] = 1.0
         checkpoint.save(source, torch_model, config, tokenizer, labels, {})
-    export(source, tmp_path / "onnx")
+    info = export(source, tmp_path / "onnx")
+    assert ("features" in info["inputs"]) == ("features" in recipe)  # the graph reads the word features
     onnx_model, config, tokenizer, labels = load_exported(tmp_path / "onnx")
     for batch in (texts(1, 1, 1), texts(7, 30, 2), texts(1, 500, 3), ["Alice ,met BOB in Paris-2026 ."]):
         same(records(onnx_model, config, tokenizer, labels, batch), records(torch_model, config, tokenizer, labels, batch))
@@ -155,7 +156,7 @@ def test_export_and_predict_through_the_command_line(tmp_path):
     int8 = ("export", f"checkpoint={tmp_path / 'run'}", "quantize=int8")
     (tmp_path / "calibration.txt").write_text("the film\n\na dull story\n")
     result = json.loads(convnlp(*int8, "calibration=calibration.txt", cwd=tmp_path).stdout)
-    assert result["calibration"] == "2 lines of calibration.txt" and result["output"] == str(tmp_path / "run" / "onnx-int8")
+    assert result["calibration"] == "2 non-empty lines of calibration.txt" and result["output"] == str(tmp_path / "run" / "onnx-int8")
     for args, line in ((["quantize=int4", "output=x"], "quantize='int4' is not supported; choose null (float32) or int8"),
                        ([*int8[1:], "output=x", "calibration=absent.txt"],
                         "calibration=absent.txt: cannot open (No such file or directory)"),
@@ -181,6 +182,57 @@ def test_export_and_predict_through_the_command_line(tmp_path):
                       input=lines, check=False)
     assert damaged.returncode == 2 and damaged.stderr.strip().startswith(
         f"convnlp: error: {tmp_path / 'run' / 'onnx' / 'model.onnx'}: not a usable ONNX model (")
+
+
+def test_a_failed_export_leaves_nothing_and_says_why_in_one_line(tmp_path, monkeypatch):
+    from convnlp import export as module
+
+    source = make_checkpoint(tmp_path / "checkpoint", "tagging", "dilated")
+    (tmp_path / "calibration.txt").write_text("Alice met Bob\n")
+
+    def failing(*args):
+        raise AssertionError()  # as ONNX Runtime's quantizer fails: a bare assert, no message
+
+    monkeypatch.setattr(module, "quantize", failing)
+    (tmp_path / "out").mkdir()  # an empty directory the user made is allowed, and stays
+    with pytest.raises(UserError) as error:
+        export(source, tmp_path / "out", quantized="int8", calibration=str(tmp_path / "calibration.txt"))
+    assert str(error.value) == "quantize=int8: ONNX Runtime cannot quantize dilated / task=tagging: AssertionError"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calibration.txt", "checkpoint", "out"]
+    assert not any((tmp_path / "out").iterdir())
+    with pytest.raises(UserError, match=r"^calibration=.*calibration.txt: calibration is for quantize=int8"):
+        export(source, tmp_path / "out", calibration=str(tmp_path / "calibration.txt"))
+    (tmp_path / "latin1.txt").write_bytes(b"Alice\ncaf\xe9 au lait\n")
+    with pytest.raises(UserError, match=r"latin1.txt:2: cannot decode byte b'\\xe9' at column 4 as utf-8"):
+        export(source, tmp_path / "out", quantized="int8", calibration=str(tmp_path / "latin1.txt"))
+    monkeypatch.undo()
+    info = export(source, tmp_path / "out", quantized="int8", calibration=str(tmp_path / "latin1.txt"),
+                  calibration_examples=1, encoding="latin-1")
+    assert info["calibration"] == f"the first 1 of 2 non-empty lines of {tmp_path / 'latin1.txt'}"
+
+
+def test_the_wrong_runtime_for_a_directory_is_one_line_with_the_way_on(tmp_path):
+    import convnlp as api
+
+    run = tmp_path / "run"
+    source = make_checkpoint(run / "best", "tagging", "dilated")
+    with pytest.raises(UserError, match=rf"^{run / 'best'}: no model.onnx here; runtime=onnx runs an exported model: "
+                                        rf"convnlp export checkpoint={run / 'best'} writes one$"):
+        api.load(source, runtime="onnx")
+    export(run, run / "onnx-int8", quantized="int8")
+    with pytest.raises(UserError, match=rf"^{run}: no model.onnx here; .*: give {run / 'onnx-int8'}$"):
+        api.load(run, runtime="onnx")
+    with pytest.raises(UserError, match=rf"^{run / 'best'}: no model.onnx here; .*: give {run / 'onnx-int8'}$"):
+        api.load(source, runtime="onnx")
+    with pytest.raises(UserError, match=rf"^{run / 'onnx-int8'}: an exported ONNX model \(model.onnx\), not a PyTorch "
+                                        "checkpoint; run it with runtime=onnx$"):
+        api.load(run / "onnx-int8")
+    with pytest.raises(UserError, match="runs one exported model, not an ensemble"):
+        api.load([run / "onnx-int8", run / "onnx-int8"], runtime="onnx")
+    with pytest.raises(UserError, match=r"^threads=-1 must be a whole number, 0 or more$"):
+        api.load(run / "onnx-int8", runtime="onnx", threads=-1)
+    assert api.load(run / "onnx-int8", runtime="onnx", threads=1).model.session.get_session_options() \
+        .intra_op_num_threads == 1
 
 
 def test_the_python_api_runs_an_exported_model(tmp_path):

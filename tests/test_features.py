@@ -136,7 +136,7 @@ def test_tagging_with_word_features_trains_predicts_and_benches(tmp_path, conll_
     # the same checkpoint exported: float32 ONNX scores as PyTorch does; int8 is timed and scored too
     assert saved["encoders"][f"{name}/onnx"]["accuracy"] == saved["encoders"][name]["accuracy"]
     assert saved["encoders"][f"{name}/onnx-int8"]["accuracy"] > 0.5
-    assert "static int8 calibrated on 200 examples of conll's training split" in saved["peers"][f"{name}/onnx-int8"]
+    assert "static int8 calibrated on 12 examples of the bench's training split" in saved["peers"][f"{name}/onnx-int8"]
     assert (bench / "onnx" / "2-onnx" / "model.onnx").is_file() and (bench / "onnx" / "3-onnx-int8" / "export.json").is_file()
     for subject in (name, f"{name}/onnx", f"{name}/onnx-int8"):
         assert {r["measure"] for r in saved["raw"] if r["encoder"] == subject} == {"infer", "latency"}

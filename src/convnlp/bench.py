@@ -227,7 +227,7 @@ class Trained:
     measures = ("infer", "latency")
 
     def __init__(self, path: str, task_name: str, device: torch.device, batch_tokens: int, runtime: str = "torch",
-                 exported: Path | None = None):
+                 exported: Path | None = None, calibration: list | None = None):
         from convnlp import checkpoint
 
         self.model, config, self.tokenizer, self.labels = checkpoint.load(path, device)
@@ -251,20 +251,20 @@ class Trained:
 
             if device.type != "cpu":
                 raise UserError(f"bench.runtimes: {runtime} runs on the CPU; set bench.device=cpu")
-            info = export.export(path, exported, quantized="int8" if runtime == "onnx-int8" else None)
-            self.onnx_path = exported / "model.onnx"
-            self.model = export.OnnxModel(self.onnx_path)
+            int8 = runtime == "onnx-int8"
+            info = export.export(path, exported, quantized="int8" if int8 else None,
+                                 calibration=calibration if int8 else None)
+            self.model = export.OnnxModel(exported / "model.onnx")
             self.name += f"/{runtime}"
             self.description += (f"; ONNX Runtime {info['onnxruntime']}, opset {info['opset']}" + (
-                f", static int8 calibrated on {info['calibration']}, agreeing with float32 on "
-                f"{info['int8_agreement_with_float32']:.2%} of their labels" if info["quantized"] else ", float32"))
+                f", static int8 calibrated on {len(calibration or [])} examples of the bench's training split, "
+                f"agreeing with float32 on {info['int8_agreement_with_float32']:.2%} of their predictions"
+                if int8 else ", float32"))
 
     def set_threads(self, threads: int) -> None:
         """ONNX Runtime: a session with ``threads`` intra-op threads (fixed when it is made)."""
         if self.runtime != "torch":
-            from convnlp.export import OnnxModel
-
-            self.model = OnnxModel(self.onnx_path, threads)
+            self.model.set_threads(threads)
 
     def infer(self, inputs: list) -> list:
         with torch.inference_mode():
@@ -456,6 +456,8 @@ def _check(b) -> None:
                         "at least one")
     if list(b.runtimes) != ["torch"] and not b.checkpoints:
         raise UserError(f"bench.runtimes={list(b.runtimes)} runs trained checkpoints: give bench.checkpoints=[DIR,...]")
+    if list(b.runtimes) != ["torch"] and b.device == "cuda":
+        raise UserError(f"bench.runtimes={list(b.runtimes)}: ONNX Runtime runs on the CPU here; set bench.device=cpu")
 
 
 def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
@@ -660,7 +662,7 @@ def _trained(cfg: DictConfig, work: Workload, device: torch.device, run_dir: Pat
     subjects, lines = [], {}
     for k, (path, runtime) in enumerate((p, r) for p in cfg.bench.checkpoints for r in cfg.bench.runtimes):
         subject = Trained(str(path), cfg.task.name, device, cfg.bench.batch_tokens, runtime,
-                          run_dir / "onnx" / f"{k + 1}-{runtime}")
+                          run_dir / "onnx" / f"{k + 1}-{runtime}", list(work.train[work.input_column][:1000]))
         if subject.name in lines or subject.name in cfg.bench.encoders:
             subject.name = f"{subject.name}#{len(subjects) + 1}"
         subject.work = work.sentence_work(cfg.bench.batch_sentences)

@@ -241,6 +241,9 @@ def read(directory: str | Path, required: tuple[str, ...] = REQUIRED):
     directory = existing(directory)
     for name in required:
         if not (directory / name).is_file():
+            if name == "model.safetensors" and (directory / "model.onnx").is_file():
+                raise UserError(f"{directory}: an exported ONNX model (model.onnx), not a PyTorch checkpoint; run it "
+                                "with runtime=onnx")
             raise UserError(f"{directory}: checkpoint is missing {name}")
     config = _read_json(directory / "config.json")
     labels = _read_json(directory / "labels.json")

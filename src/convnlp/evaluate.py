@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     threads = ThreadPolicy(cfg.threads)  # 0: the cores other processes leave free
     model, config, tokenizer, labels, device = load_model(cfg.checkpoint, cfg.runtime, cfg.device, cfg.threads)
-    threads.start(logging.DEBUG)  # standard output is the metrics' JSON
+    chosen = threads.start(logging.DEBUG)  # standard output is the metrics' JSON
+    if getattr(model, "threads", None) == 0:  # ONNX Runtime: the threads the policy chose
+        model.set_threads(chosen)
     split = cfg.data.split
     if "name" in cfg.data:  # data=... given on the command line
         data_cfg = cfg.data
@@ -41,7 +43,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     named = [str(c) for c in cfg.checkpoint] if isinstance(cfg.checkpoint, ListConfig) else str(cfg.checkpoint)
     result = {"checkpoint": named, "data": data_cfg.name, "split": split, **metrics,
               "unseen_labels": unseen, "runtime": cfg.runtime,
-              "threads": torch.get_num_threads() if cfg.runtime == "torch" else cfg.threads}
+              "threads": getattr(model, "threads", None) or torch.get_num_threads()}
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     log.info("wrote %s", run_dir / "metrics.json")

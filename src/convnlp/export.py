@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import warnings
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -80,25 +82,39 @@ def example_batch(model, config: dict, tokenizer, labels: list[str]) -> dict[str
     return batches[0]
 
 
-def calibration_inputs(config: dict, path: str | None, count: int) -> tuple[list, str]:
-    """What int8 quantization calibrates on, and a description: the lines of ``path`` (as
-    ``predict`` reads them), or ``count`` examples of the checkpoint's training split (a seeded
-    sample)."""
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one line (its type where it has no message, e.g. a bare assert)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
+def calibration_inputs(config: dict, calibration, count: int, encoding: str = "utf-8") -> tuple[list, str]:
+    """What int8 quantization calibrates on, and a description: the lines of the file
+    ``calibration`` (read as ``predict`` reads them), a list of inputs, or (None) ``count``
+    examples of the checkpoint's training split (a seeded sample)."""
     import random
 
     task = TASKS[config["task"]["name"]]
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                lines = [line.rstrip("\n") for line in f]
-        except OSError as e:
-            raise UserError(f"calibration={path}: cannot open ({e.strerror})") from None
-        except UnicodeDecodeError as e:
-            raise UserError(f"calibration={path}: not UTF-8 ({e.reason} at byte {e.start})") from None
-        inputs = [task.read_input(line) for line in lines if line.strip()][:count]
+    if isinstance(calibration, list):
+        inputs = [x for x in calibration if x][:count]
         if not inputs:
-            raise UserError(f"calibration={path}: no non-empty lines to calibrate on")
-        return inputs, f"{len(inputs)} lines of {path}"
+            raise UserError("calibration: no non-empty inputs to calibrate on")
+        return inputs, f"{len(inputs)} given inputs"
+    if calibration is not None:
+        from convnlp.predict import BadLine, read_lines
+
+        try:
+            with open(calibration, "rb") as f:
+                lines = list(read_lines(f, str(calibration), encoding))
+        except OSError as e:
+            raise UserError(f"calibration={calibration}: cannot open ({e.strerror})") from None
+        bad = next((line for line in lines if isinstance(line, BadLine)), None)
+        if bad is not None:
+            raise UserError(f"{bad.where}: {bad.problem}")
+        inputs = [task.read_input(line) for line in lines if line.strip()]
+        if not inputs:
+            raise UserError(f"calibration={calibration}: no non-empty lines to calibrate on")
+        kept = f"the first {count} of {len(inputs)}" if len(inputs) > count else f"{len(inputs)}"
+        return inputs[:count], f"{kept} non-empty lines of {calibration}"
     from omegaconf import OmegaConf
 
     from convnlp.config import validate_group
@@ -112,17 +128,19 @@ def calibration_inputs(config: dict, path: str | None, count: int) -> tuple[list
                         f"which cannot be read here ({e}); give calibration=FILE, a file of inputs as predict "
                         "reads them") from None
     rows = sorted(random.Random(0).sample(range(len(split)), min(count, len(split))))
-    column = split.select(rows)[task.COLUMNS[0]]
-    return [x for x in column if x], f"{len(rows)} examples of {config['data']['name']}'s training split"
+    inputs = [x for x in split.select(rows)[task.COLUMNS[0]] if x]
+    if not inputs:
+        raise UserError(f"quantize=int8: the checkpoint's training data ({config['data']['name']}) gave no non-empty "
+                        "inputs to calibrate on; give calibration=FILE")
+    return inputs, f"{len(inputs)} examples of {config['data']['name']}'s training split"
 
 
 def quantize(fp32: Path, int8: Path, batches: list[dict[str, torch.Tensor]]) -> None:
     """Static int8 quantization (ONNX Runtime's QOperator form: QLinearConv, QLinearMatMul):
     weights int8 per output channel, activations uint8 with ranges from ``batches``."""
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    import onnx
 
     prepared = int8.with_name("prepared.onnx")
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
@@ -141,39 +159,72 @@ def quantize(fp32: Path, int8: Path, batches: list[dict[str, torch.Tensor]]) -> 
     prepared.unlink()
 
 
-def agreement(a: list[dict], b: list[dict]) -> float:
-    """The share of predicted labels (tags, labels, output strings) two runtimes' records share."""
-    def labels(record):
-        return record.get("tags") or [record.get("label", record.get("output"))]
+def predicted(record: dict) -> list:
+    """A record's predictions: its tags (tagging), or its one label or output string."""
+    return record["tags"] or [] if "tags" in record else [record.get("label", record.get("output"))]
 
-    pairs = [(x, y) for ra, rb in zip(a, b) for x, y in zip(labels(ra), labels(rb))]
-    return sum(x == y for x, y in pairs) / max(len(pairs), 1)
+
+def agreement(a: list[dict], b: list[dict]) -> tuple[int, int]:
+    """(predictions two runtimes' records share, predictions compared): tags, labels, output strings."""
+    same = total = 0
+    for ra, rb in zip(a, b):
+        pa, pb = predicted(ra), predicted(rb)
+        same += sum(x == y for x, y in zip(pa, pb))
+        total += max(len(pa), len(pb))
+    return same, total
 
 
 def export(directory: str | Path, output: str | Path, fmt: str = "onnx", quantized: str | None = None,
-           calibration: str | None = None, calibration_examples: int = 1000) -> dict:
+           calibration: str | list | None = None, calibration_examples: int = 1000, encoding: str = "utf-8") -> dict:
     """Write the exported directory; its export.json (also returned). ``quantized="int8"``:
-    the graph statically quantized, calibrated on ``calibration`` (a file of input lines) or
-    on ``calibration_examples`` examples of the checkpoint's training data."""
+    the graph statically quantized, calibrated on ``calibration`` (a file of input lines, or a
+    list of inputs) or on ``calibration_examples`` examples of the checkpoint's training data.
+    The directory appears whole or not at all (it is written beside ``output``, then renamed)."""
     if fmt not in FORMATS:
         raise UserError(f"format={fmt!r} is not supported; choose one of: {', '.join(FORMATS)}")
     if quantized not in QUANTIZED:
         raise UserError(f"quantize={quantized!r} is not supported; choose null (float32) or int8")
-    if not isinstance(calibration_examples, int) or calibration_examples < 1:
+    if not isinstance(calibration_examples, int) or isinstance(calibration_examples, bool) or calibration_examples < 1:
         raise UserError(f"calibration_examples={calibration_examples!r} must be a whole number, at least 1")
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError:
-        raise UserError("format=onnx needs onnx and onnxruntime: pip install 'convnlp[export]'") from None
+    if calibration is not None and not quantized:
+        raise UserError(f"calibration={calibration}: calibration is for quantize=int8; a float32 export needs none")
+    if find_spec("onnx") is None or find_spec("onnxruntime") is None:
+        raise UserError("format=onnx needs onnx and onnxruntime: pip install 'convnlp[export]'")
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserError(f"output={output}: exists and is not an empty directory; choose a new directory")
     model, config, tokenizer, labels = checkpoint.load(directory, "cpu")
-    source = checkpoint.existing(directory)
     model.eval()
+    inputs = calibrated_on = None
     if quantized:  # read (and checked) before anything is written
-        inputs, calibrated_on = calibration_inputs(config, calibration, calibration_examples)
+        inputs, calibrated_on = calibration_inputs(config, calibration, calibration_examples, encoding)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        info = _write(partial, checkpoint.existing(directory), model, config, tokenizer, labels, inputs)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if quantized:
+        info["calibration"] = calibrated_on
+    (partial / "export.json").write_text(json.dumps(info, indent=2))
+    if output.exists():
+        output.rmdir()  # empty (checked above)
+    partial.rename(output)
+    if info["max_abs_difference_at_export"] > 1e-3:
+        raise UserError(f"export: ONNX Runtime's scores differ from PyTorch's by "
+                        f"{info['max_abs_difference_at_export']:.3g} on the example inputs; {output} is written, "
+                        "but do not serve it")
+    return info
+
+
+def _write(output: Path, source: Path, model, config: dict, tokenizer, labels: list[str], inputs: list | None) -> dict:
+    """The exported files in ``output`` (int8 where ``inputs`` are given to calibrate on)."""
+    import onnx
+    import onnxruntime
+
     batch = example_batch(model, config, tokenizer, labels)
     names = list(batch)
     graph = _Graph(model, names).eval()
@@ -181,8 +232,8 @@ def export(directory: str | Path, output: str | Path, fmt: str = "onnx", quantiz
     with torch.no_grad():
         expected = graph(*batch.values())
     axes["scores"] = {0: "batch", 1: "scores_length"} if expected.dim() == 3 else {0: "batch"}
-    output.mkdir(parents=True, exist_ok=True)
     path = output / "model.onnx"
+    what = f"{config['encoder']['name']} / task={config['task']['name']}"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's notes on traced shapes
@@ -190,11 +241,8 @@ def export(directory: str | Path, output: str | Path, fmt: str = "onnx", quantiz
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:  # an operator the exporter or the checker cannot take
-        shutil.rmtree(output, ignore_errors=True)
-        raise UserError(f"export: {config['encoder']['name']} / task={config['task']['name']} cannot be exported to "
-                        f"ONNX opset {OPSET}: {str(e).strip().splitlines()[0][:300]}") from None
-    session = OnnxModel(path)
-    got = session(batch)
+        raise UserError(f"export: {what} cannot be exported to ONNX opset {OPSET}: {first_line(e)}") from None
+    got = OnnxModel(path)(batch)
     if got.dim() == 3:  # generation's graph keeps all max_length output positions: compare the source's
         got = got[:, :expected.shape[1]]
     difference = float((got - expected).abs().max())
@@ -204,35 +252,25 @@ def export(directory: str | Path, output: str | Path, fmt: str = "onnx", quantiz
     info = {"format": "onnx", "opset": OPSET, "source": str(source.resolve()), "inputs": names,
             "outputs": ["scores"], "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__, "max_abs_difference_at_export": difference, "quantized": None}
-    if quantized and difference <= 1e-3:
-        info.update(_quantize(output, model, config, tokenizer, labels, inputs), calibration=calibrated_on)
-    (output / "export.json").write_text(json.dumps(info, indent=2))
+    if inputs is None:
+        return info
     if difference > 1e-3:
-        raise UserError(f"export: ONNX Runtime's scores differ from PyTorch's by {difference:.3g} on the example "
-                        f"inputs; {output} is written, but do not serve it")
-    return info
-
-
-def _quantize(output: Path, model, config: dict, tokenizer, labels: list[str], inputs: list) -> dict:
-    """model.onnx (float32) replaced by its int8 form; how often the two agree on ``inputs``."""
-    path = output / "model.onnx"
+        raise UserError(f"quantize=int8 not attempted: the float32 graph's scores already differ from PyTorch's by "
+                        f"{difference:.3g} on the example inputs")
     fp32 = path.with_name("float32.onnx")
     path.rename(fp32)
     try:
         quantize(fp32, path, batches_of(model, config, tokenizer, labels, inputs))
-    except Exception as e:  # a graph ONNX Runtime's quantizer cannot take
-        shutil.rmtree(output, ignore_errors=True)
-        raise UserError(f"quantize=int8: ONNX Runtime cannot quantize {config['encoder']['name']} / "
-                        f"task={config['task']['name']}: {str(e).strip().splitlines()[0][:300]}") from None
-    task = TASKS[config["task"]["name"]]
-
-    def records(onnx_path):
-        return task.predict_records(OnnxModel(onnx_path), tokenizer, labels, inputs, torch.device("cpu"),
-                                    task_config(config))
-
-    share = agreement(records(path), records(fp32))
+        task = TASKS[config["task"]["name"]]
+        records = [task.predict_records(OnnxModel(p), tokenizer, labels, inputs, torch.device("cpu"),
+                                        task_config(config)) for p in (path, fp32)]
+    except UserError:
+        raise
+    except Exception as e:  # a graph ONNX Runtime's quantizer (or its int8 kernels) cannot take
+        raise UserError(f"quantize=int8: ONNX Runtime cannot quantize {what}: {first_line(e)}") from None
     fp32.unlink()
-    return {"quantized": "int8", "int8_agreement_with_float32": share}
+    same, total = agreement(*records)
+    return {**info, "quantized": "int8", "int8_agreement_with_float32": same / max(total, 1)}
 
 
 class OnnxModel:
@@ -242,6 +280,13 @@ class OnnxModel:
     members = task_configs = None  # not an ensemble
 
     def __init__(self, path: str | Path, threads: int = 0):
+        self.path = Path(path)
+        self.set_threads(threads)
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def set_threads(self, threads: int) -> None:
+        """A new session with ``threads`` intra-op threads (0: ONNX Runtime's default, every
+        physical core); a session's threads are fixed when it is made."""
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -249,10 +294,10 @@ class OnnxModel:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # a damaged or foreign file
-            raise UserError(f"{path}: not a usable ONNX model ({str(e).strip().splitlines()[0][:200]})") from None
-        self.names = [i.name for i in self.session.get_inputs()]
+            raise UserError(f"{self.path}: not a usable ONNX model ({first_line(e, 200)})") from None
+        self.threads = threads
 
     def eval(self):
         return self
@@ -275,6 +320,11 @@ def load_exported(directory: str | Path, threads: int = 0):
     directory = Path(str(directory))
     if not (directory / "model.onnx").is_file() and (directory / "onnx" / "model.onnx").is_file():
         directory = directory / "onnx"  # a training run's directory, exported to its onnx/
+    if directory.is_dir() and not (directory / "model.onnx").is_file():
+        exported = sorted(directory.glob("*/model.onnx")) + sorted(directory.parent.glob("onnx*/model.onnx"))
+        raise UserError(f"{directory}: no model.onnx here; runtime=onnx runs an exported model: "
+                        + (f"give {exported[0].parent}" if exported else
+                           f"convnlp export checkpoint={directory} writes one"))
     directory, config, tokenizer, labels, _ = checkpoint.read(
         directory, ("model.onnx", "config.json", "tokenizer.json", "labels.json"))
     return OnnxModel(directory / "model.onnx", threads), config, tokenizer, labels
@@ -283,7 +333,8 @@ def load_exported(directory: str | Path, threads: int = 0):
 def export_command(cfg: DictConfig) -> None:
     default = "onnx-int8" if cfg.quantize else "onnx"
     output = cfg.output if cfg.output is not None else str(checkpoint.existing(cfg.checkpoint).parent / default)
-    info = export(cfg.checkpoint, output, cfg.format, cfg.quantize, cfg.calibration, cfg.calibration_examples)
+    info = export(cfg.checkpoint, output, cfg.format, cfg.quantize, cfg.calibration, cfg.calibration_examples,
+                  cfg.encoding)
     print(json.dumps({"output": output, **{k: info[k] for k in ("opset", "inputs", "max_abs_difference_at_export",
                                                                  "quantized", "int8_agreement_with_float32",
                                                                  "calibration") if k in info}}))

@@ -120,7 +120,9 @@ def predict_command(cfg: DictConfig) -> None:
     threads = ThreadPolicy(cfg.get("threads", 0))  # 0: the cores other processes leave free, checked as it goes
     model, config, tokenizer, labels, device = load_model(cfg.checkpoint, cfg.get("runtime", "torch"), cfg.device,
                                                           cfg.get("threads", 0))
-    threads.start(logging.DEBUG)
+    chosen = threads.start(logging.DEBUG)
+    if getattr(model, "threads", None) == 0:  # ONNX Runtime: the threads the policy chose, fixed from here
+        model.set_threads(chosen)
     task = TASKS[config["task"]["name"]]
     task_cfg = task_config(config)
     empty, bad, first_bad = 0, 0, None
