@@ -10,6 +10,44 @@ from pathlib import Path
 
 import pytest
 
+# ------------------------------------------------------------------ tests that need the machine alone
+# A test marked `alone` measures the machine (e.g. that its cores are free). Beside other
+# pytest-xdist workers it cannot, so the workers skip it and, once they have all finished, the
+# controlling process runs the `alone` tests in one process of their own and fails the session
+# if they fail. With -n0 they run in line, as any test.
+
+
+def _worker() -> bool:
+    return bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if _worker():
+        later = pytest.mark.skip(reason="runs alone, after the parallel workers (tests/conftest.py)")
+        for item in items:
+            if item.get_closest_marker("alone"):
+                item.add_marker(later)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if _worker() or not config.pluginmanager.hasplugin("dsession") or session.shouldstop:
+        return  # a worker, a run without workers (alone tests ran in line), or a stopped run
+    marks = config.getoption("markexpr") or ""
+    args = [sys.executable, "-m", "pytest", "-n0", "-q", "-p", "no:cacheprovider", "-m",
+            f"alone and ({marks})" if marks else "alone", *config.args]
+    if config.getoption("keyword"):
+        args += ["-k", config.getoption("keyword")]
+    result = subprocess.run(args, cwd=config.invocation_params.dir, capture_output=True, text=True)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("-", "tests marked alone, run after the workers")
+        reporter.write(result.stdout[-5000:] + result.stderr[-2000:])
+    if result.returncode not in (0, 5):  # 5: none selected
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 # ../shared/datasets beside the checkout (as in CI), or wherever CONVNLP_DATA_DIR points
 SHARED = Path(os.environ.get("CONVNLP_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 NAMES = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi"]

@@ -245,7 +245,8 @@ def test_bench_through_the_cli(tmp_path, conll_files):
 
 def test_the_thread_policy_follows_a_busy_neighbour(tmp_path):
     """A real busy neighbour takes a thread away (whatever else runs: the test suite on several
-    workers); the way back, which needs the machine free, is read from counters the test writes."""
+    workers); the way back, which needs the machine free, is read here from counters the test
+    writes, and from the kernel's in test_the_thread_policy_takes_free_cores_back (run alone)."""
     import os
     import subprocess
     import sys
@@ -290,6 +291,30 @@ def test_the_thread_policy_follows_a_busy_neighbour(tmp_path):
         assert fixed.auto is False and torch.get_num_threads() == 1 and fixed.summary() == {"threads": 1}
         fixed.restore()
         assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.alone
+def test_the_thread_policy_takes_free_cores_back():
+    """On a machine that is free (the test runs alone, tests/conftest.py), the policy that was
+    down to one thread returns to two, from the kernel's real counters."""
+    import os
+    import time
+
+    import torch
+
+    from convnlp.threads import ThreadPolicy, busy_seconds
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2 or busy_seconds(cpus) is None:
+        pytest.skip("needs 2 cores and /proc/stat")
+    before = torch.get_num_threads()
+    try:
+        policy = ThreadPolicy(0, interval=0.0, cpus=cpus[:2])
+        policy.cap, policy.auto = 2, True
+        torch.set_num_threads(1)
+        time.sleep(1.5)  # nothing else runs: both cores are free
+        assert policy.update(force=True) == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
