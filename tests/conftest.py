@@ -41,7 +41,7 @@ def pytest_sessionfinish(session, exitstatus):
     result = subprocess.run(args, cwd=config.invocation_params.dir, capture_output=True, text=True)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.ensure_newline()
+        reporter.write("\n")
         reporter.write_sep("-", "tests marked alone, run after the workers")
         reporter.write(result.stdout[-5000:] + result.stderr[-2000:])
     if result.returncode not in (0, 5):  # 5: none selected
