@@ -1,11 +1,12 @@
 """The CUDA path in one command, on a machine with an NVIDIA GPU: one line per check, PASS or FAIL.
 
     python scripts/gpu_check.py                 # all checks, in outputs/gpu_check/<time>/
-    python scripts/gpu_check.py --only ddp      # some of them: train, resume, ddp, bench
+    python scripts/gpu_check.py --only ddp      # some of them: train, api, resume, ddp, bench
     python scripts/gpu_check.py --device cpu    # the same checks on the CPU (gloo): the script's own test
 
 Checks (each a real `convnlp` command on the offline CMUdict data, a few hundred steps at most):
   train-<task>   every task trains with AMP (bf16 where supported) on cuda, loss finite, a score
+  api-<task>     convnlp.load(<that run>, device="cuda").predict(...) gives the CPU's predictions
   resume         a run stopped at step 20 continues from last/ to step 40 (trainer.resume=DIR)
   ddp-<N>        torchrun with 1 process (and with every GPU, where there are several): NCCL DDP
   bench          `convnlp bench` on cuda: the tagger's encoders, inference and training symbols/s
@@ -60,6 +61,27 @@ def check_train(name: str, overrides: list[str], cwd: Path) -> dict:
             "metrics": {k: metrics[k] for k in ("steps", "selected_by", "train_symbols_per_s", "validation")}}
 
 
+API_TEXTS = {"tagging": ["K AE T", "HH AH L OW", "K AH N V AH L UW SH AH N"],
+             "classification": ["cat", "hello", "convolution", "unbelievable"],
+             "generation": ["cat", "hello", "convolution"]}
+
+
+def check_api(task: str, cwd: Path) -> dict:
+    """The Python API on the device, against the same checkpoint on the CPU: the same labels."""
+    import convnlp
+
+    run = cwd / "outputs" / f"train_{task}"
+    if not (run / "best").is_dir():
+        return {"ok": False, "detail": f"needs the train-{task} check's run ({run})"}
+    texts = API_TEXTS[task]
+    here = convnlp.load(run, device=DEVICE).predict(texts)
+    cpu = convnlp.load(run, device="cpu").predict(texts)
+    labels = [(r.get("tags"), r.get("label"), r.get("output")) for r in here]
+    same = labels == [(r.get("tags"), r.get("label"), r.get("output")) for r in cpu]
+    return {"ok": same and len(here) == len(texts), "detail": f"{len(texts)} texts on {DEVICE}: "
+            + ("the CPU's predictions" if same else f"{labels} against the CPU's {cpu}")}
+
+
 def check_resume(cwd: Path) -> dict:
     base = [sys.executable, "-m", "convnlp", "train", *STEPS[2:], f"trainer.device={DEVICE}", "trainer.eval_every=10",
             "optim.schedule=constant"]
@@ -102,7 +124,7 @@ def check_bench(cwd: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", default=["train", "resume", "ddp", "bench"])
+    parser.add_argument("--only", nargs="*", default=["train", "api", "resume", "ddp", "bench"])
     parser.add_argument("--output", default=None, help="directory (default outputs/gpu_check/<time>)")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     args = parser.parse_args()
@@ -124,6 +146,8 @@ def main() -> int:
     checks = []
     if "train" in args.only:
         checks += [(f"train-{task}", lambda task=task: check_train(f"train_{task}", TASKS[task], out)) for task in TASKS]
+    if "api" in args.only:
+        checks += [(f"api-{task}", lambda task=task: check_api(task, out)) for task in TASKS]
     if "resume" in args.only:
         checks.append(("resume", lambda: check_resume(out)))
     if "ddp" in args.only:
