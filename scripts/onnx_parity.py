@@ -42,7 +42,7 @@ def compare(a: list[dict], b: list[dict]) -> tuple[int, int, float | None]:
 
 
 def measure(run: str, root: Path, threads: int) -> dict:
-    _, config, _, _ = checkpoint.load(run, "cpu")
+    _, config, _, _, _ = checkpoint.read(run)  # the config (the three models are loaded below)
     name = config["task"]["name"]
     task = TASKS[name]
     data_cfg = validate_group("data", OmegaConf.merge(OmegaConf.create(config["data"]), {"split": "test"}))
@@ -63,7 +63,7 @@ def measure(run: str, root: Path, threads: int) -> dict:
             accuracy[key] = task.evaluate(model.model, model.tokenizer, model.labels, split, task_config(config),
                                           torch.device("cpu"), 8000)["accuracy"]
     same, total, largest = compare(records["onnx"], records["torch"])
-    same8, total8, largest8 = compare(records["onnx-int8"], records["torch"])
+    same8, _, largest8 = compare(records["onnx-int8"], records["torch"])
     unit = {"tagging": "tags", "classification": "labels", "generation": "output strings"}[name]
     return {"checkpoint": run, "task": name, "encoder": config["encoder"]["name"], "data": data_cfg.name,
             "examples": len(texts), "unit": unit, "predictions": total,

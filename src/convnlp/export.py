@@ -161,7 +161,9 @@ def quantize(fp32: Path, int8: Path, batches: list[dict[str, torch.Tensor]]) -> 
 
 def predicted(record: dict) -> list:
     """A record's predictions: its tags (tagging), or its one label or output string."""
-    return record["tags"] or [] if "tags" in record else [record.get("label", record.get("output"))]
+    if "tags" in record:
+        return record["tags"] or []  # None for an input that could not be read
+    return [record.get("label", record.get("output"))]
 
 
 def agreement(a: list[dict], b: list[dict]) -> tuple[int, int]:
