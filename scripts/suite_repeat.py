@@ -2,7 +2,8 @@
 
     python scripts/suite_repeat.py --runs 5 --busy 3 --serial 1 --out docs/results/suite_repeat.json
 
-Clones the repository (at --rev, default HEAD) into --clone, installs it into a virtual
+Clones the repository (at --rev, default HEAD) into --clone (default: beside this checkout, so
+that ../shared/datasets is found as in CI), installs it into a virtual
 environment of its own with the README's command 2 (`pip install -c constraints.txt -e ".[test]"`),
 then runs `python -m pytest -q` there:
   --runs N    N times with nothing else running;
@@ -96,7 +97,7 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=3, help="runs beside one busy single-thread neighbour")
     parser.add_argument("--serial", type=int, default=1, help="runs in one process, in order (-n0 -p no:randomly)")
     parser.add_argument("--rev", default="HEAD", help="the commit to test")
-    parser.add_argument("--clone", type=Path, default=Path("/tmp") / f"suite-repeat-{time.strftime('%Y%m%d-%H%M%S')}")
+    parser.add_argument("--clone", type=Path, default=ROOT.parent / f"suite-repeat-{time.strftime('%Y%m%d-%H%M%S')}")
     parser.add_argument("--out", type=Path, help="the table as JSON")
     a = parser.parse_args()
     rev = sh(["git", "rev-parse", a.rev], cwd=ROOT).stdout.strip()
