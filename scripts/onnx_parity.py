@@ -30,7 +30,7 @@ from convnlp import checkpoint
 from convnlp.config import validate_group
 from convnlp.data import load_splits
 from convnlp.export import agreement, export
-from convnlp.tasks import TASKS, task_config
+from convnlp.tasks import get_task, task_config
 
 
 def compare(a: list[dict], b: list[dict]) -> tuple[int, int, float | None]:
@@ -42,9 +42,9 @@ def compare(a: list[dict], b: list[dict]) -> tuple[int, int, float | None]:
 
 
 def measure(run: str, root: Path, threads: int) -> dict:
-    _, config, _, _, _ = checkpoint.read(run)  # the config (the three models are loaded below)
+    config = checkpoint.read(run).config  # the config (the three models are loaded below)
     name = config["task"]["name"]
-    task = TASKS[name]
+    task = get_task(name)
     data_cfg = validate_group("data", OmegaConf.merge(OmegaConf.create(config["data"]), {"split": "test"}))
     split = load_splits(data_cfg, splits=("test",), task=name)["test"]
     column = split[task.COLUMNS[0]]

@@ -42,7 +42,8 @@ ENCODERS = {  # 4 kernel-wide layers each, width 64: receptive fields 9 and 31 c
 def dependent_accuracy(checkpoint_dir: Path, data_cfg, distance: int) -> float:
     """Test accuracy on the tokens that have a dependency (position >= distance): the first
     `distance` tokens are tagged with themselves and need no look back."""
-    model, _, tokenizer, labels = checkpoint.load(checkpoint_dir)
+    loaded = checkpoint.load(checkpoint_dir)
+    model, tokenizer, labels = loaded.model, loaded.tokenizer, loaded.labels
     test = load_splits(data_cfg, ("test",))["test"]
     predicted = tagging.predict(model, tokenizer, labels, test["tokens"], torch.device("cpu"))
     pairs = [(g, p) for gold, pred in zip(test["tags"], predicted) for g, p in list(zip(gold, pred))[distance:]]

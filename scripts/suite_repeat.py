@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from convnlp.bench import neighbours
+from convnlp.bench.harness import neighbours
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"^=*\s*((?:\d+ (?:passed|failed|skipped|errors?|xfailed|xpassed|warnings?|deselected)"

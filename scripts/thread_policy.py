@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from convnlp.bench import neighbours
+from convnlp.bench.harness import neighbours
 
 
 def train(threads: int, steps: int, root: Path) -> dict:

@@ -32,8 +32,8 @@ def test_the_average_is_the_mean_of_every_weight_and_loads_as_a_checkpoint(tmp_p
     assert set(averaged) == set(weights[0])
     for name, value in averaged.items():
         assert torch.allclose(value, sum(w[name] for w in weights) / 3, atol=1e-6), name
-    _, config, _, labels = checkpoint.load(tmp_path / "avg")
-    assert labels == ["A", "B", "C"] and config["encoder"] == ENCODER
+    averaged = checkpoint.load(tmp_path / "avg")
+    assert averaged.labels == ["A", "B", "C"] and averaged.config["encoder"] == ENCODER
     assert json.loads((tmp_path / "avg" / "metrics.json").read_text())["averaged"] == [str(p) for p in paths]
 
 

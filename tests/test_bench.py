@@ -7,7 +7,8 @@ import json
 import pytest
 from hydra import compose, initialize_config_module
 
-from convnlp.bench import bench_command, summarize
+from convnlp.bench.command import bench_command
+from convnlp.bench.tables import summarize
 from convnlp.config import validate
 from convnlp.errors import UserError
 from tests.conftest import conll_args, convnlp
@@ -198,13 +199,20 @@ def test_matched_variants_come_near_the_baselines_size(tmp_path, conll_files):
 def test_the_profile_says_where_inference_spends_its_time(tmp_path, conll_files):
     saved = run_bench(tmp_path, conll_files, "bench.profile=true", "bench.lengths=[]", "bench.repetitions=1",
                       "bench.encoders=[dilated,bilstm]")
+    # shares of time differ from run to run (a busy machine preempts some operators); what was called,
+    # and how often, does not
     for name in ("dilated", "bilstm"):
-        parts, kinds = saved["profile"][name]["parts"], saved["profile"][name]["operators"]
+        parts, kinds, calls = (saved["profile"][name][k] for k in ("parts", "operators", "calls"))
         assert set(parts) == {"embedding", "dropout", "encoder", "head", "rest"}
-        assert sum(parts.values()) == pytest.approx(1.0, abs=0.02) and parts["encoder"] > 0.2
+        assert sum(parts.values()) == pytest.approx(1.0, abs=0.02) and min(parts.values()) >= 0
         assert sum(kinds.values()) == pytest.approx(1.0) and min(kinds.values()) >= 0
         assert "Self CPU" in (tmp_path / f"profile_{name}.txt").read_text()
-    assert saved["profile"]["dilated"]["operators"]["convolution"] > 0.2
+        passes = calls["parts"]["encoder"]  # one per batch
+        assert passes >= 1 and calls["parts"]["embedding"] == calls["parts"]["head"] == passes
+    dilated, bilstm = (saved["profile"][name]["calls"]["operators"] for name in ("dilated", "bilstm"))
+    passes = saved["profile"]["dilated"]["calls"]["parts"]["encoder"]
+    # the dilated encoder: a projection and 8 dilated convolutions per pass, each an aten::conv2d at least
+    assert dilated["convolution"] >= 9 * passes and dilated["convolution"] > bilstm["convolution"]
     assert "Where batched inference spends its time (1 thread(s)" in (tmp_path / "bench.md").read_text()
 
 
@@ -246,7 +254,7 @@ def test_bench_through_the_cli(tmp_path, conll_files):
 def test_the_thread_policy_follows_a_busy_neighbour(tmp_path):
     """A real busy neighbour takes a thread away (whatever else runs: the test suite on several
     workers); the way back, which needs the machine free, is read here from counters the test
-    writes, and from the kernel's in test_the_thread_policy_takes_free_cores_back (run alone)."""
+    writes, and from the kernel's in test_the_thread_policy_follows_the_real_load_of_the_machine (run alone)."""
     import os
     import subprocess
     import sys
@@ -295,10 +303,32 @@ def test_the_thread_policy_follows_a_busy_neighbour(tmp_path):
         torch.set_num_threads(before)
 
 
+def _other_processes_cpu_seconds() -> float:
+    """CPU seconds of every process but this one, with the children each has reaped
+    (/proc/<pid>/stat: utime, stime, cutime, cstime): the machine's load counted per process,
+    another route than the per-core counters of /proc/stat that the thread policy reads."""
+    import os
+
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                text = f.read()
+        except OSError:  # gone meanwhile: its time went to its parent's cutime
+            continue
+        total += sum(int(v) for v in text[text.rindex(")") + 2:].split()[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @pytest.mark.alone
-def test_the_thread_policy_takes_free_cores_back():
-    """On a machine that is free (the test runs alone, tests/conftest.py), the policy that was
-    down to one thread returns to two, from the kernel's real counters."""
+def test_the_thread_policy_follows_the_real_load_of_the_machine():
+    """From the kernel's real counters, a policy down to one thread takes the second core back
+    when no other process keeps it busy, and keeps one thread while another process does (a busy
+    neighbour). Which holds is measured over the same window another way, from every other
+    process's CPU time, and the policy's own reading of the load must agree with it. The test
+    runs after the parallel workers (tests/conftest.py), so the suite's own workers are no load."""
     import os
     import time
 
@@ -306,17 +336,26 @@ def test_the_thread_policy_takes_free_cores_back():
 
     from convnlp.threads import ThreadPolicy, busy_seconds
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cpus) < 2 or busy_seconds(cpus) is None:
-        pytest.skip("needs 2 cores and /proc/stat")
+    if len(cpus) != 2 or busy_seconds(cpus) is None or not os.path.isdir("/proc/self"):
+        pytest.skip("needs exactly 2 cores (this test's thresholds), /proc/stat and /proc/<pid>/stat")
     before = torch.get_num_threads()
     try:
-        policy = ThreadPolicy(0, interval=0.0, cpus=cpus[:2])
-        policy.cap, policy.auto = 2, True
         torch.set_num_threads(1)
-        time.sleep(1.5)  # nothing else runs: both cores are free
-        assert policy.update(force=True) == 2 and torch.get_num_threads() == 2
+        policy = ThreadPolicy(0, interval=0.0, cpus=cpus)
+        policy.cap, policy.auto = 2, True
+        seen, read = [], policy.others
+        policy.others = lambda: seen.append(read()) or seen[-1]
+        start, others_before = time.monotonic(), _other_processes_cpu_seconds()
+        time.sleep(1.5)
+        others = (_other_processes_cpu_seconds() - others_before) / (time.monotonic() - start)
+        chosen = policy.update(force=True)
     finally:
         torch.set_num_threads(before)
+    assert abs(seen[0] - others) < 0.25, (seen[0], others)  # both routes see the same load
+    if others < 0.1:  # free: 2 - others > 1 + 0.75, the policy's margin to take a thread back
+        assert chosen == 2, (others, seen)
+    elif others > 0.4:  # a neighbour keeps (most of) a core busy: at most one is free
+        assert chosen == 1, (others, seen)
 
 
 def test_busy_seconds_reads_the_cpus_asked_for(tmp_path):

@@ -28,10 +28,10 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     model, tokenizer = make_checkpoint(tmp_path / "best")
     assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [
         "config.json", "labels.json", "metrics.json", "model.safetensors", "tokenizer.json"]
-    loaded, config, tokenizer2, labels = checkpoint.load(tmp_path / "best")
-    batch = collate(*tok.encode(tokenizer2, SENTENCES))
-    assert torch.equal(loaded.eval()(batch), model(batch))
-    assert labels == ["A", "B", "C"] and config["encoder"] == ENCODER
+    loaded = checkpoint.load(tmp_path / "best")
+    batch = collate(*tok.encode(loaded.tokenizer, SENTENCES))
+    assert torch.equal(loaded.model.eval()(batch), model(batch))
+    assert loaded.labels == ["A", "B", "C"] and loaded.config["encoder"] == ENCODER
 
 
 def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
@@ -78,8 +78,7 @@ def test_loading_never_instantiates_targets_from_the_config(tmp_path):
 def test_a_save_killed_between_renames_falls_back_to_the_previous_version(tmp_path):
     make_checkpoint(tmp_path / "last")
     (tmp_path / "last").rename(tmp_path / ".last.old")  # the moment between the two renames
-    model, *_ = checkpoint.load(tmp_path / "last")
-    assert model is not None
+    assert checkpoint.load(tmp_path / "last").model is not None
 
 
 def test_damaged_training_state_is_one_line(tmp_path):

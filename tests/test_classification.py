@@ -39,7 +39,7 @@ def test_a_texts_scores_do_not_depend_on_its_batch(pooling, conv_blocks, encoder
 @pytest.mark.parametrize("pooling", ["max", "mean", "attention"])
 def test_values_at_masked_positions_never_matter(pooling, conv_blocks):
     torch.manual_seed(0)
-    head = cls.ClassificationHead(4, 3, pooling=pooling, conv_blocks=conv_blocks, dropout=0.0).eval()
+    head = cls.ClassificationHead(cls.ClassificationConfig(pooling=pooling, conv_blocks=conv_blocks, dropout=0.0), 4, 3).eval()
     h = torch.randn(2, 9, 4)
     mask = torch.tensor([[True] * 5 + [False] * 4, [True] * 9])
     noisy = h.clone()
@@ -51,19 +51,19 @@ def test_values_at_masked_positions_never_matter(pooling, conv_blocks):
 def test_pooling_values():
     h = torch.tensor([[[1.0, -2.0], [3.0, -4.0], [100.0, 100.0]]])
     mask = torch.tensor([[True, True, False]])
-    assert cls.ClassificationHead(2, 2, pooling="max").pool(h, mask).tolist() == [[3.0, -2.0]]
-    assert cls.ClassificationHead(2, 2, pooling="mean").pool(h, mask).tolist() == [[2.0, -3.0]]
-    attention = cls.ClassificationHead(2, 2, pooling="attention").pool(h, mask)
+    assert cls.ClassificationHead(cls.ClassificationConfig(pooling="max"), 2, 2).pool(h, mask).tolist() == [[3.0, -2.0]]
+    assert cls.ClassificationHead(cls.ClassificationConfig(pooling="mean"), 2, 2).pool(h, mask).tolist() == [[2.0, -3.0]]
+    attention = cls.ClassificationHead(cls.ClassificationConfig(pooling="attention"), 2, 2).pool(h, mask)
     assert 1.0 <= attention[0, 0] <= 3.0 and -4.0 <= attention[0, 1] <= -2.0  # a convex mix of real rows
     nothing = torch.zeros(1, 3, dtype=torch.bool)  # a text with no symbols pools to zeros, not nan
     for pooling in ("max", "mean", "attention"):
-        assert cls.ClassificationHead(2, 2, pooling=pooling).pool(h, nothing).tolist() == [[0.0, 0.0]]
+        assert cls.ClassificationHead(cls.ClassificationConfig(pooling=pooling), 2, 2).pool(h, nothing).tolist() == [[0.0, 0.0]]
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 7, 8, 9, 33])
 @pytest.mark.parametrize("blocks", [1, 2, 4])
 def test_dpcnn_halves_the_length_between_blocks(length, blocks):
-    reduce = cls.ConvReduction(4, blocks)
+    reduce = cls.ConvReduction(4, blocks, 3)
     out, mask = reduce(torch.randn(2, length, 4), torch.ones(2, length, dtype=torch.bool))
     expected = length
     for _ in range(blocks - 1):

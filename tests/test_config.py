@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from convnlp.config import SCHEMAS, validate
-from convnlp.data import DATASETS
 from convnlp.errors import UserError
+from convnlp.registry import COMMANDS, DATASETS, DECODERS, ENCODERS, checks
 from convnlp.model import build_model
 from convnlp.tasks import task_config
 
@@ -46,7 +46,7 @@ def test_compose_validate_and_build(task, encoder, data, tokenizer):
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     data = cfg.data.name
-    if task not in DATASETS[data].tasks:
+    if task not in DATASETS[data].info["tasks"]:
         with pytest.raises(UserError, match=f"data={data} is .* data; task={task} needs one of: "):
             validate(cfg)
         return
@@ -125,12 +125,11 @@ def _bad_values():
     import dataclasses
     import typing
 
-    from convnlp.config import CHOICES, RULES
-
     candidates = [-1, 0, 1, 2, 3, 4, 0.5, 1.5, 100, 10**6, -0.5, [], [0], [2], [-1], [4, 6], [0.5, 2.0], "["]
     for group, schemas in SCHEMAS.items():
         for option, schema in schemas.items():
             hints = typing.get_type_hints(schema)
+            declared = {name: (check, choices) for name, check, choices in checks(schema)}
             for field in dataclasses.fields(schema):
                 key, hint = f"{group}.{field.name}", hints[field.name]
                 if field.name == "name" or hint is typing.Any:
@@ -138,15 +137,14 @@ def _bad_values():
                 base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
                 wrong = {int: "many", float: "many", bool: "maybe", str: [1, 2]}.get(base, "many")
                 yield group, option, field.name, "type", wrong
-                choice = CHOICES.get(key) or CHOICES.get(f"{option}.{field.name}")
+                check, choice = declared.get(field.name, (None, None))
                 if choice:
                     yield group, option, field.name, "choice", "nope"
-                if key in RULES:
-                    ok, _ = RULES[key]
+                if check is not None:
                     for value in candidates:
                         try:
                             typed = OmegaConf.merge(OmegaConf.structured(schema), {field.name: value})[field.name]
-                            holds = ok(typed)
+                            holds = check.ok(typed)
                         except Exception:
                             continue
                         if not holds:
@@ -163,7 +161,7 @@ BAD_VALUES = list(_bad_values())
 def _context(group: str, option: str) -> dict:
     """A config in which ``group=option`` is valid: a task the data serves, generation for a decoder."""
     if group == "data":
-        return {"task": {"name": DATASETS[option].tasks[0]}}
+        return {"task": {"name": DATASETS[option].info["tasks"][0]}}
     if group == "decoder":
         return {"task": {"name": "generation"}}
     if group == "task":
@@ -223,22 +221,34 @@ def test_no_group_reads_or_sets_another_groups_values():
                 assert set(node.get("trainer", {})) <= {"batch_tokens"}, (group, option)
 
 
-def test_encoder_constructors_default_to_their_schema():
+def test_every_command_file_holds_its_settings_and_defaults():
+    """conf/<command>.yaml: the keys besides the config groups and hydra are the command's
+    dataclass fields (convnlp/commands/<command>.py), at its defaults."""
     import dataclasses
+
+    for entry in COMMANDS.entries():
+        node = OmegaConf.to_container(OmegaConf.create((CONF / f"{entry.name}.yaml").read_text()))
+        groups = set(entry.info.get("groups", ())) | {"defaults", "hydra"}
+        own = {k: v for k, v in node.items() if k not in groups}
+        if "data" in own and "data" not in entry.info.get("groups", ()):  # eval: data.split for the checkpoint's data
+            pytest.fail(f"{entry.name}: data")
+        assert set(own) == {f.name for f in dataclasses.fields(entry.config)}, entry.name
+        defaults = OmegaConf.to_container(OmegaConf.structured(entry.config))
+        for key, value in own.items():
+            assert value == defaults[key], (entry.name, key)
+
+
+def test_parts_take_their_config_and_have_no_defaults_of_their_own():
+    """Defaults live once, in the dataclass: a registered encoder or decoder is built from its
+    config, and its constructor declares no default of its own."""
     import inspect
 
-    from convnlp.encoders import ENCODERS
-
-    for cls in set(ENCODERS.values()):
-        parameters = inspect.signature(cls.__init__).parameters
-        defaults = {k: p.default for k, p in parameters.items() if p.default is not inspect.Parameter.empty}
-        matching = []
-        for option in (o for o, c in ENCODERS.items() if c is cls):
-            schema = {f.name: f.default if f.default is not dataclasses.MISSING else tuple(f.default_factory())
-                      for f in dataclasses.fields(SCHEMAS["encoder"][option])}
-            matching.append(all(schema[k] == v for k, v in defaults.items()))
-            assert set(parameters) - {"self", "input_dim"} == set(schema) - {"name"}, option
-        assert any(matching), f"{cls.__name__}'s defaults match none of its options' schemas"
+    for registry, extra in ((ENCODERS, ["input_dim"]), (DECODERS, ["input_dim", "num_labels"])):
+        for entry in registry.entries():
+            target = entry.target.__init__ if inspect.isclass(entry.target) else entry.target
+            parameters = [p for name, p in inspect.signature(target).parameters.items() if name != "self"]
+            assert [p.name for p in parameters] == ["cfg", *extra], entry.name
+            assert all(p.default is inspect.Parameter.empty for p in parameters), entry.name
 
 
 # ------------------------------------------------------------------------- experiments
@@ -259,8 +269,8 @@ def test_every_experiment_composes_validates_and_cites_its_figure(experiment):
     assert re.search(r"20\d\d-\d\d-\d\d[:,]", header) and re.search(r"\d%", header), experiment  # date, figures
     own = experiment in DATASETS
     overrides = [f"data={experiment}"] if own else [f"experiment={experiment}"]
-    if own and DATASETS[experiment].tasks[0] != "tagging":
-        overrides.insert(0, f"task={DATASETS[experiment].tasks[0]}")
+    if own and DATASETS[experiment].info["tasks"][0] != "tagging":
+        overrides.insert(0, f"task={DATASETS[experiment].info['tasks'][0]}")
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     assert cfg.hydra.runtime.choices.experiment == experiment

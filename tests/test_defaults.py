@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 import convnlp
 from convnlp.data import tokenizer as tok
 from convnlp.resume import TrainState
-from convnlp.train import Limits, given_budget, selection_score
+from convnlp.train.budget import Limits, given_budget, selection_score
 from tests.conftest import TINY, TINY_CLASSIFIER, TINY_GENERATOR, conll_args, convnlp as run_convnlp, review_args, \
     run_dirs
 
@@ -117,7 +117,7 @@ def test_a_metric_the_task_does_not_report_is_refused_before_work_starts(tmp_pat
 
 def test_entity_f1_needs_entity_tags():
     from convnlp.errors import UserError
-    from convnlp.train import selection_metric
+    from convnlp.train.budget import selection_metric
 
     assert selection_metric("auto", "tagging", ["B-PER", "I-PER", "O"]) == "f1"
     assert selection_metric("auto", "tagging", ["NOUN", "VERB"]) == "accuracy"

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from convnlp.encoders import ENCODERS, build_encoder
+from convnlp.encoders import build_encoder
+from convnlp.registry import ENCODERS
 
 CONFIGS = {
     "plain": [dict(width=12, layers=1, kernel=3), dict(width=12, layers=4, kernel=5),
@@ -28,7 +29,7 @@ CASES = [(name, kwargs) for name, options in CONFIGS.items() for kwargs in optio
 
 def make(name, kwargs, input_dim=6, **extra):
     torch.manual_seed(0)
-    encoder = ENCODERS[name](input_dim=input_dim, dropout=0.0, **kwargs, **extra).double()
+    encoder = build_encoder({"name": name, "dropout": 0.0, **kwargs, **extra}, input_dim).double()
     return encoder.eval()
 
 

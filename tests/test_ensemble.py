@@ -26,17 +26,17 @@ def save_classifier(path, seed, encoder="dilated", labels=("neg", "pos")):
 
 def test_a_classifier_ensemble_gives_the_mean_of_its_members_probabilities(tmp_path):
     paths = [save_classifier(tmp_path / "a", 0), save_classifier(tmp_path / "b", 1, encoder="bilstm")]
-    model, config, tokenizer, labels = ensemble.load(paths)
+    loaded = ensemble.load(paths)
+    model, config, tokenizer, labels = loaded.model, loaded.config, loaded.tokenizer, loaded.labels
     assert isinstance(model, ensemble.Ensemble) and config["encoder"]["name"] == "dilated"
-    members = [checkpoint.load(p)[0] for p in paths]
+    members = [checkpoint.load(p).model for p in paths]
     records = cls.predict_records(model, tokenizer, labels, ["a good film", "bad"], torch.device("cpu"), tc.TASK)
     for text, record in zip(["a good film", "bad"], records):
         single = [cls.predict_records(m, tokenizer, labels, [text], torch.device("cpu"), tc.TASK)[0] for m in members]
         for label in labels:
             mean = sum(s["probabilities"][label] for s in single) / 2
             assert record["probabilities"][label] == pytest.approx(mean, abs=1e-5)
-    model, *_ = ensemble.load([paths[0]])  # a list of one is that checkpoint
-    assert not isinstance(model, ensemble.Ensemble)
+    assert not isinstance(ensemble.load([paths[0]]).model, ensemble.Ensemble)  # a list of one: that checkpoint
 
 
 def test_an_ensemble_needs_one_task_tokenizer_and_label_set(tmp_path):
@@ -97,9 +97,9 @@ def test_ensemble_decoding_takes_the_proposal_the_members_like_best_together():
     second = one_hot([[4, gen.END, gen.PAD, gen.PAD]], confidence=0.3)
     third = one_hot([[3, gen.END, gen.PAD, gen.PAD]], confidence=0.6)
     lengths = torch.tensor([4])
-    assert ensemble.rescore_proposals([second], [config], lengths) == [[4]]
-    assert ensemble.rescore_proposals([second, first], [config, config], lengths) == [[3]]
-    assert ensemble.rescore_proposals([second, third, first], [config] * 3, lengths) == [[3]]
+    assert gen.rescore_proposals([second], [config], lengths) == [[4]]
+    assert gen.rescore_proposals([second, first], [config, config], lengths) == [[3]]
+    assert gen.rescore_proposals([second, third, first], [config] * 3, lengths) == [[3]]
 
 
 def test_an_ensemble_of_copies_generates_what_the_model_does(tmp_path):
@@ -112,7 +112,7 @@ def test_an_ensemble_of_copies_generates_what_the_model_does(tmp_path):
     saved = {"task": {k: v for k, v in task.items() if k != "decoder"}, "encoder": tg.ENCODER,
              "decoder": task["decoder"]}
     checkpoint.save(tmp_path / "m", model, saved, tokenizer, labels, {})
-    both, _, _, _ = ensemble.load([tmp_path / "m", tmp_path / "m"])
+    both = ensemble.load([tmp_path / "m", tmp_path / "m"]).model
     sources = [s for s, _ in tg.PAIRS] + ["x" * 13]
     alone = gen.generate(model, tokenizer, labels, sources, torch.device("cpu"), task)
     assert gen.generate(both, tokenizer, labels, sources, torch.device("cpu"), task) == alone
@@ -128,7 +128,7 @@ def test_a_tagger_ensemble_of_copies_tags_like_the_model(tmp_path):
     model = tt.model_for(tokenizer)
     labels = ["A", "B", "C", "D", "E"]
     checkpoint.save(tmp_path / "t", model, {"task": tt.TASK, "encoder": tt.ENCODER}, tokenizer, labels, {})
-    both, _, _, _ = ensemble.load([tmp_path / "t", tmp_path / "t"])
+    both = ensemble.load([tmp_path / "t", tmp_path / "t"]).model
     alone = tagging.predict_records(model, tokenizer, labels, sentences, torch.device("cpu"), tt.TASK)
     assert tagging.predict_records(both, tokenizer, labels, sentences, torch.device("cpu"), tt.TASK) == alone
 
@@ -148,5 +148,5 @@ def test_ensemble_decoding_of_ctc_and_ce_members_with_different_output_lengths()
         one_hot([[3, E, P, P]], confidence=0.3),         # row 2: unsure of [3]
     ])
     sources = torch.tensor([3, 3, 3])
-    assert ensemble.rescore_proposals([ctc_log_probs], [ctc], sources) == [[3], [5], [3, 4, 5, 3]]
-    assert ensemble.rescore_proposals([ctc_log_probs, ce_log_probs], [ctc, ce], sources) == [[4], [5], [3]]
+    assert gen.rescore_proposals([ctc_log_probs], [ctc], sources) == [[3], [5], [3, 4, 5, 3]]
+    assert gen.rescore_proposals([ctc_log_probs, ce_log_probs], [ctc, ce], sources) == [[4], [5], [3]]

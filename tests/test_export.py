@@ -14,9 +14,10 @@ pytest.importorskip("onnxruntime")
 from convnlp import checkpoint  # noqa: E402
 from convnlp.data import tokenizer as tok  # noqa: E402
 from convnlp.errors import UserError  # noqa: E402
-from convnlp.export import OPSET, export, load_exported  # noqa: E402
+from convnlp.export import OPSET, export  # noqa: E402
+from convnlp.onnx_runtime import load_exported  # noqa: E402
 from convnlp.model import build_model  # noqa: E402
-from convnlp.tasks import TASKS, task_config  # noqa: E402
+from convnlp.tasks import get_task, task_config  # noqa: E402
 from tests.conftest import TINY, TINY_CLASSIFIER, TINY_GENERATOR, bio_sentences, conll_args, convnlp, review_args, \
     review_rows, run_dirs, spelling_args, spelling_rows  # noqa: E402
 
@@ -66,7 +67,7 @@ def make_checkpoint(directory, task: str, family: str, recipe: list[str] | None 
                                [t.split() for t in examples] if task == "tagging" else examples)
     split = {"tagging": {"tags": [["B-X", "O", "I-X"]]}, "classification": {"label": ["neg", "pos", "mixed"]},
              "generation": {"target": ["A B C D E F G H"]}}[task]
-    labels = TASKS[task].label_vocabulary(split, task_config(config))
+    labels = get_task(task).label_vocabulary(split, task_config(config))
     torch.manual_seed(0)
     model = build_model(task_config(config), config["encoder"], tokenizer.get_vocab_size(), len(labels))
     checkpoint.save(directory, model, config, tokenizer, labels, {})
@@ -74,7 +75,7 @@ def make_checkpoint(directory, task: str, family: str, recipe: list[str] | None 
 
 
 def records(model, config, tokenizer, labels, inputs: list[str]) -> list[dict]:
-    task = TASKS[config["task"]["name"]]
+    task = get_task(config["task"]["name"])
     return task.predict_records(model, tokenizer, labels, [task.read_input(t) for t in inputs], torch.device("cpu"),
                                 task_config(config))
 
@@ -99,8 +100,9 @@ def test_every_task_and_encoder_exports_with_the_same_outputs(tmp_path, task, fa
     assert info["opset"] == OPSET and info["max_abs_difference_at_export"] < 1e-4
     assert {p.name for p in (tmp_path / "onnx").iterdir()} >= {"model.onnx", "tokenizer.json", "labels.json",
                                                                "config.json", "export.json"}
-    onnx_model, config, tokenizer, labels = load_exported(tmp_path / "onnx")
-    torch_model, *_ = checkpoint.load(source)
+    exported = load_exported(tmp_path / "onnx")
+    onnx_model, config, tokenizer, labels = exported.model, exported.config, exported.tokenizer, exported.labels
+    torch_model = checkpoint.load(source).model
     # dynamic shapes: a batch of 1 and of 7, inputs of 1 and of about 500 symbols
     for batch in (texts(1, 1, 1), texts(7, 30, 2), texts(1, 500, 3), texts(7, 500, 4) + texts(3, 1, 5)):
         same(records(onnx_model, config, tokenizer, labels, batch), records(torch_model, config, tokenizer, labels, batch))
@@ -110,14 +112,16 @@ def test_every_task_and_encoder_exports_with_the_same_outputs(tmp_path, task, fa
 def test_tokenizers_and_word_features_export_with_the_same_outputs(tmp_path, recipe):
     task = RECIPES[recipe][0].removeprefix("task=") if RECIPES[recipe][0].startswith("task=") else "tagging"
     source = make_checkpoint(tmp_path / "checkpoint", task, "plain", RECIPES[recipe])
-    torch_model, config, tokenizer, labels = checkpoint.load(source)
+    loaded = checkpoint.load(source)
+    torch_model, config, tokenizer, labels = loaded.model, loaded.config, loaded.tokenizer, loaded.labels
     if torch_model.features is not None:  # the padding row is left out of the sum, whatever it holds
         with torch.no_grad():
             torch_model.features.weight[0] = 1.0
         checkpoint.save(source, torch_model, config, tokenizer, labels, {})
     info = export(source, tmp_path / "onnx")
     assert ("features" in info["inputs"]) == ("features" in recipe)  # the graph reads the word features
-    onnx_model, config, tokenizer, labels = load_exported(tmp_path / "onnx")
+    exported = load_exported(tmp_path / "onnx")
+    onnx_model, config, tokenizer, labels = exported.model, exported.config, exported.tokenizer, exported.labels
     for batch in (texts(1, 1, 1), texts(7, 30, 2), texts(1, 500, 3), ["Alice ,met BOB in Paris-2026 ."]):
         same(records(onnx_model, config, tokenizer, labels, batch), records(torch_model, config, tokenizer, labels, batch))
 

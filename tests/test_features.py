@@ -162,7 +162,7 @@ def test_a_misspelt_feature_is_one_line_before_any_work(tmp_path):
 
 
 def test_bench_refuses_a_checkpoint_of_another_task(tmp_path):
-    from convnlp.bench import Trained
+    from convnlp.bench.subjects import Trained
     from tests.test_ensemble import save_classifier
 
     path = save_classifier(tmp_path / "classifier", 0)

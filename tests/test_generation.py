@@ -8,14 +8,16 @@ import pytest
 import torch
 
 from convnlp.data import tokenizer as tok
-from convnlp.decoders import DeconvDecoder, output_lengths, transposed_length, upsampling_plan
+from convnlp.decoders import output_lengths
+from convnlp.decoders.deconv import DeconvConfig, DeconvDecoder, transposed_length, upsampling_plan
 from convnlp.errors import UserError
 from convnlp.model import build_model
 from convnlp.tasks import generation as gen
 
 DECODER = {"name": "deconv", "bottleneck": "sequence", "source_length": 12, "down": 2, "width": 32,
            "max_length": 12, "stride": 2, "kernel": 4, "strides": [], "kernels": [], "rest_dilations": [1, 2],
-           "rest_kernel": 3, "activation": "relu", "norm": "layer", "dropout": 0.0, "too_long": "error"}
+           "rest_kernel": 3, "activation": "relu", "norm": "layer", "dropout": 0.0, "too_long": "error",
+           "output_length": "fixed", "length_ratio": 2, "length_extra": 6}
 ENCODER = {"name": "dilated", "width": 32, "kernel": 3, "dilations": [1, 2], "blocks": 1, "shared": False,
            "activation": "relu", "norm": "layer", "dropout": 0.0}
 TASK = {"name": "generation", "embedding_dim": 16, "embedding_dropout": 0.0, "token_dropout": 0.0,
@@ -67,8 +69,8 @@ def test_upsampling_plan_errors_are_one_line():
 @pytest.mark.parametrize("bottleneck,down,max_length", [("vector", 0, 12), ("sequence", 2, 12),
                                                          ("sequence", 0, 24), ("sequence", 1, 7)])
 def test_decoder_output_has_exactly_max_length_positions(bottleneck, down, max_length):
-    decoder = DeconvDecoder(8, 5, bottleneck=bottleneck, source_length=12, down=down, width=16,
-                            max_length=max_length, rest_dilations=[1, 2])
+    decoder = DeconvDecoder(DeconvConfig(bottleneck=bottleneck, source_length=12, down=down, width=16,
+                                         max_length=max_length, rest_dilations=[1, 2], output_length="fixed"), 8, 5)
     seen = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(out.shape[-1])) for m in decoder.up]
     out = decoder(torch.randn(3, 10, 8), torch.ones(3, 10, dtype=torch.bool))
@@ -93,8 +95,8 @@ def test_source_output_length_gives_each_source_its_own_positions():
     cfg = {**DECODER, "output_length": "source", "length_ratio": 2, "length_extra": 3, "max_length": 12}
     assert output_lengths(cfg, torch.tensor([1, 3, 5, 9])).tolist() == [5, 9, 12, 12]   # at most max_length
     assert output_lengths(DECODER, torch.tensor([1, 3])).tolist() == [12, 12]          # fixed: all of them
-    decoder = DeconvDecoder(8, 5, source_length=12, down=0, width=16, max_length=12, rest_dilations=[1, 2],
-                            output_length="source", length_ratio=2, length_extra=3)
+    decoder = DeconvDecoder(DeconvConfig(source_length=12, down=0, width=16, max_length=12, rest_dilations=[1, 2],
+                                         output_length="source", length_ratio=2, length_extra=3), 8, 5)
     mask = torch.tensor([[True] * 2 + [False] * 2, [True] * 1 + [False] * 3])
     assert decoder(torch.randn(2, 4, 8), mask).shape == (2, 7, 5)   # cropped to the longest output, 2 * 2 + 3
     assert decoder.lengths()[-1] == ("a source of n symbols: min(2n + 3, max_length)", 12)
@@ -113,7 +115,8 @@ def test_source_output_length_does_not_depend_on_the_batch(bottleneck):
 
 
 def test_a_source_longer_than_the_window_is_refused_by_the_decoder():
-    decoder = DeconvDecoder(8, 5, source_length=4, down=1, width=16, max_length=8, rest_dilations=[1])
+    decoder = DeconvDecoder(DeconvConfig(source_length=4, down=1, width=16, max_length=8, rest_dilations=[1],
+                                         output_length="fixed"), 8, 5)
     mask = torch.tensor([[True] * 6])
     with pytest.raises(ValueError, match="a source of 6 symbols does not fit decoder.source_length=4"):
         decoder(torch.randn(1, 6, 8), mask)

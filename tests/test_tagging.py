@@ -32,7 +32,7 @@ def test_head_respects_masking(pooling):
 
 
 def test_mean_pooling_averages_each_words_symbols():
-    head = tagging.TaggingHead(2, 3, pooling="mean", word_layers=0)
+    head = tagging.TaggingHead(tagging.TaggingConfig(pooling="mean", word_layers=0), 2, 3)
     h = torch.tensor([[[1.0, 0], [3, 0], [0, 0], [5, 10]]])  # (1, 4, 2)
     pooled = head.pool(h, torch.tensor([[0, 3]]), torch.tensor([[1, 3]]))
     assert pooled.tolist() == [[[2.0, 0.0], [5.0, 10.0]]]

@@ -3,14 +3,15 @@ parameter names, so the trainer, eval and predict can call any task the same way
 
 import inspect
 
-from convnlp.tasks import TASKS, Task
+from convnlp.registry import TASKS
+from convnlp.tasks import Task
 
 
 def test_every_task_module_satisfies_the_task_protocol():
     members = [name for name, value in vars(Task).items()
                if not name.startswith("_") and inspect.isfunction(value)]
     assert len(members) == 12
-    for name, module in TASKS.items():
+    for name, module in ((e.name, e.target) for e in TASKS.entries()):
         assert isinstance(module, Task), name
         assert isinstance(module.COLUMNS, tuple) and len(module.COLUMNS) == 2
         assert isinstance(module.OUTPUT_FIELDS, tuple) and module.OUTPUT_FIELDS

@@ -18,18 +18,21 @@ from pathlib import Path
 import torch
 
 from convnlp import ensemble
+from convnlp.checkpoint import Checkpoint
 from convnlp.device import pick_device
 from convnlp.errors import UserError
-from convnlp.tasks import TASKS, task_config
+from convnlp.onnx_runtime import load_exported
 
 
 class Predictor:
-    """A loaded checkpoint (or ensemble) and what predicting with it needs."""
+    """A loaded checkpoint (or ensemble, or exported model) on its device."""
 
-    def __init__(self, model, config: dict, tokenizer, labels: list[str], device: torch.device):
-        self.model, self.config, self.tokenizer, self.labels, self.device = model, config, tokenizer, labels, device
-        self.task_name = config["task"]["name"]
-        self._task, self._task_cfg = TASKS[self.task_name], task_config(config)
+    def __init__(self, loaded: Checkpoint, device: torch.device):
+        self.model, self.config, self.tokenizer, self.labels = (loaded.model, loaded.config, loaded.tokenizer,
+                                                                loaded.labels)
+        self.device = device
+        self.task_name = self.config["task"]["name"]
+        self._task, self._task_cfg = loaded.task, loaded.task_cfg
         self.model.eval()
 
     def __repr__(self) -> str:
@@ -58,22 +61,21 @@ class Predictor:
 RUNTIMES = ("torch", "onnx")
 
 
-def load_model(checkpoint, runtime: str = "torch", device: str | torch.device = "auto", threads: int = 0):
-    """(model, config, tokenizer, labels, device) as ``predict``, ``eval`` and ``load`` run them:
+def load_model(checkpoint, runtime: str = "torch", device: str | torch.device = "auto",
+               threads: int = 0) -> tuple[Checkpoint, torch.device]:
+    """A checkpoint and its device, as ``predict``, ``eval`` and ``load`` run them:
     ``runtime="torch"``: a checkpoint, a run's directory or a list (an ensemble) on ``device``;
     ``runtime="onnx"``: an exported directory (``convnlp export``), by ONNX Runtime on the CPU with
     ``threads`` intra-op threads (0: ONNX Runtime's default)."""
     if runtime not in RUNTIMES:
         raise UserError(f"runtime={runtime!r} is not valid; choose one of: {', '.join(RUNTIMES)}")
     if runtime == "onnx":
-        from convnlp.export import load_exported
-
         if str(device) not in ("auto", "cpu"):
             raise UserError(f"device={device}: runtime=onnx runs on the CPU (ONNX Runtime's CPU provider); "
                             "set device=auto or cpu, or runtime=torch")
-        return (*load_exported(checkpoint, threads), torch.device("cpu"))
+        return load_exported(checkpoint, threads), torch.device("cpu")
     device = device if isinstance(device, torch.device) else pick_device(str(device))
-    return (*ensemble.load(checkpoint, device), device)
+    return ensemble.load(checkpoint, device), device
 
 
 def load(checkpoint: str | Path | Iterable[str | Path], device: str | torch.device = "auto",

@@ -35,17 +35,17 @@ def average_checkpoints(directories: list[str | Path], output: str | Path) -> Pa
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserError(f"output={output}: exists and is not an empty directory; choose a new directory")
-    model, config, tokenizer, labels = checkpoint.load(directories[0])
-    first = checkpoint.existing(directories[0])
+    ours = checkpoint.load(directories[0])
+    model, first = ours.model, checkpoint.existing(directories[0])
     total = {name: value.double() for name, value in model.state_dict().items()}
     for directory in directories[1:]:
-        other, other_config, other_tokenizer, other_labels = checkpoint.load(directory)
-        difference = config_difference(config, other_config, names=(f"in {first}", "here"))
+        other = checkpoint.load(directory)
+        difference = config_difference(ours.config, other.config, names=(f"in {first}", "here"))
         problem = (f"another model ({difference})" if difference
-                   else checkpoint.vocabulary_difference(first, labels, tokenizer, other_labels, other_tokenizer))
+                   else checkpoint.vocabulary_difference(first, ours, other))
         if problem:
             raise UserError(f"{directory}: {problem}; only checkpoints of one model can be averaged")
-        for name, value in other.state_dict().items():  # load() checked names and shapes against the config
+        for name, value in other.model.state_dict().items():  # load() checked names and shapes against the config
             total[name] += value.double()
     count = len(directories)
     averaged = {}
@@ -54,7 +54,7 @@ def average_checkpoints(directories: list[str | Path], output: str | Path) -> Pa
         averaged[name] = (total[name] / count).to(value.dtype) if value.is_floating_point() else value
     model.load_state_dict(averaged)
     sources = [str(checkpoint.existing(d)) for d in directories]
-    checkpoint.save(output, model, config, tokenizer, labels, {"averaged": sources})
+    checkpoint.save(output, model, ours.config, ours.tokenizer, ours.labels, {"averaged": sources})
     log.info("averaged %d checkpoints into %s", count, output)
     return output
 

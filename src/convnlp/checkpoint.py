@@ -19,18 +19,43 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
+from convnlp.config import validate, with_earlier_defaults
 from convnlp.data import tokenizer as tok
 from convnlp.errors import UserError
 from convnlp.model import Model, build_model
+from convnlp.tasks import Task, get_task, task_config
 
 REQUIRED = ("model.safetensors", "config.json", "tokenizer.json", "labels.json")
+
+
+@dataclass
+class Checkpoint:
+    """A trained model and what predicting with it needs: its run config, tokenizer and label
+    vocabulary (``load``; an ensemble's, ``ensemble.load``; an exported model's, with an ONNX
+    Runtime session as ``model``)."""
+    model: nn.Module
+    config: dict
+    tokenizer: tok.Tokenizer
+    labels: list[str]
+    directory: Path | None = None
+
+    @property
+    def task(self) -> Task:
+        return get_task(self.config["task"]["name"])
+
+    @property
+    def task_cfg(self) -> dict:
+        """The ``task`` group with its ``decoder`` (what the task's functions take)."""
+        return task_config(self.config)
 
 
 def git_revision() -> str | None:
@@ -230,14 +255,11 @@ def weights_difference(expected: dict, weights: dict) -> str | None:
     return None
 
 
-def read(directory: str | Path, required: tuple[str, ...] = REQUIRED):
-    """(directory, config, tokenizer, labels, model) of a checkpoint directory, checked, with the
-    model built (its weights not loaded): the config names no code (no class paths, no
-    interpolations, no unknown keys), and the model comes from the fixed table of tasks and
-    encoders. ``required``: the files it must hold (an exported directory: model.onnx)."""
-    from convnlp.config import validate, with_earlier_defaults
-    from convnlp.tasks import task_config
-
+def read(directory: str | Path, required: tuple[str, ...] = REQUIRED) -> Checkpoint:
+    """A checkpoint directory, checked, with its model built (its weights not loaded): the
+    config names no code (no class paths, no interpolations, no unknown keys), and the model
+    comes from the registries of tasks and encoders. ``required``: the files it must hold (an
+    exported directory: model.onnx)."""
     directory = existing(directory)
     for name in required:
         if not (directory / name).is_file():
@@ -265,13 +287,14 @@ def read(directory: str | Path, required: tuple[str, ...] = REQUIRED):
         raise UserError(f"{directory}/config.json: {e}") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise UserError(f"{directory}/config.json: not a usable model config ({str(e).splitlines()[0]})") from None
-    return directory, config, tokenizer, labels, model
+    return Checkpoint(model, config, tokenizer, labels, directory)
 
 
-def load(directory: str | Path, device: str | torch.device = "cpu"):
-    """(model, config, tokenizer, labels) from a checkpoint directory. Executes nothing from it:
-    see ``read``; the weights are safetensors."""
-    directory, config, tokenizer, labels, model = read(directory)
+def load(directory: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """A checkpoint directory, its weights loaded, its model on ``device``. Executes nothing from
+    it: see ``read``; the weights are safetensors."""
+    loaded = read(directory)
+    directory, model = loaded.directory, loaded.model
     try:
         weights = load_file(directory / "model.safetensors", device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
@@ -281,15 +304,16 @@ def load(directory: str | Path, device: str | torch.device = "cpu"):
     if difference:
         raise UserError(f"{directory}/model.safetensors: does not match the checkpoint's model: {difference}")
     model.load_state_dict(weights)
-    return model.to(device), config, tokenizer, labels
+    loaded.model = model.to(device)
+    return loaded
 
 
-def vocabulary_difference(first, labels: list[str], tokenizer, other_labels: list[str], other_tokenizer) -> str | None:
-    """Why another checkpoint's labels or tokenizer differ from those of checkpoint ``first``, or None
-    (checkpoints that predict together or are averaged need the same ones)."""
-    if other_labels != labels:
+def vocabulary_difference(first, ours: Checkpoint, theirs: Checkpoint) -> str | None:
+    """Why another checkpoint's labels or tokenizer differ from those of checkpoint ``first``
+    (``ours``), or None (checkpoints that predict together or are averaged need the same ones)."""
+    if theirs.labels != ours.labels:
         return f"its labels differ from those of {first}"
-    if other_tokenizer.to_str() != tokenizer.to_str():
+    if theirs.tokenizer.to_str() != ours.tokenizer.to_str():
         return f"its tokenizer differs from that of {first}"
     return None
 

@@ -19,38 +19,42 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from convnlp import __version__, distributed
 from convnlp.config import check_resolves, validate
 from convnlp.errors import UserError
+from convnlp.registry import COMMANDS, DATASETS, Entry
 
-USAGE = """usage: convnlp <command> [overrides] [-m] [--help] [--cfg job]
+HEADER = """usage: convnlp <command> [overrides] [-m] [--help] [--cfg job]
        convnlp --version | -sc install=bash (shell completion: eval "$(convnlp -sc install=bash)")
 
 commands:
-  train     train a model            convnlp train task=tagging encoder=dilated data=ud_ewt
-                                     convnlp train task=classification data=sst2 tokenizer=word
-                                     convnlp train task=generation decoder=deconv
-                                     convnlp train experiment=sst2_word (a published figure: conf/experiment/)
-                                     convnlp train -m experiment=mr_word 'data.fold=range(10)'
-  eval      evaluate a checkpoint    convnlp eval checkpoint=outputs/train/<run>/best data.split=test
-                                     convnlp eval checkpoint=[<run1>/best,<run2>/best] (an ensemble)
-  predict   label or generate        convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl
-                                     convnlp predict checkpoint=<run>/onnx runtime=onnx (an exported model)
-  export    to ONNX, to serve        convnlp export checkpoint=outputs/train/<run> format=onnx
-  inspect   layers, receptive field  convnlp inspect encoder=dilated effective_rf=true gradient_flow=true
-                                     convnlp inspect task=generation (the decoder's length arithmetic)
-  average   mean weights of checkpoints of one model
-                                     convnlp average checkpoints=[<run>/best,<resumed run>/best] output=<dir>
-  report    runs side by side        convnlp report outputs/train-multirun/<sweep> [sort=test.accuracy]
-  bench     speed, side by side      convnlp bench task=tagging data=ud_ewt bench.threads=[1,2]
-
+"""
+FOOTER = """
 Overrides are Hydra's (group=option, key=value, -m for sweeps). `convnlp <command> --help`
 lists the config groups and options of a command.
 """
 
-# Which config groups each command's config holds (and so which are validated).
-GROUPS = {"train": ("task", "encoder", "decoder", "data", "tokenizer", "trainer", "optim"),
-          "eval": ("data",), "predict": (), "export": (), "inspect": ("task", "encoder", "decoder"),
-          "average": (), "report": (), "bench": ("task", "decoder", "data", "tokenizer")}
+
+def commands() -> list[Entry]:
+    """The registered commands (convnlp/commands/), in the order --help lists them."""
+    return sorted(COMMANDS.entries(), key=lambda e: e.info["order"])
+
+
+def usage() -> str:
+    """``convnlp --help``: each command's summary and examples, from its file in convnlp/commands/."""
+    lines = []
+    for entry in commands():
+        examples = list(entry.info.get("examples", ()))
+        head = f"  {entry.name:<9} {entry.info['summary']}"
+        if len(head) > 36:
+            lines.append(head)
+            head = ""
+        first = examples.pop(0) if examples else ""
+        lines.append(f"{head:<37}{first}".rstrip())
+        lines += [" " * 37 + example for example in examples]
+    return HEADER + "\n".join(lines) + "\n" + FOOTER
+
+
 VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
                "--experimental-rerun", "--package", "-p", "--cfg", "-c"}
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
@@ -81,8 +85,6 @@ def fail(message: str) -> None:
 
 def _other_rank() -> int:
     """This process's rank if it is one of several processes of one training, not rank 0; else 0."""
-    from convnlp import distributed
-
     return distributed.rank_in_environment() if distributed.launched() else 0  # joined or not: RANK is set
 
 
@@ -156,8 +158,6 @@ def _check_experiment(variant: list[str], options: list[str]) -> None:
     """``experiment=NAME`` must name a file of the experiment group (the group is optional in
     train.yaml, so Hydra itself would quietly run without it), and a data set's own file
     (``experiment/<data>.yaml``, applied by ``data=<data>``) is not an experiment of its own."""
-    from convnlp.data import DATASETS
-
     for override in variant:
         key, _, value = override.partition("=")
         if key.lstrip("+") != "experiment" or value in ("null", ""):
@@ -202,78 +202,11 @@ def check_overrides(command: str, args: list[str]) -> DictConfig:
                 _check_experiment(variant, loader.get_group_options("experiment", overrides=search))
             try:
                 check_resolves(cfg)
-                validate(cfg, GROUPS[command])
+                validate(cfg, COMMANDS[command].info.get("groups", ()), COMMANDS[command].config)
             except UserError as e:
                 fail(str(e))
             first = cfg if first is None else first
     return first
-
-
-# ---------------------------------------------------------------------------- the commands
-
-
-def run_train(cfg: DictConfig) -> None:
-    from convnlp.train import given_budget, train
-
-    from convnlp import distributed
-
-    hydra_cfg = HydraConfig.get()
-    given = {o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task}
-    cfg = validate(cfg, GROUPS["train"])
-    tc = cfg.trainer  # torchrun's processes joined in dispatch(); a submitit job's tasks join here
-    distributed.quiet_other_ranks(distributed.start(tc.device, tc.ddp_backend, tc.ddp_timeout_minutes))
-    cfg = given_budget(cfg, given)
-    results = train(cfg, Path(hydra_cfg.runtime.output_dir))
-    metric = results.get("selected_by")  # the value a sweeper (Optuna) optimizes: the best validation score
-    return (results.get("validation") or {}).get(metric)
-
-
-def run_eval(cfg: DictConfig) -> None:
-    from convnlp.evaluate import evaluate_checkpoint
-
-    evaluate_checkpoint(validate(cfg, GROUPS["eval"]), Path(HydraConfig.get().runtime.output_dir))
-
-
-def run_predict(cfg: DictConfig) -> None:
-    from convnlp.predict import predict_command
-
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
-    predict_command(cfg)
-
-
-def run_export(cfg: DictConfig) -> None:
-    from convnlp.export import export_command
-
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
-    export_command(cfg)
-
-
-def run_inspect(cfg: DictConfig) -> None:
-    from convnlp.inspect import inspect_command
-
-    inspect_command(validate(cfg, GROUPS["inspect"]), Path(HydraConfig.get().runtime.output_dir))
-
-
-def run_average(cfg: DictConfig) -> None:
-    from convnlp.average import average_command
-
-    average_command(cfg)
-
-
-def run_bench(cfg: DictConfig) -> None:
-    from convnlp.bench import bench_command
-
-    bench_command(validate(cfg, GROUPS["bench"]), Path(HydraConfig.get().runtime.output_dir))
-
-
-def run_report(cfg: DictConfig) -> None:
-    from convnlp.report import report_command
-
-    report_command(cfg, Path(HydraConfig.get().runtime.output_dir))
-
-
-COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict, "export": run_export, "inspect": run_inspect,
-            "average": run_average, "report": run_report, "bench": run_bench}
 
 
 def positional_runs(args: list[str]) -> list[str]:
@@ -304,9 +237,6 @@ def reader_left() -> None:
     sys.exit(141)
 
 
-RUN_DIR_COMMANDS = ("train", "eval", "inspect", "report", "bench")  # commands that write a run directory
-
-
 def claim_run_dir(command: str, multirun: bool, root: Path = Path("outputs")) -> Path:
     """A new run (or sweep) directory ``outputs/<command>[-multirun]/<date>_<time>``, created
     here with an exclusive mkdir: runs started in the same second get ``_2``, ``_3``, ... and two
@@ -329,8 +259,6 @@ def terminated(command: str) -> None:
     a terminated process does (128 + 15); a checkpoint being written is left whole (the old one).
     Rank 0 of several processes says it on standard error too: torchrun stops every process when
     one of them fails."""
-    from convnlp import distributed
-
     message = "terminated by SIGTERM" + ("; continue it with trainer.resume=true" if command == "train" else "")
     _log_to_files(logging.ERROR, message)
     world = distributed.world()
@@ -384,14 +312,13 @@ def shell_completion(argv: list[str]) -> bool:
     if action not in ("install", "uninstall") or shell not in ("bash", "zsh"):
         fail(f"-sc {argv[i + 1]}: give install=bash or uninstall=bash (zsh: the same after "
              "`autoload bashcompinit && bashcompinit`)")
-    print(COMPLETION % " ".join(COMMANDS) if action == "install" else "complete -r convnlp 2> /dev/null")
+    names = " ".join(e.name for e in commands())
+    print(COMPLETION % names if action == "install" else "complete -r convnlp 2> /dev/null")
     return True
 
 
 def version() -> str:
     import torch
-
-    from convnlp import __version__
 
     return f"convnlp {__version__} (torch {torch.__version__}, Python {sys.version.split()[0]})"
 
@@ -399,8 +326,6 @@ def version() -> str:
 def join_processes(command: str, args: list[str], multirun: bool, cfg: DictConfig) -> list[str]:
     """Under torchrun: join the other processes of this training, and share rank 0's run
     directory (rank 0 alone writes into it)."""
-    from convnlp import distributed
-
     if command != "train":
         fail(f"torchrun starts several processes to train one model; `convnlp {command}` runs in one process "
              f"(run it without torchrun)")
@@ -427,7 +352,7 @@ def dispatch(argv: list[str]) -> None:
     # optuna 2 (the Hydra sweeper's) on SQLAlchemy 1.4: a warning about SQLAlchemy 2, which the pins rule out
     os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(usage())
         return
     if argv[0] in ("--version", "-V", "version"):
         print(version())
@@ -436,27 +361,32 @@ def dispatch(argv: list[str]) -> None:
         return
     command, args = argv[0], argv[1:]
     if command not in COMMANDS:
-        fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+        fail(f"unknown command {command!r}; choose one of: {', '.join(e.name for e in commands())}")
     if command == "report":
         args = positional_runs(args)
-    from convnlp import distributed
-
     if not INFO_FLAGS.intersection(args):
         cfg = check_overrides(command, args)
         multirun = "-m" in args or "--multirun" in args
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         if distributed.launched() and (command == "train" or distributed.under_torchrun()):
             args = join_processes(command, args, multirun, cfg)
-        elif command in RUN_DIR_COMMANDS and not any(a.lstrip("+").startswith(f"{key}=") for a in args):
+        elif COMMANDS[command].info.get("run_dir") and not any(a.lstrip("+").startswith(f"{key}=") for a in args):
             try:
                 args = [*args, f"{key}={claim_run_dir(command, multirun)}"]
             except (UserError, OSError) as e:
                 fail(f"cannot create the run directory: {e}")
 
+    entry = COMMANDS[command]
+
     def app(cfg: DictConfig):
         signal.signal(signal.SIGTERM, lambda signum, frame: terminated(command))
         try:
-            return COMMANDS[command](cfg)
+            hydra_cfg = HydraConfig.get()
+            given = {o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task}
+            if entry.info.get("groups"):
+                cfg = validate(cfg, entry.info["groups"], entry.config)
+            run_dir = Path(hydra_cfg.runtime.output_dir) if entry.info.get("run_dir") else None
+            return entry.target(cfg, run_dir, given)
         except UserError as e:  # the reason goes to the run's log too, not only to the terminal
             _log_to_files(logging.ERROR, f"failed: {e}")
             fail(str(e))

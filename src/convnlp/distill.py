@@ -16,7 +16,6 @@ from omegaconf import ListConfig
 
 from convnlp import checkpoint, ensemble
 from convnlp.errors import UserError
-from convnlp.tasks import task_config
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +31,10 @@ def relabel_with_teacher(split, teacher, task, task_name: str, task_cfg: dict, d
         raise UserError("trainer.teacher=[]: give a checkpoint directory, or a list of them (an ensemble)")
     try:
         paths = [str(checkpoint.existing(p)) for p in paths]
-        model, config, tokenizer, labels = ensemble.load(paths, device)  # one path: that model alone
+        teacher = ensemble.load(paths, device)  # one path: that model alone
     except UserError as e:
         raise UserError(f"trainer.teacher: {e}") from None
-    teacher_task = task_config(config)
+    config, teacher_task = teacher.config, teacher.task_cfg
     if config["task"]["name"] != task_name:
         raise UserError(f"trainer.teacher: {paths[0]} is a task={config['task']['name']} model; it cannot teach "
                         f"task={task_name}")
@@ -44,7 +43,8 @@ def relabel_with_teacher(split, teacher, task, task_name: str, task_cfg: dict, d
                         f"this run {task_cfg.get('target_tokens')}; they must be the same")
     start = time.perf_counter()
     log.info("trainer.teacher: relabeling the training sources with %s", ", ".join(paths))
-    split, counts = task.distill(split, model, tokenizer, labels, teacher_task, task_cfg, device, batch_tokens)
+    split, counts = task.distill(split, teacher.model, teacher.tokenizer, teacher.labels, teacher_task, task_cfg,
+                                 device, batch_tokens)
     counts = {"checkpoints": paths, **counts, "relabeled": counts["sources"] - counts["kept"],
               "seconds": time.perf_counter() - start}
     log.info("trainer.teacher: %d distinct training sources, %d relabeled (%d differ from every reference), "

@@ -13,7 +13,6 @@ from convnlp.api import load_model
 from convnlp.config import validate_group
 from convnlp.data import load_splits
 from convnlp.errors import UserError
-from convnlp.tasks import TASKS, task_config
 from convnlp.threads import ThreadPolicy
 
 log = logging.getLogger(__name__)
@@ -21,7 +20,8 @@ log = logging.getLogger(__name__)
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     threads = ThreadPolicy(cfg.threads)  # 0: the cores other processes leave free
-    model, config, tokenizer, labels, device = load_model(cfg.checkpoint, cfg.runtime, cfg.device, cfg.threads)
+    loaded, device = load_model(cfg.checkpoint, cfg.runtime, cfg.device, cfg.threads)
+    model, config, task = loaded.model, loaded.config, loaded.task
     chosen = threads.start(logging.DEBUG)  # standard output is the metrics' JSON
     if getattr(model, "threads", None) == 0:  # ONNX Runtime: the threads the policy chose
         model.set_threads(chosen)
@@ -32,13 +32,12 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         data_cfg = validate_group("data", OmegaConf.merge(OmegaConf.create(config["data"]), {"split": split}))
     if split in data_cfg and not data_cfg.get(split):  # file-based data without this split's file
         raise UserError(f"data={data_cfg.name} has no {split} file: set data.{split}=PATH")
-    task = TASKS[config["task"]["name"]]
     data = load_splits(data_cfg, splits=(split,), task=config["task"]["name"])
     if split not in data:  # e.g. data=hub with data.test_split=null
         raise UserError(f"data={data_cfg.name} has no {split} split configured")
     data = data[split]
-    unseen = task.report_unseen(data, labels, split, task_config(config), tokenizer)
-    metrics = task.evaluate(model, tokenizer, labels, data, task_config(config), device, cfg.batch_tokens)
+    unseen = task.report_unseen(data, loaded.labels, split, loaded.task_cfg, loaded.tokenizer)
+    metrics = task.evaluate(model, loaded.tokenizer, loaded.labels, data, loaded.task_cfg, device, cfg.batch_tokens)
     # labels training never saw: each of their tokens or texts is an error
     named = [str(c) for c in cfg.checkpoint] if isinstance(cfg.checkpoint, ListConfig) else str(cfg.checkpoint)
     result = {"checkpoint": named, "data": data_cfg.name, "split": split, **metrics,

@@ -15,17 +15,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import shutil
 import warnings
 from importlib.util import find_spec
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from convnlp import checkpoint
+from convnlp.config import validate_group
+from convnlp.data import load_splits
 from convnlp.errors import UserError
-from convnlp.tasks import TASKS, task_config
+from convnlp.inputs import BadLine, read_lines
+from convnlp.onnx_runtime import OnnxModel, first_line
+from convnlp.tasks import get_task, task_config
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ def batches_of(model, config: dict, tokenizer, labels: list[str], inputs: list) 
     """The batches the task's prediction code gives the model for ``inputs`` (read inputs)."""
     recorder = _Recorder(model)
     with torch.no_grad():
-        TASKS[config["task"]["name"]].predict_records(recorder, tokenizer, labels, inputs, torch.device("cpu"),
+        get_task(config["task"]["name"]).predict_records(recorder, tokenizer, labels, inputs, torch.device("cpu"),
                                                       task_config(config))
     return recorder.batches
 
@@ -75,33 +80,24 @@ class _Graph(torch.nn.Module):
 
 
 def example_batch(model, config: dict, tokenizer, labels: list[str]) -> dict[str, torch.Tensor]:
-    task = TASKS[config["task"]["name"]]
+    task = get_task(config["task"]["name"])
     batches = batches_of(model, config, tokenizer, labels, [task.read_input(t) for t in EXAMPLES])
     if not batches:
         raise UserError("export: the example inputs gave the model nothing to read")
     return batches[0]
 
 
-def first_line(e: BaseException, limit: int = 300) -> str:
-    """An exception as one line (its type where it has no message, e.g. a bare assert)."""
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
-
-
 def calibration_inputs(config: dict, calibration, count: int, encoding: str = "utf-8") -> tuple[list, str]:
     """What int8 quantization calibrates on, and a description: the lines of the file
     ``calibration`` (read as ``predict`` reads them), a list of inputs, or (None) ``count``
     examples of the checkpoint's training split (a seeded sample)."""
-    import random
-
-    task = TASKS[config["task"]["name"]]
+    task = get_task(config["task"]["name"])
     if isinstance(calibration, list):
         inputs = [x for x in calibration if x][:count]
         if not inputs:
             raise UserError("calibration: no non-empty inputs to calibrate on")
         return inputs, f"{len(inputs)} given inputs"
     if calibration is not None:
-        from convnlp.predict import BadLine, read_lines
-
         try:
             with open(calibration, "rb") as f:
                 lines = list(read_lines(f, str(calibration), encoding))
@@ -115,11 +111,6 @@ def calibration_inputs(config: dict, calibration, count: int, encoding: str = "u
             raise UserError(f"calibration={calibration}: no non-empty lines to calibrate on")
         kept = f"the first {count} of {len(inputs)}" if len(inputs) > count else f"{len(inputs)}"
         return inputs[:count], f"{kept} non-empty lines of {calibration}"
-    from omegaconf import OmegaConf
-
-    from convnlp.config import validate_group
-    from convnlp.data import load_splits
-
     try:
         data_cfg = validate_group("data", OmegaConf.create(config["data"]))
         split = load_splits(data_cfg, splits=("train",), task=config["task"]["name"])["train"]
@@ -139,7 +130,12 @@ def quantize(fp32: Path, int8: Path, batches: list[dict[str, torch.Tensor]]) -> 
     """Static int8 quantization (ONNX Runtime's QOperator form: QLinearConv, QLinearMatMul):
     weights int8 per output channel, activations uint8 with ranges from ``batches``."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = int8.with_name("prepared.onnx")
@@ -195,8 +191,8 @@ def export(directory: str | Path, output: str | Path, fmt: str = "onnx", quantiz
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserError(f"output={output}: exists and is not an empty directory; choose a new directory")
-    model, config, tokenizer, labels = checkpoint.load(directory, "cpu")
-    model.eval()
+    loaded = checkpoint.load(directory, "cpu")
+    model, config, tokenizer, labels = loaded.model.eval(), loaded.config, loaded.tokenizer, loaded.labels
     inputs = calibrated_on = None
     if quantized:  # read (and checked) before anything is written
         inputs, calibrated_on = calibration_inputs(config, calibration, calibration_examples, encoding)
@@ -263,7 +259,7 @@ def _write(output: Path, source: Path, model, config: dict, tokenizer, labels: l
     path.rename(fp32)
     try:
         quantize(fp32, path, batches_of(model, config, tokenizer, labels, inputs))
-        task = TASKS[config["task"]["name"]]
+        task = get_task(config["task"]["name"])
         records = [task.predict_records(OnnxModel(p), tokenizer, labels, inputs, torch.device("cpu"),
                                         task_config(config)) for p in (path, fp32)]
     except UserError:
@@ -273,63 +269,6 @@ def _write(output: Path, source: Path, model, config: dict, tokenizer, labels: l
     fp32.unlink()
     same, total = agreement(*records)
     return {**info, "quantized": "int8", "int8_agreement_with_float32": same / max(total, 1)}
-
-
-class OnnxModel:
-    """An ONNX Runtime session that the tasks' prediction code calls as it calls the PyTorch model:
-    ``model(batch) -> scores`` (a CPU tensor)."""
-
-    members = task_configs = None  # not an ensemble
-
-    def __init__(self, path: str | Path, threads: int = 0):
-        self.path = Path(path)
-        self.set_threads(threads)
-        self.names = [i.name for i in self.session.get_inputs()]
-
-    def set_threads(self, threads: int) -> None:
-        """A new session with ``threads`` intra-op threads (0: ONNX Runtime's default, every
-        physical core); a session's threads are fixed when it is made."""
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        try:
-            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # a damaged or foreign file
-            raise UserError(f"{self.path}: not a usable ONNX model ({first_line(e, 200)})") from None
-        self.threads = threads
-
-    def eval(self):
-        return self
-
-    def __call__(self, batch: dict) -> torch.Tensor:
-        missing = [name for name in self.names if name not in batch]
-        if missing:
-            raise UserError(f"the ONNX model takes {', '.join(missing)}, which this batch lacks")
-        feed = {name: batch[name].cpu().numpy() for name in self.names}
-        return torch.from_numpy(self.session.run(None, feed)[0])
-
-
-def load_exported(directory: str | Path, threads: int = 0):
-    """(model, config, tokenizer, labels) of an exported directory (model.onnx), checked as a
-    checkpoint is; the model an ``OnnxModel``."""
-    from omegaconf import ListConfig
-
-    if isinstance(directory, (list, tuple, ListConfig)):
-        raise UserError("runtime=onnx runs one exported model, not an ensemble: give one directory")
-    directory = Path(str(directory))
-    if not (directory / "model.onnx").is_file() and (directory / "onnx" / "model.onnx").is_file():
-        directory = directory / "onnx"  # a training run's directory, exported to its onnx/
-    if directory.is_dir() and not (directory / "model.onnx").is_file():
-        exported = sorted(directory.glob("*/model.onnx")) + sorted(directory.parent.glob("onnx*/model.onnx"))
-        raise UserError(f"{directory}: no model.onnx here; runtime=onnx runs an exported model: "
-                        + (f"give {exported[0].parent}" if exported else
-                           f"convnlp export checkpoint={directory} writes one"))
-    directory, config, tokenizer, labels, _ = checkpoint.read(
-        directory, ("model.onnx", "config.json", "tokenizer.json", "labels.json"))
-    return OnnxModel(directory / "model.onnx", threads), config, tokenizer, labels
 
 
 def export_command(cfg: DictConfig) -> None:

@@ -20,10 +20,14 @@ import math
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
+from convnlp import checkpoint
+from convnlp.decoders import build_decoder
 from convnlp.encoders import build_encoder
 from convnlp.encoders.layers import MaskedConv1d
+from convnlp.registry import ENCODERS
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,10 @@ def layer_table(encoder: nn.Module, input_dim: int, length: int = 64) -> list[di
 
     def record(module, _inputs, _output):
         if isinstance(module, MaskedConv1d):
-            k, d = module.kernel_size[0], module.dilation[0]
-            flops = 2 * module.in_channels * module.out_channels * k
-            rows.append({"layer": names[module], "type": f"conv k={k} d={d}",
+            k, d, groups = module.kernel_size[0], module.dilation[0], module.groups
+            flops = 2 * module.in_channels * module.out_channels * k // groups  # each output reads its group
+            kind = "" if groups == 1 else " dw" if groups == module.in_channels == module.out_channels else f" g={groups}"
+            rows.append({"layer": names[module], "type": f"conv k={k} d={d}{kind}",
                          "in": module.in_channels, "out": module.out_channels,
                          "growth": d * (k - 1), "parameters": sum(p.numel() for p in module.parameters()),
                          "flops_per_position": flops})
@@ -118,20 +123,13 @@ def effective_receptive_field(encoder: nn.Module, input_dim: int, length: int, s
     return (total / total.max().clamp(min=1e-30)).tolist()
 
 
-def depth_config(family: str, depth: int, width: int, norm: str = "none") -> dict:
-    """An encoder config of a family with ``depth`` kernel-wide convolution layers."""
-    common = {"kernel": 3, "activation": "relu", "norm": norm, "dropout": 0.0}
-    if family in ("plain", "residual"):
-        return {"name": family, "width": width, "layers": depth, **common}
-    if family == "dense":
-        blocks = max(1, depth // 8)
-        return {"name": "dense", "width": width, "growth": max(4, width // 4), "layers_per_block": depth // blocks,
-                "blocks": blocks, "bottleneck": True, "compression": 0.5, **common}
-    if family == "dilated":
-        per_block = min(depth, 4)
-        return {"name": "dilated", "width": width, "dilations": [2**i for i in range(per_block)],
-                "blocks": depth // per_block, "shared": False, **common}
-    raise ValueError(f"no depth schedule for {family!r}")
+def depth_config(family: str, depth: int, width: int, norm: str = "none"):
+    """An encoder config of a family with ``depth`` kernel-wide convolution layers: the family's
+    own ``at_depth`` (declared where it registers)."""
+    at_depth = ENCODERS[family].info.get("at_depth")
+    if at_depth is None:
+        raise ValueError(f"no depth schedule for {family!r}")
+    return at_depth(depth, width, norm)
 
 
 def gradient_flow(families: list[str], depths: list[int], width: int = 64, length: int = 128,
@@ -182,13 +180,10 @@ def plot_curves(path: Path, title: str, xlabel: str, ylabel: str, curves: dict, 
 
 def inspect_command(cfg, run_dir: Path) -> dict:
     """Print the layer table (and the optional measurements); write JSON and PNGs to run_dir."""
-    from omegaconf import OmegaConf
-
     decoder = None
     if cfg.checkpoint:
-        from convnlp import checkpoint
-
-        model, config, _, _ = checkpoint.load(cfg.checkpoint)
+        loaded = checkpoint.load(cfg.checkpoint)
+        model, config = loaded.model, loaded.config
         encoder, input_dim, name = model.encoder, config["task"]["embedding_dim"], config["encoder"]["name"]
         if config.get("decoder"):
             decoder = model.head
@@ -197,8 +192,6 @@ def inspect_command(cfg, run_dir: Path) -> dict:
         encoder = build_encoder(OmegaConf.to_container(cfg.encoder, resolve=True), input_dim)
         name = cfg.encoder.name
         if cfg.task.name == "generation" and cfg.get("decoder"):
-            from convnlp.decoders import build_decoder
-
             # the output layer's size comes from the data; 1 here, so it is left out of the count
             decoder = build_decoder(OmegaConf.to_container(cfg.decoder, resolve=True), encoder.output_dim, 1)
     rows = layer_table(encoder, input_dim)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convnlp.data.features import from_task
 from convnlp.data.tokenizer import PAD_ID, UNK_ID
 from convnlp.encoders import build_encoder
+from convnlp.registry import TASKS, from_dict
 
 
 class Model(nn.Module):
@@ -15,7 +17,7 @@ class Model(nn.Module):
     symbol's embedding from one table of that many rows."""
 
     def __init__(self, vocab_size: int, embedding_dim: int, embedding_dropout: float,
-                 encoder: nn.Module, head: nn.Module, token_dropout: float = 0.0, feature_rows: int = 0):
+                 encoder: nn.Module, head: nn.Module, token_dropout: float, feature_rows: int):
         super().__init__()
         self.token_dropout = token_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
@@ -47,18 +49,18 @@ class Model(nn.Module):
 
 
 def build_model(task: dict, encoder: dict, vocab_size: int, num_labels: int) -> Model:
-    """The model for a task and encoder config (plain dicts, e.g. a checkpoint's config.json).
-    The head comes from the fixed table of tasks, never from a name or path in the config."""
-    from convnlp.data.features import from_task
-    from convnlp.tasks import TASKS
-
+    """The model for a task config (with its ``decoder``, see ``tasks.task_config``) and an
+    encoder config (plain dicts, e.g. a checkpoint's config.json). The head comes from the
+    registry of tasks, never from a name or path in the config."""
     if task["name"] not in TASKS:
         raise ValueError(f"unknown task {task['name']!r}")
-    enc = build_encoder(encoder, input_dim=task["embedding_dim"])
-    head = TASKS[task["name"]].build_head(task, enc.output_dim, num_labels)
+    entry = TASKS[task["name"]]
+    cfg = from_dict(entry.config, {k: v for k, v in task.items() if k != "decoder"})
+    enc = build_encoder(encoder, input_dim=cfg.embedding_dim)
+    head = entry.target.build_head(cfg, enc.output_dim, num_labels, task.get("decoder"))
     features = from_task(task)
-    return Model(vocab_size, task["embedding_dim"], task["embedding_dropout"], enc, head,
-                 token_dropout=task.get("token_dropout", 0.0), feature_rows=features.table_rows if features else 0)
+    return Model(vocab_size, cfg.embedding_dim, cfg.embedding_dropout, enc, head, token_dropout=cfg.token_dropout,
+                 feature_rows=features.table_rows if features else 0)
 
 
 def count_parameters(model: nn.Module) -> int:

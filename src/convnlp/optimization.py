@@ -4,10 +4,28 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
+
+from convnlp.registry import OPTIMIZERS, Check, option, positive, zero_or_more
+
+
+@dataclass
+class AdamwConfig:
+    name: str = "adamw"
+    lr: float = option(2e-3, positive(), help="the peak learning rate (not scaled with the global batch)")
+    weight_decay: float = option(0.01, zero_or_more())
+    betas: list[float] = option([0.9, 0.98], Check(lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
+                                                   "must be two numbers in [0, 1)"))
+    warmup_steps: int = option(200, zero_or_more(), help="linear warmup from 0")
+    schedule: str = option("linear", choices=("linear", "cosine", "constant"),
+                           help="the decay after warmup, over the planned steps or the time budget")
+
+
+OPTIMIZERS.add(AdamwConfig)
 
 
 def lr_factor(step: int, progress: float, warmup: int, schedule: str) -> float:

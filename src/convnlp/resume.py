@@ -160,20 +160,20 @@ def starting_point(trainer, run_dir: Path, config: dict) -> Start:
     """Where ``trainer.resume`` / ``trainer.init`` start this run, checked against its config."""
     resume_dir = find_resume_dir(trainer.resume, run_dir, config)
     if resume_dir is not None:  # a resumed run has its weights: trainer.init is not used
-        _, saved, tokenizer, labels = checkpoint.load(resume_dir)
-        difference = config_difference(saved, config) or teacher_difference(saved, config)
+        saved = checkpoint.load(resume_dir)
+        difference = config_difference(saved.config, config) or teacher_difference(saved.config, config)
         if difference:
             raise UserError(f"trainer.resume: {resume_dir} was trained with another config ({difference})")
-        return Start(resume_dir=resume_dir, tokenizer=tokenizer, labels=labels)
+        return Start(resume_dir=resume_dir, tokenizer=saved.tokenizer, labels=saved.labels)
     init_dir = find_init_dir(trainer.init)
     if init_dir is None:
         return Start()
-    model, saved, tokenizer, labels = checkpoint.load(init_dir)
-    difference = config_difference(saved, config, ("there", "now"), INIT_GROUPS, INIT_NOT_COMPARED)
+    saved = checkpoint.load(init_dir)
+    difference = config_difference(saved.config, config, ("there", "now"), INIT_GROUPS, INIT_NOT_COMPARED)
     if difference:
         raise UserError(f"trainer.init: {init_dir} is another model ({difference}); set the model groups "
                         "as it has them")
-    return Start(init_dir=init_dir, tokenizer=tokenizer, labels=labels, init_model=model)
+    return Start(init_dir=init_dir, tokenizer=saved.tokenizer, labels=saved.labels, init_model=saved.model)
 
 
 def check_init_labels(start: Start, needed: list[str]) -> None:

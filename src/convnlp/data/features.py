@@ -18,12 +18,27 @@ character model reads) carry none. The model sums the rows into the symbol's emb
 
 from __future__ import annotations
 
+import re
 import zlib
 from bisect import bisect_right
 from functools import lru_cache
 
-from convnlp.config import FEATURE_NAME
 from convnlp.errors import UserError
+from convnlp.registry import Check, at_least, option
+
+FEATURE_NAME = re.compile(r"^(lower|shape|prefix[1-9]|suffix[1-9])$")
+
+
+def features_option():
+    """``task.features``: the hashed word features to add (empty: none)."""
+    return option([], Check(lambda v: all(isinstance(n, str) and FEATURE_NAME.match(n) for n in v)
+                            and len(set(v)) == len(v),
+                            "must list word features, each once: lower, shape, prefixN, suffixN (N = 1..9)"),
+                  help="hashed word features: lower, shape, prefixN, suffixN")
+
+
+def feature_rows_option():
+    return option(5000, at_least(2, "row 0 is padding"), help="rows of the feature table")
 
 CACHE_LIMIT = 500_000  # word types remembered; the cache starts over beyond this
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+from convnlp.data import per_split, split_option
 from convnlp.data.readers import RowCollector, json_objects, read_lines
 from convnlp.errors import UserError
+from convnlp.registry import DATASETS, option
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +199,82 @@ def read_hf(path: str, subset: str | None, split: str, text_column: str, label_c
                  f"{where}: row {number}: empty text in column {text_column!r} "
                  "(set data.skip_empty=true to leave such rows out)")
     return rows.finish()
+
+
+# ------------------------------------------------------------------ the data sets of these files
+
+
+@dataclass
+class JsonlConfig:
+    name: str = "jsonl"
+    split: str = split_option()
+    train: Optional[str] = option(None, help="a file (required)")
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"
+    skip_empty: bool = option(False, help="leave out rows with an empty text (counted in the log)")
+
+
+@dataclass
+class CsvConfig:
+    name: str = "csv"
+    split: str = split_option()
+    train: Optional[str] = option(None, help="a file with a header row (required)")
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"
+    skip_empty: bool = option(False, help="leave out rows with an empty text (counted in the log)")
+    quoting: str = option("auto", choices=QUOTING, help="auto: csv for data=csv, none for data=tsv")
+
+
+@dataclass
+class TsvConfig(CsvConfig):
+    name: str = "tsv"
+
+
+@dataclass
+class HubConfig:
+    name: str = "hub"
+    split: str = split_option()
+    path: str = option("???", help="a HuggingFace dataset: hub id or local directory (required)")
+    subset: Optional[str] = None
+    revision: Optional[str] = None
+    train_split: Optional[str] = "train"
+    validation_split: Optional[str] = "validation"
+    test_split: Optional[str] = "test"
+    text_column: str = "text"
+    label_column: str = "label"
+    skip_empty: bool = False
+
+
+def _table(cfg: CsvConfig, splits, delimiter: str) -> dict:
+    return per_split(cfg, splits, lambda path: read_table(path, cfg.text_column, cfg.label_column, delimiter,
+                                                          cfg.encoding, cfg.skip_empty, cfg.quoting))
+
+
+@DATASETS.register(CsvConfig, tasks=("classification",), description="CSV files with a header row")
+def load_csv(cfg: CsvConfig, splits, task: str) -> dict:
+    return _table(cfg, splits, ",")
+
+
+@DATASETS.register(TsvConfig, tasks=("classification",), description="TSV files with a header row")
+def load_tsv(cfg: TsvConfig, splits, task: str) -> dict:
+    return _table(cfg, splits, "\t")
+
+
+@DATASETS.register(JsonlConfig, tasks=("classification",), description="JSON lines files")
+def load_jsonl(cfg: JsonlConfig, splits, task: str) -> dict:
+    return per_split(cfg, splits, lambda path: read_jsonl(path, cfg.text_column, cfg.label_column, cfg.encoding,
+                                                          cfg.skip_empty))
+
+
+@DATASETS.register(HubConfig, tasks=("classification",),
+                   description="a HuggingFace dataset (hub id or local directory)")
+def load_hub(cfg: HubConfig, splits, task: str) -> dict:
+    return per_split(cfg, splits, lambda name: read_hf(cfg.path, cfg.subset, name, cfg.text_column,
+                                                       cfg.label_column, cfg.revision, cfg.skip_empty),
+                     key="{split}_split", what="split", value="NAME")

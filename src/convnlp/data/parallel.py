@@ -14,10 +14,14 @@ their count is logged; nothing is dropped silently.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+from convnlp.data import per_split, split_option
 from convnlp.data.readers import RowCollector, json_objects, read_lines
 from convnlp.errors import UserError
+from convnlp.registry import DATASETS, option
 
 FORMATS = ("auto", "tsv", "jsonl", "files")
 Pairs = tuple[list[str], list[str]]
@@ -95,3 +99,27 @@ def read(path: str, fmt: str, source_column: str, target_column: str, source_suf
     if fmt == "jsonl":
         return read_jsonl(path, source_column, target_column, encoding, skip_empty)
     return read_files(path, source_suffix, target_suffix, encoding, skip_empty)
+
+
+@dataclass
+class ParallelConfig:
+    name: str = "parallel"
+    split: str = split_option()
+    train: Optional[str] = option(None, help="a file, or the stem of two aligned files (required)")
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    format: str = option("auto", choices=FORMATS, help="auto goes by the path")
+    source_column: str = "source"
+    target_column: str = "target"
+    source_suffix: str = "src"
+    target_suffix: str = "tgt"
+    encoding: str = "utf-8"
+    skip_empty: bool = option(False, help="leave out pairs with an empty side (counted in the log)")
+
+
+@DATASETS.register(ParallelConfig, tasks=("generation",),
+                   description="parallel source/target files (TSV, JSON lines or two aligned text files)")
+def load_parallel(cfg: ParallelConfig, splits, task: str) -> dict:
+    return per_split(cfg, splits, lambda path: read(path, cfg.format, cfg.source_column, cfg.target_column,
+                                                    cfg.source_suffix, cfg.target_suffix, cfg.encoding,
+                                                    cfg.skip_empty))

@@ -18,6 +18,22 @@ from __future__ import annotations
 
 import random
 import string
+from dataclasses import dataclass
+
+from convnlp.data import split_option
+from convnlp.registry import DATASETS, at_least, option, within
+
+
+@dataclass
+class ProbeLongrangeConfig:
+    name: str = "probe_longrange"
+    split: str = split_option()
+    distance: int = option(4, at_least(1), help="the tag is the token this many positions earlier")
+    length: int = option(48, at_least(1), help="tokens per sentence")
+    alphabet: int = option(10, within(2, 26), help="distinct letters")
+    train_size: int = option(4000, at_least(1))
+    eval_size: int = option(500, at_least(1))
+    seed: int = 0
 
 
 def generate(count: int, length: int, distance: int, alphabet: int, seed: int) -> tuple[list, list]:
@@ -52,3 +68,10 @@ def load(distance: int, length: int, alphabet: int, train_size: int, eval_size: 
     sizes = {"train": train_size, "validation": eval_size, "test": eval_size}
     return {split: make(n, length, distance, alphabet, seed * 3 + i)
             for i, (split, n) in enumerate(sizes.items())}
+
+
+@DATASETS.register(ProbeLongrangeConfig, tasks=("tagging", "classification"),
+                   description="synthetic long-range probe (depends on the token `distance` positions away)")
+def load_probe(cfg: ProbeLongrangeConfig, splits, task: str) -> dict:
+    raw = load(cfg.distance, cfg.length, cfg.alphabet, cfg.train_size, cfg.eval_size, cfg.seed, task)
+    return {s: raw[s] for s in splits}

@@ -17,6 +17,8 @@ import conllu
 
 from convnlp.errors import UserError
 
+TAGSETS = ("upos", "xpos")  # CoNLL-U's tag columns
+
 log = logging.getLogger(__name__)
 
 Sentences = tuple[list[list[str]], list[list[str]]]

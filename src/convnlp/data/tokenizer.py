@@ -23,19 +23,79 @@ import re
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    normalizers,
+    pre_tokenizers,
+)
 from tokenizers.models import BPE, WordLevel
 from tokenizers.trainers import BpeTrainer
 
 from convnlp.errors import UserError
+from convnlp.registry import TOKENIZERS, Check, at_least, option, zero_or_more
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1  # in every vocabulary built here
 KINDS = ("char", "word", "bpe")
 END_OF_WORD = "</w>"
+
+
+def _regex(v) -> bool:
+    try:
+        re.compile(v)
+    except re.error:
+        return False
+    return True
+
+
+def _special_tokens():
+    return option([], help="read as one symbol wherever they occur")
+
+
+def _special_pattern():
+    return option("", Check(_regex, "is not a valid regular expression (Python's re)"),
+                  help="a regular expression: its matches in the training texts are special tokens")
+
+
+@dataclass
+class CharConfig:
+    name: str = "char"
+    min_frequency: int = option(1, at_least(1), help="rarer symbols become <unk>")
+    lowercase: bool = False
+    max_vocab: int = option(0, zero_or_more("no limit"))
+    special_tokens: list[str] = _special_tokens()
+    special_pattern: str = _special_pattern()
+
+
+@dataclass
+class WordConfig:
+    name: str = "word"
+    min_frequency: int = option(2, at_least(1), help="rarer words become <unk>")
+    lowercase: bool = False
+    max_vocab: int = option(50000, zero_or_more("no limit"), help="the most frequent words kept")
+    special_tokens: list[str] = _special_tokens()
+    special_pattern: str = _special_pattern()
+
+
+@dataclass
+class BpeConfig:
+    name: str = "bpe"
+    min_frequency: int = option(2, at_least(1))
+    lowercase: bool = False
+    max_vocab: int = option(8000, zero_or_more("no limit"), help="the vocabulary size to learn")
+    special_tokens: list[str] = _special_tokens()
+    special_pattern: str = _special_pattern()
+
+
+for _config in (CharConfig, WordConfig, BpeConfig):
+    TOKENIZERS.add(_config)
 
 
 def _word_splitter() -> pre_tokenizers.PreTokenizer:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from convnlp.data import download
-from convnlp.data.readers import read_conllu
+from convnlp.data import download, split_option
+from convnlp.data.readers import TAGSETS, read_conllu
+from convnlp.registry import DATASETS, option
 
 # Release file name parts and their SHA-256, for the split names convnlp uses.
 FILES = {
@@ -14,6 +17,16 @@ FILES = {
     "validation": ("dev", "531a54ff90d6ab12201c5a50c3e78e6ddac4de69abc4bce5d275d3cd29efe2b6"),
     "test": ("test", "e266e515a0a7547657ed3d90d9ba46487d6bd251f27ad4269d4e8a427c8555cd"),
 }
+
+
+@dataclass
+class UdEwtConfig:
+    name: str = "ud_ewt"
+    split: str = split_option()
+    tagset: str = option("upos", choices=TAGSETS)
+    data_dir: Optional[str] = option(None, help="where ud_en_ewt/ is (else $CONVNLP_DATA_DIR, else a download)")
+    url: str = "https://raw.githubusercontent.com/UniversalDependencies/UD_English-EWT/r2.16/en_ewt-ud-{split}.conllu"
+    cache_dir: Optional[str] = option(None, help="the download cache (else $CONVNLP_CACHE_DIR or ~/.cache/convnlp)")
 
 
 def resolve(split: str, data_dir: str | None, url: str, cache: str | None) -> Path:
@@ -32,3 +45,8 @@ def resolve(split: str, data_dir: str | None, url: str, cache: str | None) -> Pa
 
 def load(tagset: str, data_dir: str | None, url: str, cache_dir: str | None, splits=tuple(FILES)):
     return {s: read_conllu(resolve(s, data_dir, url, cache_dir), tagset) for s in splits}
+
+
+@DATASETS.register(UdEwtConfig, tasks=("tagging",), description="Universal Dependencies English-EWT")
+def load_ud_ewt(cfg: UdEwtConfig, splits, task: str) -> dict:
+    return load(cfg.tagset, cfg.data_dir, cfg.url, cfg.cache_dir, splits)

@@ -1,28 +1,29 @@
-"""Decoders for generation: they turn the encoder's output into a fixed number of output
-positions, each scored over the target vocabulary. One family so far, ``deconv``."""
+"""Decoders for generation: they turn the encoder's output into output positions, each scored
+over the target vocabulary. Each file declares its config dataclass and registers its decoder
+with ``@DECODERS.register(Config)`` (``convnlp.registry``); its YAML is
+``conf/decoder/<name>.yaml``. A decoder's constructor is ``Decoder(cfg, input_dim, num_labels)``.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 from torch import nn
 
-from convnlp.decoders import deconv
-from convnlp.decoders.deconv import DeconvDecoder, transposed_length, upsampling_plan
-
-DECODERS: dict[str, type[nn.Module]] = {"deconv": DeconvDecoder}
+from convnlp.decoders.deconv import output_lengths as deconv_output_lengths
+from convnlp.registry import DECODERS
 
 
-def build_decoder(cfg: dict, input_dim: int, num_labels: int) -> nn.Module:
-    """A decoder from its config group (a plain dict); the class comes from this fixed table."""
-    kwargs = {k: v for k, v in cfg.items() if k not in ("name", "too_long")}
-    return DECODERS[cfg["name"]](input_dim=input_dim, num_labels=num_labels, **kwargs)
+def build_decoder(cfg, input_dim: int, num_labels: int) -> nn.Module:
+    """A decoder from its config (the typed dataclass, or a plain dict that names its option);
+    the class comes from the registry of this package."""
+    if not dataclasses.is_dataclass(cfg):
+        cfg = DECODERS.config(dict(cfg))
+    return DECODERS[cfg.name].target(cfg, input_dim, num_labels)
 
 
 def output_lengths(cfg: dict, source_lengths: torch.Tensor) -> torch.Tensor:
     """(B,) output positions the decoder ``cfg`` gives sources of these lengths (in symbols)."""
-    return deconv.output_lengths(source_lengths, cfg.get("output_length", "fixed"), cfg["max_length"],
-                                 cfg.get("length_ratio", 2), cfg.get("length_extra", 6))
-
-
-__all__ = ["DECODERS", "DeconvDecoder", "build_decoder", "output_lengths", "transposed_length",
-           "upsampling_plan"]
+    return deconv_output_lengths(source_lengths, cfg["output_length"], cfg["max_length"], cfg["length_ratio"],
+                                 cfg["length_extra"])

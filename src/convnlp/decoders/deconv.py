@@ -26,12 +26,21 @@ how much padding the batch has, so a source gets the same output in any batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from convnlp.encoders.layers import make_activation, make_norm
+from convnlp.encoders.layers import (
+    activation_option,
+    dropout_option,
+    make_activation,
+    make_norm,
+    norm_option,
+)
 from convnlp.errors import UserError
+from convnlp.registry import DECODERS, Check, at_least, odd, option
 
 DOWN_KERNEL = 3  # the stride-2 convolutions of the sequence bottleneck: kernel 3, padding 1
 
@@ -103,25 +112,60 @@ def upsampling_plan(code_length: int, max_length: int, stride: int = 2, kernel: 
     return plan
 
 
+@dataclass
+class DeconvConfig:
+    name: str = "deconv"
+    bottleneck: str = option("sequence", choices=("vector", "sequence"),
+                             help="sequence: the encoder positions, strided down to a short code; vector: one vector")
+    source_length: int = option(32, at_least(1), help="sequence: longest source in symbols")
+    down: int = option(0, Check(lambda v: v >= 0, "must be 0 (the encoder positions themselves) or more"),
+                       help="sequence: stride-2 convolutions from the window to the code")
+    width: int = option(128, at_least(1), help="channels of the code and of every decoder layer")
+    max_length: int = option(64, at_least(2), help="output positions: at least the longest target + 1")
+    stride: int = option(2, at_least(2, "each upsampling layer must grow the length"))
+    kernel: int = option(4, at_least(1))
+    strides: list[int] = option([], Check(lambda v: all(s >= 1 for s in v), "must be numbers >= 1"),
+                                help="explicit per-layer strides (they must reach max_length)")
+    kernels: list[int] = option([], Check(lambda v: all(k >= 1 for k in v), "must be numbers >= 1"),
+                                help="explicit per-layer kernels (empty: `kernel` for every layer)")
+    rest_dilations: list[int] = option([1, 2, 4, 8], Check(lambda v: all(d >= 1 for d in v),
+                                                           "must be numbers >= 1 (empty: no resting stack)"),
+                                       help="the resting stack: one residual length-preserving conv per entry")
+    rest_kernel: int = option(3, odd())
+    activation: str = activation_option()
+    norm: str = norm_option()
+    dropout: float = dropout_option(0.0)
+    output_length: str = option("source", choices=("fixed", "source"),
+                                help="source: length_ratio x its symbols + length_extra; fixed: max_length")
+    length_ratio: int = option(2, at_least(1))
+    length_extra: int = option(6, at_least(1, "room for the end symbol"))
+    too_long: str = option("error", choices=("error", "filter"),
+                           help="a training target longer than the decoder allows: error | filter")
+
+    def check(self) -> None:
+        """The length arithmetic adds up (one line naming the settings otherwise)."""
+        upsampling_plan(code_lengths(self.bottleneck, self.source_length, self.down)[-1], self.max_length,
+                        self.stride, self.kernel, list(self.strides), list(self.kernels))
+
+
+@DECODERS.register(DeconvConfig)
 class DeconvDecoder(nn.Module):
     """``forward(h[B, T, C], mask[B, T]) -> logits[B, L, num_labels]``: L is ``max_length``, or with
     ``output_length=source`` the batch's longest output (``output_lengths(mask)`` per source)."""
 
-    def __init__(self, input_dim: int, num_labels: int, bottleneck: str = "sequence", source_length: int = 32,
-                 down: int = 0, width: int = 128, max_length: int = 64, stride: int = 2, kernel: int = 4,
-                 strides: list[int] | tuple = (), kernels: list[int] | tuple = (),
-                 rest_dilations: list[int] | tuple = (1, 2, 4, 8), rest_kernel: int = 3,
-                 activation: str = "relu", norm: str = "layer", dropout: float = 0.0,
-                 output_length: str = "fixed", length_ratio: int = 2, length_extra: int = 6):
+    def __init__(self, cfg: DeconvConfig, input_dim: int, num_labels: int):
         super().__init__()
+        bottleneck, source_length, down, width, max_length = (cfg.bottleneck, cfg.source_length, cfg.down,
+                                                               cfg.width, cfg.max_length)
+        norm, rest_kernel, output_length = cfg.norm, cfg.rest_kernel, cfg.output_length
         if bottleneck not in ("vector", "sequence"):
             raise ValueError(f"bottleneck must be vector or sequence, got {bottleneck!r}")
         if output_length not in ("fixed", "source"):
             raise ValueError(f"output_length must be fixed or source, got {output_length!r}")
-        self.output_length, self.length_ratio, self.length_extra = output_length, length_ratio, length_extra
+        self.output_length, self.length_ratio, self.length_extra = output_length, cfg.length_ratio, cfg.length_extra
         self.bottleneck, self.source_length, self.max_length = bottleneck, source_length, max_length
-        self.activation = make_activation(activation)
-        self.dropout = nn.Dropout(dropout)
+        self.activation = make_activation(cfg.activation)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.code_lengths = code_lengths(bottleneck, source_length, down)
         if bottleneck == "vector":
             self.code = nn.Linear(input_dim, width)
@@ -129,14 +173,15 @@ class DeconvDecoder(nn.Module):
             self.project = nn.Conv1d(input_dim, width, 1)
             self.down = nn.ModuleList(nn.Conv1d(width, width, DOWN_KERNEL, stride=2, padding=1) for _ in range(down))
             self.down_norms = nn.ModuleList(make_norm(norm, width) for _ in range(down))
-        self.plan = upsampling_plan(self.code_lengths[-1], max_length, stride, kernel, strides, kernels)
+        self.plan = upsampling_plan(self.code_lengths[-1], max_length, cfg.stride, cfg.kernel, cfg.strides,
+                                    cfg.kernels)
         self.up = nn.ModuleList(nn.ConvTranspose1d(width, width, p["kernel"], p["stride"], padding=p["padding"])
                                 for p in self.plan)
         self.up_norms = nn.ModuleList(make_norm(norm, width) for _ in self.plan)
         self.positions = nn.Parameter(torch.zeros(width, max_length))
         self.rest = nn.ModuleList(nn.Conv1d(width, width, rest_kernel, dilation=d, padding=d * (rest_kernel - 1) // 2)
-                                  for d in rest_dilations)
-        self.rest_norms = nn.ModuleList(make_norm(norm, width) for _ in rest_dilations)
+                                  for d in cfg.rest_dilations)
+        self.rest_norms = nn.ModuleList(make_norm(norm, width) for _ in cfg.rest_dilations)
         self.final_norm = make_norm(norm, width)
         self.output = nn.Linear(width, num_labels)
 

@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from convnlp.encoders.layers import MaskedConv1d, make_activation, make_norm
+from convnlp.encoders.layers import (
+    MaskedConv1d,
+    activation_option,
+    dropout_option,
+    make_activation,
+    make_norm,
+    norm_option,
+)
+from convnlp.registry import ENCODERS, Check, at_least, odd, option
+
+
+@dataclass
+class DenseConfig:
+    name: str = "dense"
+    width: int = option(64, at_least(1), help="channels of the input projection")
+    growth: int = option(32, at_least(1), help="channels each layer adds")
+    layers_per_block: int = option(4, at_least(1))
+    blocks: int = option(2, at_least(1))
+    kernel: int = option(3, odd())
+    bottleneck: bool = option(True, help="a 1-wide convolution to 4 x growth before each kernel-wide one")
+    compression: float = option(0.5, Check(lambda v: 0 < v <= 1, "must be in (0, 1]"),
+                                help="transitions between blocks keep this share of the channels")
+    activation: str = activation_option()
+    norm: str = norm_option()
+    dropout: float = dropout_option(0.1)
+
+
+def at_depth(depth: int, width: int, norm: str) -> DenseConfig:
+    blocks = max(1, depth // 8)
+    return DenseConfig(width=width, growth=max(4, width // 4), layers_per_block=depth // blocks, blocks=blocks,
+                       norm=norm, dropout=0.0)
 
 
 class DenseLayer(nn.Module):
@@ -29,6 +61,7 @@ class DenseLayer(nn.Module):
         return self.dropout(self.conv(y, m))
 
 
+@ENCODERS.register(DenseConfig, at_depth=at_depth, size="growth")
 class DenseEncoder(nn.Module):
     """A 1-wide projection to ``width``, then ``blocks`` dense blocks of ``layers_per_block``
     layers (each adds ``growth`` channels), with 1-wide transition layers between blocks that
@@ -38,26 +71,25 @@ class DenseEncoder(nn.Module):
     positions are zero. Receptive field: ``1 + blocks * layers_per_block * (kernel - 1)``.
     """
 
-    def __init__(self, input_dim: int, width: int = 64, growth: int = 32, layers_per_block: int = 4,
-                 blocks: int = 2, kernel: int = 3, bottleneck: bool = True, compression: float = 0.5,
-                 activation: str = "relu", norm: str = "layer", dropout: float = 0.1):
+    def __init__(self, cfg: DenseConfig, input_dim: int):
         super().__init__()
-        if blocks < 1 or layers_per_block < 1 or not 0 < compression <= 1:
+        if cfg.blocks < 1 or cfg.layers_per_block < 1 or not 0 < cfg.compression <= 1:
             raise ValueError("need blocks >= 1, layers_per_block >= 1 and 0 < compression <= 1")
-        self.project = MaskedConv1d(input_dim, width, kernel=1)
+        self.project = MaskedConv1d(input_dim, cfg.width, kernel=1)
         self.layers = nn.ModuleList()
         self.transitions = nn.ModuleList()
-        channels = width
-        for block in range(blocks):
-            for _ in range(layers_per_block):
-                self.layers.append(DenseLayer(channels, growth, kernel, bottleneck, activation, norm, dropout))
-                channels += growth
-            if block < blocks - 1:
-                compressed = max(1, int(channels * compression))
+        channels = cfg.width
+        for block in range(cfg.blocks):
+            for _ in range(cfg.layers_per_block):
+                self.layers.append(DenseLayer(channels, cfg.growth, cfg.kernel, cfg.bottleneck, cfg.activation,
+                                              cfg.norm, cfg.dropout))
+                channels += cfg.growth
+            if block < cfg.blocks - 1:
+                compressed = max(1, int(channels * cfg.compression))
                 self.transitions.append(MaskedConv1d(channels, compressed, kernel=1))
                 channels = compressed
-        self.layers_per_block = layers_per_block
-        self.final_norm = make_norm(norm, channels)
+        self.layers_per_block = cfg.layers_per_block
+        self.final_norm = make_norm(cfg.norm, channels)
         self.output_dim = channels
 
     @property

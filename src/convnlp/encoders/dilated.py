@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from convnlp.encoders.layers import MaskedConv1d, make_activation, make_norm
+from convnlp.encoders.layers import (
+    MaskedConv1d,
+    activation_option,
+    dropout_option,
+    make_activation,
+    make_norm,
+    norm_option,
+)
+from convnlp.registry import ENCODERS, Check, at_least, odd, option
 
 
+@dataclass
+class DilatedConfig:
+    name: str = "dilated"
+    width: int = option(128, at_least(1), help="channels of every layer")
+    kernel: int = option(3, odd())
+    dilations: list[int] = option([1, 2, 4, 8], Check(lambda v: len(v) >= 1 and min(v) >= 1,
+                                                      "must be a non-empty list of numbers >= 1"),
+                                  help="one residual conv layer per dilation")
+    blocks: int = option(2, at_least(1), help="the dilation schedule is repeated this many times")
+    shared: bool = option(False, help="true: the blocks share one set of weights (ID-CNN)")
+    activation: str = activation_option()
+    norm: str = norm_option()
+    dropout: float = dropout_option(0.1)
+
+
+def at_depth(depth: int, width: int, norm: str) -> DilatedConfig:
+    """``depth`` kernel-wide layers: 1-2-4-8 per block (``convnlp inspect gradient_flow=true``)."""
+    per_block = min(depth, 4)
+    return DilatedConfig(width=width, dilations=[2**i for i in range(per_block)], blocks=depth // per_block,
+                         norm=norm, dropout=0.0)
+
+
+@ENCODERS.register(DilatedConfig, at_depth=at_depth)
 class DilatedEncoder(nn.Module):
     """A 1-wide input projection, then for each of ``blocks`` repetitions of ``dilations``, one
     pre-norm residual layer ``h = h + dropout(conv_d(activation(norm(h))))``, then a final norm.
@@ -19,21 +52,20 @@ class DilatedEncoder(nn.Module):
     positions are zero. Receptive field: ``1 + blocks * (kernel - 1) * sum(dilations)``.
     """
 
-    def __init__(self, input_dim: int, width: int = 128, kernel: int = 3,
-                 dilations: tuple[int, ...] = (1, 2, 4, 8), blocks: int = 2, shared: bool = False,
-                 activation: str = "relu", norm: str = "layer", dropout: float = 0.1):
+    def __init__(self, cfg: DilatedConfig, input_dim: int):
         super().__init__()
-        if blocks < 1 or not dilations or min(dilations) < 1:
-            raise ValueError(f"need blocks >= 1 and dilations >= 1, got {blocks} and {list(dilations)}")
+        if cfg.blocks < 1 or not cfg.dilations or min(cfg.dilations) < 1:
+            raise ValueError(f"need blocks >= 1 and dilations >= 1, got {cfg.blocks} and {list(cfg.dilations)}")
+        width = cfg.width
         self.project = MaskedConv1d(input_dim, width, kernel=1)
         # shared (ID-CNN): one block's layers applied `blocks` times; else separate weights
-        distinct = list(dilations) * (1 if shared else blocks)
-        self.convs = nn.ModuleList(MaskedConv1d(width, width, kernel, dilation=d) for d in distinct)
-        self.norms = nn.ModuleList(make_norm(norm, width) for _ in distinct)
-        self.order = [i % len(distinct) for i in range(blocks * len(dilations))]
-        self.final_norm = make_norm(norm, width)
-        self.activation = make_activation(activation)
-        self.dropout = nn.Dropout(dropout)
+        distinct = list(cfg.dilations) * (1 if cfg.shared else cfg.blocks)
+        self.convs = nn.ModuleList(MaskedConv1d(width, width, cfg.kernel, dilation=d) for d in distinct)
+        self.norms = nn.ModuleList(make_norm(cfg.norm, width) for _ in distinct)
+        self.order = [i % len(distinct) for i in range(cfg.blocks * len(cfg.dilations))]
+        self.final_norm = make_norm(cfg.norm, width)
+        self.activation = make_activation(cfg.activation)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.output_dim = width
 
     @property

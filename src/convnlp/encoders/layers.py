@@ -17,17 +17,38 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from convnlp.registry import fraction, option
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+NORMS = ("layer", "none")
+
+
+def odd_kernel(k) -> bool:
+    return isinstance(k, int) and k >= 1 and k % 2 == 1
+
+
+def activation_option(default: str = "relu"):
+    return option(default, choices=tuple(ACTIVATIONS), help="the nonlinearity after each convolution")
+
+
+def norm_option(default: str = "layer"):
+    return option(default, choices=NORMS, help="layer: LayerNorm over channels at each position; none")
+
+
+def dropout_option(default: float):
+    return option(default, fraction(), help="dropout after each layer")
 
 
 class MaskedConv1d(nn.Conv1d):
     """A same-length 1-D convolution that ignores padding: masked inputs are zeroed first."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, dilation: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, dilation: int = 1, groups: int = 1):
+        """``groups``: as nn.Conv1d's (``groups=in_channels=out_channels``: one filter per channel,
+        a depthwise convolution)."""
         if kernel % 2 != 1:
             raise ValueError(f"kernel must be odd to keep the length, got {kernel}")
         super().__init__(in_channels, out_channels, kernel, dilation=dilation,
-                         padding=dilation * (kernel - 1) // 2)
+                         padding=dilation * (kernel - 1) // 2, groups=groups)
 
     @property
     def receptive_field_growth(self) -> int:

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from convnlp.encoders.layers import MaskedConv1d, make_activation, make_norm
+from convnlp.encoders.layers import (
+    MaskedConv1d,
+    activation_option,
+    dropout_option,
+    make_activation,
+    make_norm,
+    norm_option,
+)
+from convnlp.registry import ENCODERS, at_least, odd, option
 
 
+@dataclass
+class PlainConfig:
+    name: str = "plain"
+    width: int = option(128, at_least(1), help="channels of every layer")
+    layers: int = option(4, at_least(1))
+    kernel: int = option(3, odd())
+    activation: str = activation_option()
+    norm: str = norm_option()
+    dropout: float = dropout_option(0.1)
+
+
+def at_depth(depth: int, width: int, norm: str) -> PlainConfig:
+    return PlainConfig(width=width, layers=depth, norm=norm, dropout=0.0)
+
+
+@ENCODERS.register(PlainConfig, at_depth=at_depth)
 class PlainEncoder(nn.Module):
     """``layers`` convolutions, each conv -> norm -> activation -> dropout.
 
@@ -15,17 +41,17 @@ class PlainEncoder(nn.Module):
     positions are zero. Receptive field: ``1 + layers * (kernel - 1)`` input positions.
     """
 
-    def __init__(self, input_dim: int, width: int = 128, layers: int = 4, kernel: int = 3,
-                 activation: str = "relu", norm: str = "layer", dropout: float = 0.1):
+    def __init__(self, cfg: PlainConfig, input_dim: int):
         super().__init__()
-        if layers < 1:
-            raise ValueError(f"layers must be at least 1, got {layers}")
+        if cfg.layers < 1:
+            raise ValueError(f"layers must be at least 1, got {cfg.layers}")
+        width = cfg.width
         self.convs = nn.ModuleList(
-            MaskedConv1d(input_dim if i == 0 else width, width, kernel) for i in range(layers)
+            MaskedConv1d(input_dim if i == 0 else width, width, cfg.kernel) for i in range(cfg.layers)
         )
-        self.norms = nn.ModuleList(make_norm(norm, width) for _ in range(layers))
-        self.activation = make_activation(activation)
-        self.dropout = nn.Dropout(dropout)
+        self.norms = nn.ModuleList(make_norm(cfg.norm, width) for _ in range(cfg.layers))
+        self.activation = make_activation(cfg.activation)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.output_dim = width
 
     @property

@@ -1,7 +1,9 @@
-"""Tasks: each file holds its head, loss, metrics, encoding and prediction, and satisfies the
-``Task`` protocol below (a checker can verify it; tests/test_tasks.py does at run time), which
-the trainer, ``eval`` and ``predict`` call. ``task_cfg`` is the run's ``task`` group, with the
-``decoder`` group under ``task_cfg["decoder"]`` (see ``task_config``).
+"""Tasks: each file holds its config, head, loss, metrics, encoding and prediction, satisfies
+the ``Task`` protocol below (a checker can verify it; tests/test_tasks.py does at run time),
+which the trainer, ``eval`` and ``predict`` call, and registers itself (``TASKS.add(Config,
+module, select=...)``: ``select`` lists the metrics ``trainer.select`` can name). ``task_cfg`` is
+the run's ``task`` group, with the ``decoder`` group under ``task_cfg["decoder"]`` (see
+``task_config``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from convnlp.registry import TASKS
+
 
 @runtime_checkable
 class Task(Protocol):
     COLUMNS: tuple[str, str]        # the data set's column names
     OUTPUT_FIELDS: tuple[str, ...]  # the fields of a predict record (null, with "error", for a line that cannot be read)
 
-    def build_head(self, task: dict, input_dim: int, num_labels: int) -> nn.Module: ...
+    def build_head(self, cfg, input_dim: int, num_labels: int, decoder: dict | None) -> nn.Module: ...
 
     def label_vocabulary(self, split, task: dict) -> list[str]: ...
 
@@ -48,9 +52,9 @@ class Task(Protocol):
                         batch_tokens: int = 8000) -> list[dict]: ...  # JSON-ready, one per input
 
 
-from convnlp.tasks import classification, generation, tagging
-
-TASKS: dict[str, Task] = {"tagging": tagging, "classification": classification, "generation": generation}
+def get_task(name: str) -> Task:
+    """The task named ``name`` (a module of this package, from the registry)."""
+    return TASKS[name].target
 
 
 def task_config(config: dict) -> dict:

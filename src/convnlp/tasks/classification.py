@@ -19,7 +19,9 @@ Data columns (``COLUMNS``): ``text`` (str) and ``label`` (str). The functions th
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,14 +29,42 @@ from torch.nn import functional as F
 
 from convnlp.data import features as feats
 from convnlp.data import tokenizer as tok
-from convnlp.data.batching import IGNORE, lengths_to_mask, pad, pad_features, token_batches
+from convnlp.data.batching import (
+    IGNORE,
+    lengths_to_mask,
+    pad,
+    pad_features,
+    token_batches,
+)
 from convnlp.encoders.layers import MaskedConv1d
-from convnlp.tasks.shared import count_unseen, log_scalars
+from convnlp.registry import TASKS, odd, option, zero_or_more
+from convnlp.tasks.shared import (
+    count_unseen,
+    dropout_option,
+    embedding_dim_option,
+    log_scalars,
+)
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("text", "label")
 OUTPUT_FIELDS = ("text", "label", "probabilities")  # the fields of a `convnlp predict` record (null with an error)
+SELECT = ("auto", "accuracy", "macro_f1")  # trainer.select: auto is accuracy
+
+
+@dataclass
+class ClassificationConfig:
+    name: str = "classification"
+    embedding_dim: int = embedding_dim_option(128)
+    embedding_dropout: float = dropout_option(0.5)
+    token_dropout: float = dropout_option(0.25, "symbols replaced by <unk> in training")
+    features: list[str] = feats.features_option()
+    feature_rows: int = feats.feature_rows_option()
+    pooling: str = option("max", choices=("max", "mean", "attention"))
+    conv_blocks: int = option(0, zero_or_more("no reduction"), help="DPCNN reduction blocks before pooling")
+    conv_kernel: int = option(3, odd())
+    hidden: int = option(0, zero_or_more("no hidden layer"), help="a hidden layer before the output")
+    dropout: float = dropout_option(0.5, "before the output layer")
 
 
 class ConvReduction(nn.Module):
@@ -42,7 +72,7 @@ class ConvReduction(nn.Module):
     preceded by a max pool (kernel 3, stride 2) over real positions. ``forward(h[B, T, C],
     mask[B, T]) -> (h[B, T', C], mask[B, T'])`` with ``T' = ceil(T / 2**(blocks - 1))``."""
 
-    def __init__(self, width: int, blocks: int, kernel: int = 3):
+    def __init__(self, width: int, blocks: int, kernel: int):
         super().__init__()
         self.blocks = nn.ModuleList(
             nn.ModuleList([MaskedConv1d(width, width, kernel), MaskedConv1d(width, width, kernel)])
@@ -64,13 +94,13 @@ class ConvReduction(nn.Module):
 class ClassificationHead(nn.Module):
     """``forward(h[B, T, C], mask[B, T], batch) -> logits[B, num_labels]``."""
 
-    def __init__(self, input_dim: int, num_labels: int, pooling: str = "max", conv_blocks: int = 0,
-                 conv_kernel: int = 3, hidden: int = 0, dropout: float = 0.5):
+    def __init__(self, cfg: ClassificationConfig, input_dim: int, num_labels: int):
         super().__init__()
+        pooling, conv_blocks, hidden, dropout = cfg.pooling, cfg.conv_blocks, cfg.hidden, cfg.dropout
         if pooling not in ("max", "mean", "attention"):
             raise ValueError(f"pooling must be max, mean or attention, got {pooling!r}")
         self.pooling = pooling
-        self.reduce = ConvReduction(input_dim, conv_blocks, conv_kernel) if conv_blocks else None
+        self.reduce = ConvReduction(input_dim, conv_blocks, cfg.conv_kernel) if conv_blocks else None
         if pooling == "attention":
             self.attention = nn.Sequential(nn.Linear(input_dim, input_dim), nn.Tanh(), nn.Linear(input_dim, 1))
         self.dropout = nn.Dropout(dropout)
@@ -98,9 +128,8 @@ class ClassificationHead(nn.Module):
         return self.output(self.dropout(self.pool(h, mask)))
 
 
-def build_head(task: dict, input_dim: int, num_labels: int) -> ClassificationHead:
-    return ClassificationHead(input_dim, num_labels, pooling=task["pooling"], conv_blocks=task["conv_blocks"],
-                              conv_kernel=task["conv_kernel"], hidden=task["hidden"], dropout=task["dropout"])
+def build_head(cfg: ClassificationConfig, input_dim: int, num_labels: int, decoder=None) -> ClassificationHead:
+    return ClassificationHead(cfg, input_dim, num_labels)
 
 
 def loss(logits: torch.Tensor, batch: dict, task: dict | None = None) -> tuple[torch.Tensor, int]:
@@ -272,3 +301,6 @@ def predict_records(model, tokenizer, labels, inputs: list[str], device, task: d
         records.append({"text": text, "label": labels[best],
                         "probabilities": {label: round(q, 6) for label, q in zip(labels, p)}})
     return records
+
+
+TASKS.add(ClassificationConfig, sys.modules[__name__], select=SELECT)

@@ -31,20 +31,27 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 import torch
 from rapidfuzz.distance import Levenshtein
 from torch import nn
 from torch.nn import functional as F
 
-from convnlp import ensemble
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import lengths_to_mask, pad, token_batches
 from convnlp.decoders import build_decoder, output_lengths
 from convnlp.errors import UserError
-from convnlp.tasks.shared import count_unseen, log_scalars
+from convnlp.registry import TASKS, option
+from convnlp.tasks.shared import (
+    count_unseen,
+    dropout_option,
+    embedding_dim_option,
+    log_scalars,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +59,23 @@ COLUMNS = ("source", "target")
 OUTPUT_FIELDS = ("source", "output", "tokens")  # the fields of a `convnlp predict` record (null with an error)
 SPECIALS = ("<pad>", "</s>", "<blank>")
 PAD, END, BLANK = 0, 1, 2
+SELECT = ("auto", "accuracy", "wer", "per", "cer", "bleu", "chrf")  # trainer.select: auto is accuracy (1 - wer)
 
 
-def build_head(task: dict, input_dim: int, num_labels: int) -> nn.Module:
-    if not task.get("decoder"):
+@dataclass
+class GenerationConfig:
+    name: str = "generation"
+    embedding_dim: int = embedding_dim_option(64)
+    embedding_dropout: float = dropout_option(0.0)
+    token_dropout: float = dropout_option(0.0, "symbols replaced by <unk> in training")
+    target_tokens: str = option("word", choices=("word", "char"), help="targets split at whitespace or per character")
+    loss: str = option("ctc", choices=("ce", "ctc"))
+
+
+def build_head(cfg: GenerationConfig, input_dim: int, num_labels: int, decoder: dict | None = None) -> nn.Module:
+    if not decoder:
         raise UserError("task=generation needs a decoder: add decoder=deconv")
-    return build_decoder(task["decoder"], input_dim, num_labels)
+    return build_decoder(decoder, input_dim, num_labels)
 
 
 # ------------------------------------------------------------------------------ targets
@@ -249,7 +267,7 @@ def generate(model: nn.Module, tokenizer, labels: list[str], sources: list[str],
             lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1)).tolist()
             rows = [decode_ids(row[:length], task["loss"]) for row, length in zip(best, lengths)]
         else:
-            rows = ensemble.rescore_proposals([m(batch).float().log_softmax(-1) for m in members], configs,
+            rows = rescore_proposals([m(batch).float().log_softmax(-1) for m in members], configs,
                                               batch["mask"].sum(dim=1))
         for row, i in zip(rows, indices):
             out[i] = [labels[a] for a in row]
@@ -401,3 +419,27 @@ def predict_records(model, tokenizer, labels, inputs: list[str], device, task: d
             continue
         records.append({"source": source, "output": join_tokens(tokens, task), "tokens": tokens})
     return records
+
+
+def rescore_proposals(log_probs: list[torch.Tensor], configs: list[dict],
+                      source_lengths: torch.Tensor) -> list[list[int]]:
+    """An ensemble's output: every member's greedy output is a proposal; each row takes the
+    proposal with the highest log-likelihood summed over the members (the first member's on a
+    tie; CTC: the probability of the sequence summed over alignments; ``ce``: the sum over
+    positions; averaging position by position would mix CTC models whose outputs are aligned
+    differently, rescoring whole sequences does not). A proposal some member cannot produce at
+    all (longer than that member's output) scores -inf; if every proposal does, the first
+    member's is kept. ``log_probs``: each member's (B, L, V); ``configs``: their task configs."""
+    lengths = [output_lengths(c["decoder"], source_lengths) for c in configs]
+    proposals = []                                                                 # [member][row]
+    for lp, n, c in zip(log_probs, lengths, configs):
+        best = lp.argmax(-1).tolist()
+        proposals.append([decode_ids(row[:k], c["loss"]) for row, k in zip(best, n.tolist())])
+    scores = torch.stack([sum(sequence_log_likelihood(lp, n, candidates, c["loss"])
+                              for lp, n, c in zip(log_probs, lengths, configs))
+                          for candidates in proposals], dim=1)                     # (B, members)
+    choice = scores.argmax(dim=1).tolist()
+    return [proposals[k][b] for b, k in enumerate(choice)]
+
+
+TASKS.add(GenerationConfig, sys.modules[__name__], select=SELECT)

@@ -6,6 +6,16 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 
+from convnlp.registry import at_least, fraction, option
+
+
+def embedding_dim_option(default: int):
+    return option(default, at_least(1), help="the symbol embedding's size (the encoder's input width)")
+
+
+def dropout_option(default: float, help: str = ""):
+    return option(default, fraction(), help=help)
+
 
 def log_scalars(writer, prefix: str, result: dict, step: int) -> None:
     """Every number of a metrics dict to TensorBoard, as ``<prefix>/<key>``."""

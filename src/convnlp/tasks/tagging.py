@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -22,30 +24,53 @@ from torch.nn import functional as F
 from convnlp.data import features as feats
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import IGNORE, collate, token_batches
-from convnlp.encoders.dilated import DilatedEncoder
-from convnlp.tasks.shared import count_unseen, log_scalars
+from convnlp.encoders.dilated import DilatedConfig, DilatedEncoder
+from convnlp.registry import TASKS, at_least, odd, option, zero_or_more
+from convnlp.tasks.shared import (
+    count_unseen,
+    dropout_option,
+    embedding_dim_option,
+    log_scalars,
+)
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("tokens", "tags")
 OUTPUT_FIELDS = ("tokens", "tags")  # the fields of a `convnlp predict` record (null with an error)
+SELECT = ("auto", "accuracy", "f1", "precision", "recall")  # trainer.select: auto is f1 for BIO tags
+
+
+@dataclass
+class TaggingConfig:
+    name: str = "tagging"
+    embedding_dim: int = embedding_dim_option(64)
+    embedding_dropout: float = dropout_option(0.1)
+    token_dropout: float = dropout_option(0.0, "symbols replaced by <unk> in training")
+    features: list[str] = feats.features_option()
+    feature_rows: int = feats.feature_rows_option()
+    pooling: str = option("first_last", choices=("first", "last", "mean", "first_last"),
+                          help="a word's vector from its symbols")
+    word_layers: int = option(3, zero_or_more(), help="dilated convolutions over the word vectors")
+    word_kernel: int = option(3, odd())
+    word_dropout: float = dropout_option(0.2)
+    predict_max_chars: int = option(2000, at_least(1), help="longer sentences are tagged in overlapping windows")
+    predict_context_words: int = option(16, zero_or_more(), help="words of context on each side of a window")
 
 
 class TaggingHead(nn.Module):
     """``forward(h[B, T, C], mask[B, T], batch) -> logits[B, W, num_tags]`` using ``batch``'s
     ``first``, ``last`` (B, W) symbol indices of each word and ``word_mask`` (B, W)."""
 
-    def __init__(self, input_dim: int, num_tags: int, pooling: str = "first_last",
-                 word_layers: int = 3, word_kernel: int = 3, word_dropout: float = 0.2):
+    def __init__(self, cfg: TaggingConfig, input_dim: int, num_tags: int):
         super().__init__()
-        self.pooling = pooling
-        pooled_dim = 2 * input_dim if pooling == "first_last" else input_dim
+        self.pooling = cfg.pooling
+        pooled_dim = 2 * input_dim if cfg.pooling == "first_last" else input_dim
         self.context = None
-        if word_layers > 0:
-            self.context = DilatedEncoder(pooled_dim, width=input_dim, kernel=word_kernel,
-                                          dilations=tuple(2**i for i in range(word_layers)),
-                                          blocks=1, dropout=word_dropout)
-        self.output = nn.Linear(input_dim if word_layers > 0 else pooled_dim, num_tags)
+        if cfg.word_layers > 0:
+            self.context = DilatedEncoder(DilatedConfig(width=input_dim, kernel=cfg.word_kernel,
+                                                        dilations=[2**i for i in range(cfg.word_layers)],
+                                                        blocks=1, dropout=cfg.word_dropout), pooled_dim)
+        self.output = nn.Linear(input_dim if cfg.word_layers > 0 else pooled_dim, num_tags)
 
     def pool(self, h: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         def at(index):  # (B, W) -> (B, W, C)
@@ -72,9 +97,8 @@ class TaggingHead(nn.Module):
         return self.output(words)                             # (B, W, num_tags)
 
 
-def build_head(task: dict, input_dim: int, num_labels: int) -> TaggingHead:
-    return TaggingHead(input_dim, num_labels, pooling=task["pooling"], word_layers=task["word_layers"],
-                       word_kernel=task["word_kernel"], word_dropout=task["word_dropout"])
+def build_head(cfg: TaggingConfig, input_dim: int, num_labels: int, decoder=None) -> TaggingHead:
+    return TaggingHead(cfg, input_dim, num_labels)
 
 
 def loss(logits: torch.Tensor, batch: dict, task: dict | None = None) -> tuple[torch.Tensor, int]:
@@ -261,3 +285,6 @@ def predict(model: nn.Module, tokenizer, labels: list[str], sentences: list[list
             for w in range(c, d):
                 out[s][w] = labels[best[row][w - a]]
     return out
+
+
+TASKS.add(TaggingConfig, sys.modules[__name__], select=SELECT)

@@ -1,0 +1,38 @@
+"""`convnlp predict`: label or generate for lines of text, JSON lines out (conf/predict.yaml)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from convnlp.commands.eval import BATCH, DEVICES, RUNTIMES, THREADS
+from convnlp.registry import COMMANDS, option
+
+
+@dataclass
+class PredictCommand:
+    checkpoint: Any = option("???", help="a checkpoint, a run directory (its best/), or a list: an ensemble")
+    input: str = option("-", help="a file, or - for standard input")
+    output: str = option("-", help="a file, or - for standard output")
+    encoding: str = "utf-8"
+    on_error: str = option("record", choices=("record", "stop"), help="a line that cannot be read")
+    batch_sentences: int = option(64, BATCH)
+    device: str = option("auto", choices=DEVICES)
+    runtime: str = option("torch", choices=RUNTIMES)
+    threads: int = option(0, THREADS)
+
+
+@COMMANDS.register(PredictCommand, name="predict", order=2, summary="label or generate",
+                   examples=("convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl",
+                             "convnlp predict checkpoint=<run>/onnx runtime=onnx (an exported model)"))
+def run(cfg: DictConfig, run_dir: Path | None, given: set[str]):
+    # imported when it runs: `convnlp --help` does not load torch
+    from convnlp.predict import predict_command
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
+    predict_command(cfg)
