@@ -49,10 +49,16 @@ def main() -> int:
     out = Path(args.output or f"outputs/ddp_scaling/{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    common = [f"trainer.max_steps={args.steps}", f"trainer.eval_every={args.steps}", "trainer.checkpoint_minutes=0",
-              "trainer.progress=false", f"trainer.log_every={args.every}", f"trainer.device={args.device}",
-              f"trainer.batch_tokens={args.batch_tokens}",
-              *args.overrides]
+    common = [
+        f"trainer.max_steps={args.steps}",
+        f"trainer.eval_every={args.steps}",
+        "trainer.checkpoint_minutes=0",
+        "trainer.progress=false",
+        f"trainer.log_every={args.every}",
+        f"trainer.device={args.device}",
+        f"trainer.batch_tokens={args.batch_tokens}",
+        *args.overrides,
+    ]
     settings = []  # (name, processes, threads, extra overrides)
     batch = args.batch_tokens
     if args.device == "cpu":
@@ -61,19 +67,42 @@ def main() -> int:
         settings += [("1 process", 1, 0, [])]
     for n in args.processes:
         if n > 1:  # the same global batch in one process: one step of n times the symbols
-            settings.append((f"1 process" + (f" x {cores} threads" if args.device == "cpu" else "") +
-                             f", batch_tokens={n * batch} (the global batch of {n})", 1,
-                             cores if args.device == "cpu" else 0, [f"trainer.batch_tokens={n * batch}"]))
-        settings.append((f"{n} processes" + (" x 1 thread (gloo)" if args.device == "cpu" else " (NCCL)"), n,
-                         1 if args.device == "cpu" else 0, []))
+            settings.append(
+                (
+                    "1 process"
+                    + (f" x {cores} threads" if args.device == "cpu" else "")
+                    + f", batch_tokens={n * batch} (the global batch of {n})",
+                    1,
+                    cores if args.device == "cpu" else 0,
+                    [f"trainer.batch_tokens={n * batch}"],
+                )
+            )
+        settings.append(
+            (
+                f"{n} processes" + (" x 1 thread (gloo)" if args.device == "cpu" else " (NCCL)"),
+                n,
+                1 if args.device == "cpu" else 0,
+                [],
+            )
+        )
     rows = []
     for i, (name, processes, threads, extra) in enumerate(settings):
         run_dir = out / f"run{i}"
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-                    "-m"] if processes > 1 else [sys.executable, "-m"]
+        launcher = (
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m"]
+            if processes > 1
+            else [sys.executable, "-m"]
+        )
         env = {**os.environ, "OMP_NUM_THREADS": str(threads or cores)}
-        command = [*launcher, "convnlp", "train", *common, *extra, f"trainer.threads={threads}",
-                   f"hydra.run.dir={run_dir}"]
+        command = [
+            *launcher,
+            "convnlp",
+            "train",
+            *common,
+            *extra,
+            f"trainer.threads={threads}",
+            f"hydra.run.dir={run_dir}",
+        ]
         done = subprocess.run(command, capture_output=True, text=True, env=env)
         if done.returncode:
             print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
@@ -81,18 +110,33 @@ def main() -> int:
         values = tokens_per_s(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         trainer = OmegaConf.load(run_dir / ".hydra" / "config.yaml").trainer
-        rows.append({"setting": name, "processes": processes, "threads_per_process": threads or cores,
-                     "global_batch_tokens": metrics.get("global_batch_tokens", trainer.batch_tokens),
-                     "symbols_per_s_median": statistics.median(values), "min": min(values), "max": max(values),
-                     "windows": len(values), "test": metrics.get("test")})
+        rows.append(
+            {
+                "setting": name,
+                "processes": processes,
+                "threads_per_process": threads or cores,
+                "global_batch_tokens": metrics.get("global_batch_tokens", trainer.batch_tokens),
+                "symbols_per_s_median": statistics.median(values),
+                "min": min(values),
+                "max": max(values),
+                "windows": len(values),
+                "test": metrics.get("test"),
+            }
+        )
         print(f"{name}: {rows[-1]['symbols_per_s_median']:,.0f} symbols/s", file=sys.stderr, flush=True)
     base = rows[0]["symbols_per_s_median"]
-    lines = [f"training symbols/s, {args.steps} steps, median of {rows[0]['windows']} windows of {args.every} steps "
-             f"({time.strftime('%Y-%m-%d')}, {cores} cores, {args.device})", "",
-             "| setting | symbols/s (median) | min - max | vs first row |", "|---|---|---|---|"]
+    lines = [
+        f"training symbols/s, {args.steps} steps, median of {rows[0]['windows']} windows of {args.every} steps "
+        f"({time.strftime('%Y-%m-%d')}, {cores} cores, {args.device})",
+        "",
+        "| setting | symbols/s (median) | min - max | vs first row |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['setting']} | {r['symbols_per_s_median']:,.0f} | {r['min']:,.0f} - {r['max']:,.0f} | "
-                     f"{r['symbols_per_s_median'] / base:.2f}x |")
+        lines.append(
+            f"| {r['setting']} | {r['symbols_per_s_median']:,.0f} | {r['min']:,.0f} - {r['max']:,.0f} | "
+            f"{r['symbols_per_s_median'] / base:.2f}x |"
+        )
     table = "\n".join(lines) + "\n"
     print(table)
     (out / "scaling.md").write_text(table)

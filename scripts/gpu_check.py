@@ -49,21 +49,37 @@ def last_line(text: str) -> str:
 
 
 def check_train(name: str, overrides: list[str], cwd: Path) -> dict:
-    code, out, seconds = run([sys.executable, "-m", "convnlp", "train", *overrides, *STEPS,
-                              f"trainer.device={DEVICE}", f"hydra.run.dir=outputs/{name}"], cwd)
+    code, out, seconds = run(
+        [
+            sys.executable,
+            "-m",
+            "convnlp",
+            "train",
+            *overrides,
+            *STEPS,
+            f"trainer.device={DEVICE}",
+            f"hydra.run.dir=outputs/{name}",
+        ],
+        cwd,
+    )
     if code:
         return {"ok": False, "detail": f"exit {code}: {last_line(out)}"}
     metrics = json.loads((cwd / "outputs" / name / "metrics.json").read_text())
     score = metrics["validation"][metrics["selected_by"]]
-    return {"ok": metrics["steps"] == 60 and score == score, "seconds": seconds,
-            "detail": f"{metrics['steps']} steps, validation {metrics['selected_by']} {score:.4f}, "
-                      f"{metrics['train_symbols_per_s']:,.0f} symbols/s, {seconds:.0f} s",
-            "metrics": {k: metrics[k] for k in ("steps", "selected_by", "train_symbols_per_s", "validation")}}
+    return {
+        "ok": metrics["steps"] == 60 and score == score,
+        "seconds": seconds,
+        "detail": f"{metrics['steps']} steps, validation {metrics['selected_by']} {score:.4f}, "
+        f"{metrics['train_symbols_per_s']:,.0f} symbols/s, {seconds:.0f} s",
+        "metrics": {k: metrics[k] for k in ("steps", "selected_by", "train_symbols_per_s", "validation")},
+    }
 
 
-API_TEXTS = {"tagging": ["K AE T", "HH AH L OW", "K AH N V AH L UW SH AH N"],
-             "classification": ["cat", "hello", "convolution", "unbelievable"],
-             "generation": ["cat", "hello", "convolution"]}
+API_TEXTS = {
+    "tagging": ["K AE T", "HH AH L OW", "K AH N V AH L UW SH AH N"],
+    "classification": ["cat", "hello", "convolution", "unbelievable"],
+    "generation": ["cat", "hello", "convolution"],
+}
 
 
 def check_api(task: str, cwd: Path) -> dict:
@@ -78,18 +94,31 @@ def check_api(task: str, cwd: Path) -> dict:
     cpu = convnlp.load(run, device="cpu").predict(texts)
     labels = [(r.get("tags"), r.get("label"), r.get("output")) for r in here]
     same = labels == [(r.get("tags"), r.get("label"), r.get("output")) for r in cpu]
-    return {"ok": same and len(here) == len(texts), "detail": f"{len(texts)} texts on {DEVICE}: "
-            + ("the CPU's predictions" if same else f"{labels} against the CPU's {cpu}")}
+    return {
+        "ok": same and len(here) == len(texts),
+        "detail": f"{len(texts)} texts on {DEVICE}: "
+        + ("the CPU's predictions" if same else f"{labels} against the CPU's {cpu}"),
+    }
 
 
 def check_resume(cwd: Path) -> dict:
-    base = [sys.executable, "-m", "convnlp", "train", *STEPS[2:], f"trainer.device={DEVICE}", "trainer.eval_every=10",
-            "optim.schedule=constant"]
+    base = [
+        sys.executable,
+        "-m",
+        "convnlp",
+        "train",
+        *STEPS[2:],
+        f"trainer.device={DEVICE}",
+        "trainer.eval_every=10",
+        "optim.schedule=constant",
+    ]
     code, out, _ = run([*base, "trainer.max_steps=20", "hydra.run.dir=outputs/resume_first"], cwd)
     if code:
         return {"ok": False, "detail": f"first run: exit {code}: {last_line(out)}"}
-    code, out, seconds = run([*base, "trainer.max_steps=40", "trainer.resume=outputs/resume_first",
-                              "hydra.run.dir=outputs/resume_second"], cwd)
+    code, out, seconds = run(
+        [*base, "trainer.max_steps=40", "trainer.resume=outputs/resume_first", "hydra.run.dir=outputs/resume_second"],
+        cwd,
+    )
     if code:
         return {"ok": False, "detail": f"resumed run: exit {code}: {last_line(out)}"}
     steps = json.loads((cwd / "outputs" / "resume_second" / "metrics.json").read_text())["steps"]
@@ -99,23 +128,56 @@ def check_resume(cwd: Path) -> dict:
 
 def check_ddp(processes: int, cwd: Path) -> dict:
     name = f"ddp_{processes}"
-    code, out, seconds = run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              f"--nproc_per_node={processes}", "-m", "convnlp", "train", *STEPS,
-                              f"trainer.device={DEVICE}", f"hydra.run.dir=outputs/{name}"], cwd)
+    code, out, seconds = run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "convnlp",
+            "train",
+            *STEPS,
+            f"trainer.device={DEVICE}",
+            f"hydra.run.dir=outputs/{name}",
+        ],
+        cwd,
+    )
     if code:
         return {"ok": False, "detail": f"exit {code}: {last_line(out)}"}
     metrics = json.loads((cwd / "outputs" / name / "metrics.json").read_text())
-    ok = metrics.get("processes") == processes and metrics.get("ddp_backend") == ("nccl" if DEVICE == "cuda" else "gloo")
-    return {"ok": ok, "detail": f"{metrics.get('processes')} processes, {metrics.get('ddp_backend')}, "
-                                f"{metrics['train_symbols_per_s']:,.0f} symbols/s, {seconds:.0f} s",
-            "metrics": {k: metrics.get(k) for k in ("processes", "ddp_backend", "train_symbols_per_s",
-                                                    "global_batch_tokens")}}
+    ok = metrics.get("processes") == processes and metrics.get("ddp_backend") == (
+        "nccl" if DEVICE == "cuda" else "gloo"
+    )
+    return {
+        "ok": ok,
+        "detail": f"{metrics.get('processes')} processes, {metrics.get('ddp_backend')}, "
+        f"{metrics['train_symbols_per_s']:,.0f} symbols/s, {seconds:.0f} s",
+        "metrics": {
+            k: metrics.get(k) for k in ("processes", "ddp_backend", "train_symbols_per_s", "global_batch_tokens")
+        },
+    }
 
 
 def check_bench(cwd: Path) -> dict:
-    code, out, seconds = run([sys.executable, "-m", "convnlp", "bench", "task=tagging", f"bench.device={DEVICE}",
-                              "bench.threads=[1]", "bench.neighbours=[0]", "bench.repetitions=3",
-                              "bench.lengths=[256,1024]", "bench.progress=false", "hydra.run.dir=outputs/bench"], cwd)
+    code, out, seconds = run(
+        [
+            sys.executable,
+            "-m",
+            "convnlp",
+            "bench",
+            "task=tagging",
+            f"bench.device={DEVICE}",
+            "bench.threads=[1]",
+            "bench.neighbours=[0]",
+            "bench.repetitions=3",
+            "bench.lengths=[256,1024]",
+            "bench.progress=false",
+            "hydra.run.dir=outputs/bench",
+        ],
+        cwd,
+    )
     if code:
         return {"ok": False, "detail": f"exit {code}: {last_line(out)}"}
     table = cwd / "outputs" / "bench" / "bench.json"
@@ -133,19 +195,26 @@ def main() -> int:
     global DEVICE
     DEVICE = args.device
     if DEVICE == "cuda" and not torch.cuda.is_available():
-        print("gpu_check: no CUDA device here; nothing was checked (--device cpu runs the checks on the CPU)",
-              file=sys.stderr)
+        print(
+            "gpu_check: no CUDA device here; nothing was checked (--device cpu runs the checks on the CPU)",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.output or f"outputs/gpu_check/{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     gpus = torch.cuda.device_count() if DEVICE == "cuda" else 1
-    machine = (f"{gpus} x {torch.cuda.get_device_name(0)}, bf16 {torch.cuda.is_bf16_supported()}"
-               if DEVICE == "cuda" else f"CPU ({os.cpu_count()} cores)")
+    machine = (
+        f"{gpus} x {torch.cuda.get_device_name(0)}, bf16 {torch.cuda.is_bf16_supported()}"
+        if DEVICE == "cuda"
+        else f"CPU ({os.cpu_count()} cores)"
+    )
     header = f"gpu_check {time.strftime('%Y-%m-%d %H:%M')}: {machine}, torch {torch.__version__}"
     print(header, flush=True)
     checks = []
     if "train" in args.only:
-        checks += [(f"train-{task}", lambda task=task: check_train(f"train_{task}", TASKS[task], out)) for task in TASKS]
+        checks += [
+            (f"train-{task}", lambda task=task: check_train(f"train_{task}", TASKS[task], out)) for task in TASKS
+        ]
     if "api" in args.only:
         checks += [(f"api-{task}", lambda task=task: check_api(task, out)) for task in TASKS]
     if "resume" in args.only:

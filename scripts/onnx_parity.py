@@ -36,8 +36,12 @@ from convnlp.tasks import get_task, task_config
 def compare(a: list[dict], b: list[dict]) -> tuple[int, int, float | None]:
     """(identical predictions, predictions, largest class-probability difference or None)."""
     same, total = agreement(a, b)
-    differences = [abs(x["probabilities"][k] - y["probabilities"][k]) for x, y in zip(a, b)
-                   if x.get("probabilities") for k in x["probabilities"]]
+    differences = [
+        abs(x["probabilities"][k] - y["probabilities"][k])
+        for x, y in zip(a, b)
+        if x.get("probabilities")
+        for k in x["probabilities"]
+    ]
     return same, total, max(differences) if differences else None
 
 
@@ -53,24 +57,38 @@ def measure(run: str, root: Path, threads: int) -> dict:
     info32 = export(run, root / "float32")
     info8 = export(run, root / "int8", quantized="int8")
     exported = time.perf_counter() - start
-    models = {"torch": convnlp.load(run, device="cpu", threads=threads),
-              "onnx": convnlp.load(root / "float32", runtime="onnx", threads=threads),
-              "onnx-int8": convnlp.load(root / "int8", runtime="onnx", threads=threads)}
+    models = {
+        "torch": convnlp.load(run, device="cpu", threads=threads),
+        "onnx": convnlp.load(root / "float32", runtime="onnx", threads=threads),
+        "onnx-int8": convnlp.load(root / "int8", runtime="onnx", threads=threads),
+    }
     records, accuracy = {}, {}
     for key, model in models.items():
         records[key] = model.predict(texts)
         with torch.inference_mode():
-            accuracy[key] = task.evaluate(model.model, model.tokenizer, model.labels, split, task_config(config),
-                                          torch.device("cpu"), 8000)["accuracy"]
+            accuracy[key] = task.evaluate(
+                model.model, model.tokenizer, model.labels, split, task_config(config), torch.device("cpu"), 8000
+            )["accuracy"]
     same, total, largest = compare(records["onnx"], records["torch"])
     same8, _, largest8 = compare(records["onnx-int8"], records["torch"])
     unit = {"tagging": "tags", "classification": "labels", "generation": "output strings"}[name]
-    return {"checkpoint": run, "task": name, "encoder": config["encoder"]["name"], "data": data_cfg.name,
-            "examples": len(texts), "unit": unit, "predictions": total,
-            "onnx_identical": same, "onnx_max_probability_difference": largest,
-            "int8_identical": same8, "int8_max_probability_difference": largest8,
-            "accuracy": accuracy, "max_abs_difference_at_export": info32["max_abs_difference_at_export"],
-            "int8_calibration": info8["calibration"], "export_seconds": exported}
+    return {
+        "checkpoint": run,
+        "task": name,
+        "encoder": config["encoder"]["name"],
+        "data": data_cfg.name,
+        "examples": len(texts),
+        "unit": unit,
+        "predictions": total,
+        "onnx_identical": same,
+        "onnx_max_probability_difference": largest,
+        "int8_identical": same8,
+        "int8_max_probability_difference": largest8,
+        "accuracy": accuracy,
+        "max_abs_difference_at_export": info32["max_abs_difference_at_export"],
+        "int8_calibration": info8["calibration"],
+        "export_seconds": exported,
+    }
 
 
 def main() -> None:
@@ -86,17 +104,25 @@ def main() -> None:
             rows.append(measure(run, Path(tmp) / str(k), args.threads))
             r = rows[-1]
             print(f"{run}: {r['onnx_identical']}/{r['predictions']} identical", flush=True)
-    print("\n| checkpoint | task / encoder / data | test examples | float32 ONNX = PyTorch | largest prob. difference "
-          "| accuracy PyTorch | float32 ONNX | int8 ONNX | int8 = PyTorch |")
+    print(
+        "\n| checkpoint | task / encoder / data | test examples | float32 ONNX = PyTorch | largest prob. difference "
+        "| accuracy PyTorch | float32 ONNX | int8 ONNX | int8 = PyTorch |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         diff = "" if r["onnx_max_probability_difference"] is None else f"{r['onnx_max_probability_difference']:.1e}"
         a = r["accuracy"]
-        print(f"| {Path(r['checkpoint']).name} | {r['task']} / {r['encoder']} / {r['data']} | {r['examples']:,} | "
-              f"{r['onnx_identical']:,} of {r['predictions']:,} {r['unit']} | {diff} | {a['torch']:.2%} | "
-              f"{a['onnx']:.2%} | {a['onnx-int8']:.2%} | {r['int8_identical'] / max(r['predictions'], 1):.2%} |")
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "threads": args.threads, "torch": torch.__version__,
-              "rows": rows}
+        print(
+            f"| {Path(r['checkpoint']).name} | {r['task']} / {r['encoder']} / {r['data']} | {r['examples']:,} | "
+            f"{r['onnx_identical']:,} of {r['predictions']:,} {r['unit']} | {diff} | {a['torch']:.2%} | "
+            f"{a['onnx']:.2%} | {a['onnx-int8']:.2%} | {r['int8_identical'] / max(r['predictions'], 1):.2%} |"
+        )
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"\nwrote {args.out}")
 

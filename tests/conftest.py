@@ -34,8 +34,18 @@ def pytest_sessionfinish(session, exitstatus):
     if _worker() or not config.pluginmanager.hasplugin("dsession") or session.shouldstop:
         return  # a worker, a run without workers (alone tests ran in line), or a stopped run
     marks = config.getoption("markexpr") or ""
-    args = [sys.executable, "-m", "pytest", "-n0", "-q", "-p", "no:cacheprovider", "-m",
-            f"alone and ({marks})" if marks else "alone", *config.args]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-n0",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        f"alone and ({marks})" if marks else "alone",
+        *config.args,
+    ]
     if config.getoption("keyword"):
         args += ["-k", config.getoption("keyword")]
     result = subprocess.run(args, cwd=config.invocation_params.dir, capture_output=True, text=True)
@@ -81,8 +91,10 @@ def write_conll(path: Path, sentences, docstart: bool = True) -> Path:
 @pytest.fixture(scope="session")
 def conll_files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("conll")
-    return {split: write_conll(root / f"{split}.txt", bio_sentences(n, seed))
-            for split, n, seed in (("train", 200, 1), ("validation", 40, 2), ("test", 40, 3))}
+    return {
+        split: write_conll(root / f"{split}.txt", bio_sentences(n, seed))
+        for split, n, seed in (("train", 200, 1), ("validation", 40, 2), ("test", 40, 3))
+    }
 
 
 @pytest.fixture(scope="session")
@@ -92,27 +104,44 @@ def shared_datasets() -> Path:
     return SHARED
 
 
-TINY = ["encoder.width=16", "encoder.dilations=[1,2]", "encoder.blocks=1", "task.embedding_dim=8",
-        "task.word_layers=1", "trainer.batch_tokens=600", "trainer.progress=false"]
+TINY = [
+    "encoder.width=16",
+    "encoder.dilations=[1,2]",
+    "encoder.blocks=1",
+    "task.embedding_dim=8",
+    "task.word_layers=1",
+    "trainer.batch_tokens=600",
+    "trainer.progress=false",
+]
 TINY_CLASSIFIER = [a for a in TINY if not a.startswith("task.word_layers")]
 
 
 def conll_args(files: dict[str, Path]) -> list[str]:
-    return ["data=conll", f"data.train={files['train']}", f"data.validation={files['validation']}",
-            f"data.test={files['test']}"]
+    return [
+        "data=conll",
+        f"data.train={files['train']}",
+        f"data.validation={files['validation']}",
+        f"data.test={files['test']}",
+    ]
 
 
-def convnlp(*args: str, cwd: Path, input: str | None = None, check: bool = True,
-            env: dict | None = None) -> subprocess.CompletedProcess:
+def convnlp(
+    *args: str, cwd: Path, input: str | None = None, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (as a user would), in ``cwd``."""
-    result = subprocess.run([sys.executable, "-m", "convnlp", *args], cwd=cwd,
-                            input=input.encode("utf-8") if isinstance(input, str) else input,
-                            capture_output=True, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    result = subprocess.run(
+        [sys.executable, "-m", "convnlp", *args],
+        cwd=cwd,
+        input=input.encode("utf-8") if isinstance(input, str) else input,
+        capture_output=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
     result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
     if check and result.returncode != 0:
-        raise AssertionError(f"convnlp {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"convnlp {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -154,13 +183,28 @@ def review_files(tmp_path_factory) -> dict[str, Path]:
 
 
 def review_args(files: dict[str, Path]) -> list[str]:
-    return ["task=classification", "data=csv", f"data.train={files['train']}",
-            f"data.validation={files['validation']}", f"data.test={files['test']}"]
+    return [
+        "task=classification",
+        "data=csv",
+        f"data.train={files['train']}",
+        f"data.validation={files['validation']}",
+        f"data.test={files['test']}",
+    ]
 
 
-TINY_GENERATOR = ["task=generation", "task.embedding_dim=16", "encoder.width=32", "encoder.dilations=[1,2]",
-                  "encoder.blocks=1", "decoder.width=32", "decoder.rest_dilations=[1,2]", "decoder.source_length=8",
-                  "decoder.down=1", "decoder.max_length=8", "trainer.progress=false"]
+TINY_GENERATOR = [
+    "task=generation",
+    "task.embedding_dim=16",
+    "encoder.width=32",
+    "encoder.dilations=[1,2]",
+    "encoder.blocks=1",
+    "decoder.width=32",
+    "decoder.rest_dilations=[1,2]",
+    "decoder.source_length=8",
+    "decoder.down=1",
+    "decoder.max_length=8",
+    "trainer.progress=false",
+]
 
 
 def spelling_rows(n: int, seed: int) -> list[tuple[str, str]]:
@@ -187,5 +231,9 @@ def spelling_files(tmp_path_factory) -> dict[str, Path]:
 
 
 def spelling_args(files: dict[str, Path]) -> list[str]:
-    return ["data=parallel", f"data.train={files['train']}", f"data.validation={files['validation']}",
-            f"data.test={files['test']}"]
+    return [
+        "data=parallel",
+        f"data.train={files['train']}",
+        f"data.validation={files['validation']}",
+        f"data.test={files['test']}",
+    ]

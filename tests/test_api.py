@@ -9,14 +9,16 @@ import pytest
 
 import convnlp
 from convnlp.errors import UserError
-from tests.conftest import TINY, TINY_CLASSIFIER, TINY_GENERATOR, conll_args, convnlp as run_convnlp, review_args, \
-    run_dirs, spelling_args
+from tests.conftest import TINY, TINY_CLASSIFIER, TINY_GENERATOR, conll_args, review_args, run_dirs, spelling_args
+from tests.conftest import convnlp as run_convnlp
 
 pytestmark = pytest.mark.slow
 
-TEXTS = {"tagging": ["Alice met Bob in Paris .", "", "Grace left in New Oslo ."],
-         "classification": ["the film was great", "", "a dull and boring story"],
-         "generation": ["abba", "", "gfedcba"]}
+TEXTS = {
+    "tagging": ["Alice met Bob in Paris .", "", "Grace left in New Oslo ."],
+    "classification": ["the film was great", "", "a dull and boring story"],
+    "generation": ["abba", "", "gfedcba"],
+}
 
 
 def train(tmp_path, task, args):
@@ -30,9 +32,11 @@ def runs(tmp_path_factory, conll_files, review_files, spelling_files):
     root = tmp_path_factory.mktemp("api")
     for task in TEXTS:
         (root / task).mkdir()
-    return {"tagging": train(root, "tagging", [*conll_args(conll_files), *TINY]),
-            "classification": train(root, "classification", [*review_args(review_files), *TINY_CLASSIFIER]),
-            "generation": train(root, "generation", [*spelling_args(spelling_files), *TINY_GENERATOR])}
+    return {
+        "tagging": train(root, "tagging", [*conll_args(conll_files), *TINY]),
+        "classification": train(root, "classification", [*review_args(review_files), *TINY_CLASSIFIER]),
+        "generation": train(root, "generation", [*spelling_args(spelling_files), *TINY_GENERATOR]),
+    }
 
 
 @pytest.mark.parametrize("task", list(TEXTS))
@@ -40,8 +44,9 @@ def test_the_api_predicts_what_the_command_line_writes(runs, task, tmp_path):
     model = convnlp.load(runs[task])  # a run directory: its best/
     assert model.task_name == task and repr(model).startswith(f"convnlp.Predictor(task={task}")
     records = model.predict(TEXTS[task])
-    command = run_convnlp("predict", f"checkpoint={runs[task] / 'best'}", "device=cpu", cwd=tmp_path,
-                          input="\n".join(TEXTS[task]) + "\n")
+    command = run_convnlp(
+        "predict", f"checkpoint={runs[task] / 'best'}", "device=cpu", cwd=tmp_path, input="\n".join(TEXTS[task]) + "\n"
+    )
     expected = [json.loads(line) for line in command.stdout.splitlines()]
     assert json.loads(json.dumps(records)) == expected
     assert model.predict(TEXTS[task][0]) == records[0]  # one string: its record

@@ -40,7 +40,9 @@ def test_the_average_is_the_mean_of_every_weight_and_loads_as_a_checkpoint(tmp_p
 def test_checkpoints_of_different_models_are_refused(tmp_path):
     save(tmp_path / "a", 0)
     save(tmp_path / "wider", 1, encoder={**ENCODER, "width": ENCODER["width"] * 2})
-    with pytest.raises(UserError, match=r"wider: another model \(encoder.width: 12 in .*a, 24 here\); only checkpoints of one model"):
+    with pytest.raises(
+        UserError, match=r"wider: another model \(encoder.width: 12 in .*a, 24 here\); only checkpoints of one model"
+    ):
         average_checkpoints([tmp_path / "a", tmp_path / "wider"], tmp_path / "out")
     save(tmp_path / "labels", 1, labels=("A", "B", "D"))
     with pytest.raises(UserError, match="its labels differ from those of"):

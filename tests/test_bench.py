@@ -13,10 +13,20 @@ from convnlp.config import validate
 from convnlp.errors import UserError
 from tests.conftest import conll_args, convnlp
 
-TINY_BENCH = ["bench.encoders=[plain,dilated,bilstm]", "bench.threads=[1]", "bench.repetitions=3",
-              "bench.seconds=0.01", "bench.sentences=12", "bench.latency_sentences=4", "bench.lengths=[16,64]",
-              "bench.length_tokens=128", "bench.batch_tokens=400", "task.embedding_dim=8", "bench.neighbours=[0]",
-              "bench.peers=[]"]
+TINY_BENCH = [
+    "bench.encoders=[plain,dilated,bilstm]",
+    "bench.threads=[1]",
+    "bench.repetitions=3",
+    "bench.seconds=0.01",
+    "bench.sentences=12",
+    "bench.latency_sentences=4",
+    "bench.lengths=[16,64]",
+    "bench.length_tokens=128",
+    "bench.batch_tokens=400",
+    "task.embedding_dim=8",
+    "bench.neighbours=[0]",
+    "bench.peers=[]",
+]
 
 
 def run_bench(tmp_path, conll_files, *overrides):
@@ -41,21 +51,32 @@ def test_bench_measures_every_encoder_interleaved_with_ratios_per_repetition(tmp
         for measure in measures:
             group = [r for r in raw if r["repetition"] == rep and r["measure"] == measure]
             assert [r["order"] for r in group] == [0, 1, 2]
-            assert [r["encoder"] for r in group] == (["plain", "dilated", "bilstm"] * 2)[rep:rep + 3]
+            assert [r["encoder"] for r in group] == (["plain", "dilated", "bilstm"] * 2)[rep : rep + 3]
     assert [r["measure"] for r in raw[:9:3]] == ["infer", "latency", "train"]
     # ratios: within each repetition, then the median
-    row = next(r for r in saved["summary"] if (r["measure"], r["encoder"], r["metric"]) ==
-               ("train@64", "plain", "symbols_per_s"))
+    row = next(
+        r
+        for r in saved["summary"]
+        if (r["measure"], r["encoder"], r["metric"]) == ("train@64", "plain", "symbols_per_s")
+    )
     mine = {r["repetition"]: r["symbols_per_s"] for r in raw if (r["measure"], r["encoder"]) == ("train@64", "plain")}
     base = {r["repetition"]: r["symbols_per_s"] for r in raw if (r["measure"], r["encoder"]) == ("train@64", "bilstm")}
     assert row["ratios"] == pytest.approx([mine[k] / base[k] for k in range(3)])
     assert row["median"] == pytest.approx(sorted(mine.values())[1])
-    latency = next(r for r in saved["summary"] if (r["measure"], r["encoder"], r["metric"]) ==
-                   ("latency", "plain", "latency_p50_ms"))
+    latency = next(
+        r
+        for r in saved["summary"]
+        if (r["measure"], r["encoder"], r["metric"]) == ("latency", "plain", "latency_p50_ms")
+    )
     assert latency["ratios"] == pytest.approx(
-        [b["latency_p50_ms"] / m["latency_p50_ms"] for m, b in zip(
-            [r for r in raw if (r["measure"], r["encoder"]) == ("latency", "plain")],
-            [r for r in raw if (r["measure"], r["encoder"]) == ("latency", "bilstm")])])  # lower is better
+        [
+            b["latency_p50_ms"] / m["latency_p50_ms"]
+            for m, b in zip(
+                [r for r in raw if (r["measure"], r["encoder"]) == ("latency", "plain")],
+                [r for r in raw if (r["measure"], r["encoder"]) == ("latency", "bilstm")],
+            )
+        ]
+    )  # lower is better
     assert all(r["words_per_s"] > 0 for r in raw if r["measure"] == "infer")
     for name in ("length_1threads.png", "ratio_1threads.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -64,15 +85,19 @@ def test_bench_measures_every_encoder_interleaved_with_ratios_per_repetition(tmp
 
 def test_bench_beside_busy_neighbours_measures_real_sentences_and_stops_them(tmp_path, conll_files):
     before = _children()
-    saved = run_bench(tmp_path, conll_files, "bench.neighbours=[0,1]", "bench.repetitions=2",
-                      "bench.encoders=[plain,bilstm]")
+    saved = run_bench(
+        tmp_path, conll_files, "bench.neighbours=[0,1]", "bench.repetitions=2", "bench.encoders=[plain,bilstm]"
+    )
     assert _children() == before  # the neighbour processes are gone
     busy = [r for r in saved["raw"] if r["neighbours"] == 1]
     assert {r["measure"] for r in busy} == {"infer", "latency", "train"}  # lengths: alone only
     assert len(busy) == 2 * 3 * 2
     assert {r["measure"] for r in saved["raw"] if r["neighbours"] == 0} >= {"infer@16", "train@64"}
-    row = next(r for r in saved["summary"] if (r["neighbours"], r["measure"], r["encoder"], r["metric"]) ==
-               (1, "train", "plain", "symbols_per_s"))
+    row = next(
+        r
+        for r in saved["summary"]
+        if (r["neighbours"], r["measure"], r["encoder"], r["metric"]) == (1, "train", "plain", "symbols_per_s")
+    )
     mine = [r["symbols_per_s"] for r in busy if (r["measure"], r["encoder"]) == ("train", "plain")]
     base = [r["symbols_per_s"] for r in busy if (r["measure"], r["encoder"]) == ("train", "bilstm")]
     assert row["ratios"] == pytest.approx([m / b for m, b in zip(mine, base)])  # beside the same neighbour
@@ -84,9 +109,11 @@ def _children() -> set[int]:
     """This process's child processes (Linux)."""
     import os
     from pathlib import Path
+
     me = str(os.getpid())
-    return {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and
-            (p / "stat").exists() and _parent(p) == me}
+    return {
+        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and (p / "stat").exists() and _parent(p) == me
+    }
 
 
 def _parent(proc) -> str | None:
@@ -104,9 +131,10 @@ def test_spacy_tagger_is_timed_beside_the_encoders_on_the_same_sentences(tmp_pat
     for rep in range(3):  # interleaved with the encoders, from a rotating first one
         group = [r for r in raw if r["repetition"] == rep and r["measure"] == "infer"]
         assert [r["order"] for r in group] == [0, 1, 2, 3]
-        assert [r["encoder"] for r in group] == (["plain", "dilated", "bilstm", "spacy"] * 2)[rep:rep + 4]
-    row = next(r for r in saved["summary"] if (r["measure"], r["encoder"], r["metric"]) ==
-               ("infer", "spacy", "words_per_s"))
+        assert [r["encoder"] for r in group] == (["plain", "dilated", "bilstm", "spacy"] * 2)[rep : rep + 4]
+    row = next(
+        r for r in saved["summary"] if (r["measure"], r["encoder"], r["metric"]) == ("infer", "spacy", "words_per_s")
+    )
     assert row["repetitions"] == 3 and len(row["ratios"]) == 3 and row["median"] > 0
     info = saved["encoders"]["spacy"]
     assert info["parameters"] > 0 and info["flops_per_symbol"] is None and info["accuracy"] is None
@@ -120,8 +148,11 @@ def test_a_trained_spacy_pipeline_is_timed_and_scored(tmp_path, conll_files):
 
     from convnlp.data import load_splits
     from convnlp.peers import SpacyTagger
-    tokens, tags = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]], [["B-ORG", "O", "B-MISC", "O"],
-                                                                                  ["B-PER", "I-PER"]]
+
+    tokens, tags = (
+        [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]],
+        [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]],
+    )
     peer = SpacyTagger(tokens, tags)
     examples = [Example.from_dict(doc, {"tags": gold}) for doc, gold in zip(peer.docs(tokens), tags)]
     optimizer = peer.nlp.create_optimizer()
@@ -129,8 +160,16 @@ def test_a_trained_spacy_pipeline_is_timed_and_scored(tmp_path, conll_files):
         peer.nlp.update(examples, sgd=optimizer)
     assert peer.accuracy(tokens, tags) == 1.0  # learned by heart
     peer.nlp.to_disk(tmp_path / "pipeline")
-    saved = run_bench(tmp_path / "run", conll_files, "bench.peers=[spacy]", f"bench.spacy_model={tmp_path / 'pipeline'}",
-                      "bench.encoders=[plain]", "bench.baseline=plain", "bench.lengths=[]", "bench.repetitions=1")
+    saved = run_bench(
+        tmp_path / "run",
+        conll_files,
+        "bench.peers=[spacy]",
+        f"bench.spacy_model={tmp_path / 'pipeline'}",
+        "bench.encoders=[plain]",
+        "bench.baseline=plain",
+        "bench.lengths=[]",
+        "bench.repetitions=1",
+    )
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         data = compose(config_name="bench", overrides=conll_args(conll_files)).data
     test = load_splits(data, task="tagging")["test"]
@@ -140,11 +179,14 @@ def test_a_trained_spacy_pipeline_is_timed_and_scored(tmp_path, conll_files):
     assert f"tagging accuracy {expected:.2%} on the 40 test sentences" in saved["peers"]["spacy"]
 
 
-@pytest.mark.parametrize("content,message", [
-    (None, "not a spaCy pipeline directory (no config.cfg in it)"),
-    ("[nlp\nlang = ", "spaCy cannot load it: "),
-    ("[nlp]\nlang = \"zz\"\npipeline = []\n", "spaCy cannot load it: "),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (None, "not a spaCy pipeline directory (no config.cfg in it)"),
+        ("[nlp\nlang = ", "spaCy cannot load it: "),
+        ('[nlp]\nlang = "zz"\npipeline = []\n', "spaCy cannot load it: "),
+    ],
+)
 def test_a_bad_spacy_pipeline_is_one_line(tmp_path, conll_files, content, message):
     pytest.importorskip("spacy")
     (tmp_path / "pipeline").mkdir()
@@ -162,8 +204,9 @@ def test_an_unknown_spacy_language_is_one_line(tmp_path, conll_files):
 
 
 def test_beside_neighbours_only_there_are_no_length_plots(tmp_path, conll_files):
-    saved = run_bench(tmp_path, conll_files, "bench.neighbours=[1]", "bench.repetitions=1",
-                      "bench.encoders=[plain,bilstm]")
+    saved = run_bench(
+        tmp_path, conll_files, "bench.neighbours=[1]", "bench.repetitions=1", "bench.encoders=[plain,bilstm]"
+    )
     assert {r["neighbours"] for r in saved["raw"]} == {1} and not list(tmp_path.glob("*.png"))
 
 
@@ -171,8 +214,16 @@ def test_without_spacy_its_row_is_absent_and_bench_says_why(tmp_path, conll_file
     hidden = tmp_path / "hidden"  # an installation without spaCy: importing it fails
     hidden.mkdir()
     (hidden / "spacy.py").write_text("raise ImportError(\"No module named 'spacy'\")\n")
-    result = convnlp("bench", *conll_args(conll_files), *TINY_BENCH, "bench.lengths=[]", "bench.repetitions=1",
-                     "bench.peers=[spacy]", cwd=tmp_path, env={"PYTHONPATH": str(hidden)})
+    result = convnlp(
+        "bench",
+        *conll_args(conll_files),
+        *TINY_BENCH,
+        "bench.lengths=[]",
+        "bench.repetitions=1",
+        "bench.peers=[spacy]",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(hidden)},
+    )
     line = 'spaCy is not installed (pip install -e ".[peers]"), so its row is absent'
     assert f"spacy: {line}" in result.stdout and "`spacy`" not in result.stdout
     (run,) = tmp_path.glob("outputs/bench/*/")
@@ -181,8 +232,14 @@ def test_without_spacy_its_row_is_absent_and_bench_says_why(tmp_path, conll_file
 
 
 def test_matched_variants_come_near_the_baselines_size(tmp_path, conll_files):
-    saved = run_bench(tmp_path, conll_files, "bench.match=parameters", "bench.lengths=[]", "bench.repetitions=1",
-                      "bench.encoders=[plain,dense,bilstm]")
+    saved = run_bench(
+        tmp_path,
+        conll_files,
+        "bench.match=parameters",
+        "bench.lengths=[]",
+        "bench.repetitions=1",
+        "bench.encoders=[plain,dense,bilstm]",
+    )
     info = saved["encoders"]
     assert set(info) == {"plain", "dense", "bilstm", "plain@parameters", "dense@parameters"}
     target = info["bilstm"]["encoder_parameters"]
@@ -191,14 +248,26 @@ def test_matched_variants_come_near_the_baselines_size(tmp_path, conll_files):
     assert info["plain"]["size"] == "width=128" and info["dense@parameters"]["size"].startswith("growth=")
     assert {r["encoder"] for r in saved["raw"]} == set(info)
     assert "`plain@parameters` (width=" in (tmp_path / "bench.md").read_text()
-    flops = run_bench(tmp_path / "flops", conll_files, "bench.match=flops", "bench.lengths=[]", "bench.repetitions=1",
-                      "bench.encoders=[dilated,bilstm]")["encoders"]
+    flops = run_bench(
+        tmp_path / "flops",
+        conll_files,
+        "bench.match=flops",
+        "bench.lengths=[]",
+        "bench.repetitions=1",
+        "bench.encoders=[dilated,bilstm]",
+    )["encoders"]
     assert abs(flops["dilated@flops"]["flops_per_symbol"] / flops["bilstm"]["flops_per_symbol"] - 1) < 0.1
 
 
 def test_the_profile_says_where_inference_spends_its_time(tmp_path, conll_files):
-    saved = run_bench(tmp_path, conll_files, "bench.profile=true", "bench.lengths=[]", "bench.repetitions=1",
-                      "bench.encoders=[dilated,bilstm]")
+    saved = run_bench(
+        tmp_path,
+        conll_files,
+        "bench.profile=true",
+        "bench.lengths=[]",
+        "bench.repetitions=1",
+        "bench.encoders=[dilated,bilstm]",
+    )
     # shares of time differ from run to run (a busy machine preempts some operators); what was called,
     # and how often, does not
     for name in ("dilated", "bilstm"):
@@ -222,19 +291,22 @@ def test_summarize_without_the_baseline_in_a_repetition_gives_no_ratio():
     assert row["ratio_to_baseline"] is None and row["median"] == 10.0
 
 
-@pytest.mark.parametrize("override,message", [
-    ("bench.repetitions=0", "bench.repetitions=0 must be a whole number, at least 1"),
-    ("bench.encoders=[plain,dialted]", "bench.encoders: unknown encoder(s) dialted"),
-    ("bench.baseline=lstm", "bench.baseline=lstm is not among bench.encoders"),
-    ("bench.neighbours=[-1]", "bench.neighbours=[-1] must be a list of whole numbers (0: alone)"),
-    ("bench.neighbours=[]", "bench.neighbours is empty"),
-    ("bench.match=size", "bench.match='size' must be parameters, flops or null"),
-    ("bench.neighbours=[0,0]", "bench.neighbours=[0, 0] names a setting twice"),
-    ("bench.encoders=[plain,plain]", "bench.encoders=['plain', 'plain'] names a setting twice"),
-    ("bench.peers=[spcy]", "bench.peers: unknown peer(s) spcy; known: spacy"),
-    ("bench.runtimes=[tflite]", "bench.runtimes=['tflite'] must name each of torch, onnx, onnx-int8 at most once"),
-    ("bench.runtimes=[onnx]", "bench.runtimes=['onnx'] runs trained checkpoints: give bench.checkpoints=[DIR,...]"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("bench.repetitions=0", "bench.repetitions=0 must be a whole number, at least 1"),
+        ("bench.encoders=[plain,dialted]", "bench.encoders: unknown encoder(s) dialted"),
+        ("bench.baseline=lstm", "bench.baseline=lstm is not among bench.encoders"),
+        ("bench.neighbours=[-1]", "bench.neighbours=[-1] must be a list of whole numbers (0: alone)"),
+        ("bench.neighbours=[]", "bench.neighbours is empty"),
+        ("bench.match=size", "bench.match='size' must be parameters, flops or null"),
+        ("bench.neighbours=[0,0]", "bench.neighbours=[0, 0] names a setting twice"),
+        ("bench.encoders=[plain,plain]", "bench.encoders=['plain', 'plain'] names a setting twice"),
+        ("bench.peers=[spcy]", "bench.peers: unknown peer(s) spcy; known: spacy"),
+        ("bench.runtimes=[tflite]", "bench.runtimes=['tflite'] must name each of torch, onnx, onnx-int8 at most once"),
+        ("bench.runtimes=[onnx]", "bench.runtimes=['onnx'] runs trained checkpoints: give bench.checkpoints=[DIR,...]"),
+    ],
+)
 def test_bad_bench_settings_are_one_line(tmp_path, conll_files, override, message):
     with pytest.raises(UserError) as error:
         run_bench(tmp_path, conll_files, override)
@@ -242,8 +314,9 @@ def test_bad_bench_settings_are_one_line(tmp_path, conll_files, override, messag
 
 
 def test_bench_through_the_cli(tmp_path, conll_files):
-    result = convnlp("bench", *conll_args(conll_files), *TINY_BENCH, "bench.lengths=[]", "bench.repetitions=1",
-                     cwd=tmp_path)
+    result = convnlp(
+        "bench", *conll_args(conll_files), *TINY_BENCH, "bench.lengths=[]", "bench.repetitions=1", cwd=tmp_path
+    )
     assert "| `plain` |" in result.stdout and "1 thread(s)" in result.stdout
     (run,) = tmp_path.glob("outputs/bench/*/")
     assert json.loads((run / "bench.json").read_text())["raw"]
@@ -263,12 +336,15 @@ def test_the_thread_policy_follows_a_busy_neighbour(tmp_path):
     import torch
 
     from convnlp.threads import ThreadPolicy, busy_seconds
+
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) < 2 or busy_seconds(cpus) is None:
         pytest.skip("needs 2 cores and /proc/stat")
     before = torch.get_num_threads()
-    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"],  # one busy core
-                                 preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}))
+    neighbour = subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"],  # one busy core
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}),
+    )
     try:
         policy = ThreadPolicy(0, interval=0.0, cpus=cpus[:2])
         policy.cap, policy.auto = 2, True
@@ -290,7 +366,7 @@ def test_the_thread_policy_follows_a_busy_neighbour(tmp_path):
         torch.set_num_threads(1)
         time.sleep(0.2)  # no other load in this window: the thread comes back
         assert policy.update(force=True) == 2
-        busy(10 ** 6)  # both cores busy with others' work: down to one
+        busy(10**6)  # both cores busy with others' work: down to one
         time.sleep(0.2)
         assert policy.update(force=True) == 1
         assert [threads for _, threads in policy.history] == [2, 1]
@@ -318,7 +394,7 @@ def _other_processes_cpu_seconds() -> float:
                 text = f.read()
         except OSError:  # gone meanwhile: its time went to its parent's cutime
             continue
-        total += sum(int(v) for v in text[text.rindex(")") + 2:].split()[11:15])
+        total += sum(int(v) for v in text[text.rindex(")") + 2 :].split()[11:15])
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -335,6 +411,7 @@ def test_the_thread_policy_follows_the_real_load_of_the_machine():
     import torch
 
     from convnlp.threads import ThreadPolicy, busy_seconds
+
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) != 2 or busy_seconds(cpus) is None or not os.path.isdir("/proc/self"):
         pytest.skip("needs exactly 2 cores (this test's thresholds), /proc/stat and /proc/<pid>/stat")
@@ -362,6 +439,7 @@ def test_busy_seconds_reads_the_cpus_asked_for(tmp_path):
     import os
 
     from convnlp.threads import busy_seconds
+
     stat = tmp_path / "stat"
     stat.write_text("cpu  10 0 10 100 5 0 0 0 0 0\ncpu0 4 1 3 50 2 1 1 0 0 0\ncpu1 6 0 7 50 3 0 0 0 0 0\n")
     tick = os.sysconf("SC_CLK_TCK")

@@ -9,11 +9,28 @@ from convnlp.data import tokenizer as tok
 from convnlp.model import build_model
 from convnlp.tasks import classification as cls
 
-TASK = {"name": "classification", "embedding_dim": 8, "embedding_dropout": 0.0, "pooling": "max",
-        "conv_blocks": 0, "conv_kernel": 3, "hidden": 0, "dropout": 0.0}
+TASK = {
+    "name": "classification",
+    "embedding_dim": 8,
+    "embedding_dropout": 0.0,
+    "pooling": "max",
+    "conv_blocks": 0,
+    "conv_kernel": 3,
+    "hidden": 0,
+    "dropout": 0.0,
+}
 ENCODERS = {
-    "dilated": {"name": "dilated", "width": 12, "kernel": 3, "dilations": [1, 2], "blocks": 1, "shared": False,
-                "activation": "relu", "norm": "layer", "dropout": 0.0},
+    "dilated": {
+        "name": "dilated",
+        "width": 12,
+        "kernel": 3,
+        "dilations": [1, 2],
+        "blocks": 1,
+        "shared": False,
+        "activation": "relu",
+        "norm": "layer",
+        "dropout": 0.0,
+    },
     "wide": {"name": "wide", "width": 4, "kernels": [1, 3, 5], "activation": "relu", "norm": "none", "dropout": 0.0},
     "bilstm": {"name": "bilstm", "hidden": 6, "layers": 1, "bidirectional": True, "dropout": 0.0},
 }
@@ -26,8 +43,9 @@ TEXTS = ["a good film", "bad", "the plot was dull and the acting was worse than 
 def test_a_texts_scores_do_not_depend_on_its_batch(pooling, conv_blocks, encoder):
     tokenizer = tok.build("char", TEXTS)
     torch.manual_seed(0)
-    model = build_model({**TASK, "pooling": pooling, "conv_blocks": conv_blocks}, ENCODERS[encoder],
-                        tokenizer.get_vocab_size(), 3).eval()
+    model = build_model(
+        {**TASK, "pooling": pooling, "conv_blocks": conv_blocks}, ENCODERS[encoder], tokenizer.get_vocab_size(), 3
+    ).eval()
     ids = tok.encode_texts(tokenizer, TEXTS)
     together = model(cls.make_batch({"ids": ids}, [0, 1, 2]))
     for i in range(3):
@@ -39,7 +57,9 @@ def test_a_texts_scores_do_not_depend_on_its_batch(pooling, conv_blocks, encoder
 @pytest.mark.parametrize("pooling", ["max", "mean", "attention"])
 def test_values_at_masked_positions_never_matter(pooling, conv_blocks):
     torch.manual_seed(0)
-    head = cls.ClassificationHead(cls.ClassificationConfig(pooling=pooling, conv_blocks=conv_blocks, dropout=0.0), 4, 3).eval()
+    head = cls.ClassificationHead(
+        cls.ClassificationConfig(pooling=pooling, conv_blocks=conv_blocks, dropout=0.0), 4, 3
+    ).eval()
     h = torch.randn(2, 9, 4)
     mask = torch.tensor([[True] * 5 + [False] * 4, [True] * 9])
     noisy = h.clone()
@@ -52,12 +72,16 @@ def test_pooling_values():
     h = torch.tensor([[[1.0, -2.0], [3.0, -4.0], [100.0, 100.0]]])
     mask = torch.tensor([[True, True, False]])
     assert cls.ClassificationHead(cls.ClassificationConfig(pooling="max"), 2, 2).pool(h, mask).tolist() == [[3.0, -2.0]]
-    assert cls.ClassificationHead(cls.ClassificationConfig(pooling="mean"), 2, 2).pool(h, mask).tolist() == [[2.0, -3.0]]
+    assert cls.ClassificationHead(cls.ClassificationConfig(pooling="mean"), 2, 2).pool(h, mask).tolist() == [
+        [2.0, -3.0]
+    ]
     attention = cls.ClassificationHead(cls.ClassificationConfig(pooling="attention"), 2, 2).pool(h, mask)
     assert 1.0 <= attention[0, 0] <= 3.0 and -4.0 <= attention[0, 1] <= -2.0  # a convex mix of real rows
     nothing = torch.zeros(1, 3, dtype=torch.bool)  # a text with no symbols pools to zeros, not nan
     for pooling in ("max", "mean", "attention"):
-        assert cls.ClassificationHead(cls.ClassificationConfig(pooling=pooling), 2, 2).pool(h, nothing).tolist() == [[0.0, 0.0]]
+        assert cls.ClassificationHead(cls.ClassificationConfig(pooling=pooling), 2, 2).pool(h, nothing).tolist() == [
+            [0.0, 0.0]
+        ]
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 7, 8, 9, 33])
@@ -103,8 +127,9 @@ def test_predict_records_give_label_probabilities_and_empty_texts():
     tokenizer = tok.build("word", TEXTS)
     torch.manual_seed(0)
     model = build_model(TASK, ENCODERS["dilated"], tokenizer.get_vocab_size(), 2)
-    records = cls.predict_records(model, tokenizer, ["neg", "pos"], ["a good film", "", "bad"],
-                                  torch.device("cpu"), TASK)
+    records = cls.predict_records(
+        model, tokenizer, ["neg", "pos"], ["a good film", "", "bad"], torch.device("cpu"), TASK
+    )
     assert [r["text"] for r in records] == ["a good film", "", "bad"]
     assert records[1] == {"text": "", "label": None, "probabilities": None, "error": "empty text"}
     for r in (records[0], records[2]):
@@ -130,8 +155,9 @@ def test_overfits_a_tiny_set():
         optimizer.step()
     assert count == 6 and loss.item() < 0.01
     model.eval()
-    result = cls.evaluate(model, tokenizer, ["neg", "pos"], {"text": texts, "label": labels}, TASK,
-                          torch.device("cpu"), 1000)
+    result = cls.evaluate(
+        model, tokenizer, ["neg", "pos"], {"text": texts, "label": labels}, TASK, torch.device("cpu"), 1000
+    )
     assert result["accuracy"] == 1.0 and result["macro_f1"] == 1.0
 
 
@@ -143,7 +169,7 @@ def test_token_dropout_replaces_real_symbols_with_unk_in_training_only():
     model.embedding.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
     batch = cls.make_batch({"ids": tok.encode_texts(tokenizer, TEXTS)}, [0, 1, 2])
     model.train()(batch)
-    dropped = (seen[-1] != batch["ids"])
+    dropped = seen[-1] != batch["ids"]
     assert dropped.any() and bool((seen[-1][dropped] == tok.UNK_ID).all())
     assert not bool(dropped[~batch["mask"]].any())  # padding stays padding
     model.eval()(batch)

@@ -15,8 +15,16 @@ import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import (TINY, TINY_CLASSIFIER, TINY_GENERATOR, conll_args, convnlp, review_args, run_dirs,
-                            spelling_args)
+from tests.conftest import (
+    TINY,
+    TINY_CLASSIFIER,
+    TINY_GENERATOR,
+    conll_args,
+    convnlp,
+    review_args,
+    run_dirs,
+    spelling_args,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +54,13 @@ def _kill_at_step(cwd, args: list[str], step: int):
     that checkpoint's metrics."""
     from convnlp import checkpoint
 
-    process = subprocess.Popen([sys.executable, "-m", "convnlp", "train", *args], cwd=cwd,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convnlp", "train", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         metrics = list(cwd.glob("outputs/train/*/last/metrics.json"))
@@ -66,21 +78,30 @@ def _kill_at_step(cwd, args: list[str], step: int):
 def trained(tmp_path_factory, conll_files):
     """One real training run on the tiny BIO data; several tests read its outputs."""
     cwd = tmp_path_factory.mktemp("run")
-    result = convnlp("train", *conll_args(conll_files), *TINY, "trainer.max_epochs=30",
-                     "optim.warmup_steps=20", cwd=cwd)
+    result = convnlp(
+        "train", *conll_args(conll_files), *TINY, "trainer.max_epochs=30", "optim.warmup_steps=20", cwd=cwd
+    )
     (run_dir,) = run_dirs(cwd)
     return cwd, run_dir, result
 
 
 def test_train_writes_a_complete_run_directory(trained):
     _, run_dir, result = trained
-    for name in ("best/model.safetensors", "best/config.json", "best/tokenizer.json", "best/labels.json",
-                 "best/metrics.json", "last/training_state.pt", "metrics.json", "train.log",
-                 ".hydra/config.yaml"):
+    for name in (
+        "best/model.safetensors",
+        "best/config.json",
+        "best/tokenizer.json",
+        "best/labels.json",
+        "best/metrics.json",
+        "last/training_state.pt",
+        "metrics.json",
+        "train.log",
+        ".hydra/config.yaml",
+    ):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["validation"]["accuracy"] > 0.9  # the tiny data is learnable
-    assert metrics["test"]["f1"] > 0.8               # BIO tags: seqeval entity F1 is reported
+    assert metrics["test"]["f1"] > 0.8  # BIO tags: seqeval entity F1 is reported
     assert json.loads((run_dir / "best" / "labels.json").read_text()) == ["B-LOC", "B-PER", "I-LOC", "O"]
     assert "data: whitespace-column files (data=conll)" in (run_dir / "train.log").read_text()
 
@@ -90,8 +111,14 @@ def test_tensorboard_events_hold_the_scalars(trained):
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s",
-            "validation/accuracy", "validation/f1"} <= scalars
+    assert {
+        "train/loss",
+        "train/lr",
+        "train/grad_norm",
+        "train/tokens_per_s",
+        "validation/accuracy",
+        "validation/f1",
+    } <= scalars
     assert {"grad_norm/encoder.project", "grad_norm/encoder.convs.0", "grad_norm/encoder.convs.1"} <= scalars
     losses = [e.value for e in events.Scalars("train/loss")]
     assert losses[-1] < losses[0]
@@ -118,15 +145,27 @@ def test_predict_tags_every_line_and_every_word(trained, tmp_path):
     assert rows[2]["tags"] == ["B-PER", "O", "B-LOC", "I-LOC", "O"]
     assert rows[3]["tags"] == rows[0]["tags"] * 200
     (tmp_path / "in.txt").write_text(text)
-    convnlp("predict", f"checkpoint={run_dir / 'best'}", f"input={tmp_path / 'in.txt'}",
-            f"output={tmp_path / 'out.jsonl'}", cwd=cwd)
+    convnlp(
+        "predict",
+        f"checkpoint={run_dir / 'best'}",
+        f"input={tmp_path / 'in.txt'}",
+        f"output={tmp_path / 'out.jsonl'}",
+        cwd=cwd,
+    )
     assert (tmp_path / "out.jsonl").read_text() == result.stdout
-    bad = convnlp("predict", f"checkpoint={run_dir / 'best'}", "output=/nonexistent/out.jsonl", cwd=cwd,
-                  input=text, check=False)
-    assert bad.returncode == 2 and bad.stderr == "convnlp: error: /nonexistent/out.jsonl: cannot open (No such file or directory)\n"
-    latin = convnlp("predict", f"checkpoint={run_dir / 'best'}", cwd=cwd, input="ok\ncaf\xe9 x\n".encode("latin-1"),
-                    check=False)
-    assert latin.returncode == 0 and "(first: <stdin>:2: cannot decode byte b'\\xe9' at column 4 as utf-8" in latin.stderr
+    bad = convnlp(
+        "predict", f"checkpoint={run_dir / 'best'}", "output=/nonexistent/out.jsonl", cwd=cwd, input=text, check=False
+    )
+    assert (
+        bad.returncode == 2
+        and bad.stderr == "convnlp: error: /nonexistent/out.jsonl: cannot open (No such file or directory)\n"
+    )
+    latin = convnlp(
+        "predict", f"checkpoint={run_dir / 'best'}", cwd=cwd, input="ok\ncaf\xe9 x\n".encode("latin-1"), check=False
+    )
+    assert (
+        latin.returncode == 0 and "(first: <stdin>:2: cannot decode byte b'\\xe9' at column 4 as utf-8" in latin.stderr
+    )
 
 
 def test_predict_keeps_every_line_when_one_cannot_be_read(trained, tmp_path):
@@ -139,8 +178,11 @@ def test_predict_keeps_every_line_when_one_cannot_be_read(trained, tmp_path):
     result = convnlp("predict", f"checkpoint={run_dir / 'best'}", cwd=cwd, input=stream)
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 70 and [r["tokens"][5] for r in rows[:5]] == ["0", "1", "2", "3", "4"]
-    assert rows[5] == {"tokens": None, "tags": None, "error": "line 6: cannot decode byte b'\\xe9' at column 14 as "
-                       "utf-8 (set encoding=...)"}
+    assert rows[5] == {
+        "tokens": None,
+        "tags": None,
+        "error": "line 6: cannot decode byte b'\\xe9' at column 14 as utf-8 (set encoding=...)",
+    }
     assert rows[6]["tokens"][5] == "6" and rows[69]["error"].startswith("line 70: cannot decode byte b'\\xff'")
     assert "2 input line(s) could not be read, each has an error record (first: <stdin>:6:" in result.stderr
     # on_error=stop: the lines before the bad one are written, then one line names it
@@ -149,9 +191,16 @@ def test_predict_keeps_every_line_when_one_cannot_be_read(trained, tmp_path):
     assert stop.stderr.startswith("convnlp: error: <stdin>:6: cannot decode byte") and stop.stderr.count("\n") == 1
     # a reader that leaves early (| head -1) ends the command quietly, as for any Unix filter
     (tmp_path / "many.txt").write_bytes(b"Alice met Bob .\n" * 20000)
-    piped = subprocess.run(f"{sys.executable} -m convnlp predict checkpoint={run_dir / 'best'} "
-                           f"input={tmp_path / 'many.txt'} 2>{tmp_path / 'err.txt'} | head -1", shell=True, cwd=cwd,
-                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    piped = subprocess.run(
+        f"{sys.executable} -m convnlp predict checkpoint={run_dir / 'best'} "
+        f"input={tmp_path / 'many.txt'} 2>{tmp_path / 'err.txt'} | head -1",
+        shell=True,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert json.loads(piped.stdout)["tags"] == ["B-PER", "O", "B-PER", "O"]
     assert (tmp_path / "err.txt").read_text() == ""
 
@@ -161,8 +210,12 @@ def test_runs_started_at_once_get_their_own_directories_and_a_failed_run_logs_wh
     says why it failed."""
     args = [sys.executable, "-m", "convnlp", "train", *conll_args(conll_files), *TINY, "trainer.max_steps=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    processes = [subprocess.Popen([*args, f"seed={i}"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for i in range(3)]
+    processes = [
+        subprocess.Popen(
+            [*args, f"seed={i}"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for i in range(3)
+    ]
     assert [p.wait(timeout=300) for p in processes] == [0, 0, 0]
     runs = run_dirs(tmp_path)
     assert len(runs) == 3
@@ -178,8 +231,14 @@ def test_runs_started_at_once_get_their_own_directories_and_a_failed_run_logs_wh
 def test_a_run_killed_before_its_first_evaluation_resumes_from_its_own_checkpoint(tmp_path, conll_files):
     """Issue 16: last/ is written on its own schedule (trainer.checkpoint_every steps here,
     trainer.checkpoint_minutes by default), not only at evaluations."""
-    args = [*conll_args(conll_files), *TINY, "trainer.batch_tokens=80", "trainer.max_epochs=1",
-            "trainer.threads=1", "trainer.checkpoint_every=10"]
+    args = [
+        *conll_args(conll_files),
+        *TINY,
+        "trainer.batch_tokens=80",
+        "trainer.max_epochs=1",
+        "trainer.threads=1",
+        "trainer.checkpoint_every=10",
+    ]
     full, killed_cwd = _uninterrupted(tmp_path, args)
     steps = json.loads((full / "metrics.json").read_text())["steps"]
     assert steps > 40  # one epoch, evaluated once at its end
@@ -194,9 +253,15 @@ def test_a_run_killed_before_its_first_evaluation_resumes_from_its_own_checkpoin
 
 
 def test_resume_after_a_killed_run_gives_the_same_model(tmp_path, conll_files):
-    args = [*conll_args(conll_files), *TINY, "trainer.max_steps=300", "trainer.max_epochs=100",
-            "trainer.eval_every=10",
-            "trainer.threads=1", "trainer.patience=0"]
+    args = [
+        *conll_args(conll_files),
+        *TINY,
+        "trainer.max_steps=300",
+        "trainer.max_epochs=100",
+        "trainer.eval_every=10",
+        "trainer.threads=1",
+        "trainer.patience=0",
+    ]
     full, killed_cwd = _uninterrupted(tmp_path, args)
 
     killed, last, state = _kill_at_step(killed_cwd, args, 50)
@@ -236,8 +301,11 @@ def test_a_finished_run_continues_with_a_longer_budget_and_the_two_ends_average(
     evaluated = convnlp("eval", "checkpoint=averaged", "data.split=test", cwd=tmp_path)
     assert '"tokens": 240' in evaluated.stdout
     again = convnlp("average", ends, "output=averaged", cwd=tmp_path, check=False)
-    assert again.returncode == 2 and again.stderr.strip() == \
-        "convnlp: error: output=averaged: exists and is not an empty directory; choose a new directory"
+    assert (
+        again.returncode == 2
+        and again.stderr.strip()
+        == "convnlp: error: output=averaged: exists and is not an empty directory; choose a new directory"
+    )
     single = convnlp("average", f"checkpoints={first / 'last'}", "output=x", cwd=tmp_path, check=False)
     assert single.returncode == 2 and "give a list of checkpoint directories, checkpoints=[DIR1,DIR2]" in single.stderr
 
@@ -265,8 +333,14 @@ def test_ema_is_a_running_mean_until_its_window_is_full_then_exponential():
 def test_ema_weights_are_saved_and_a_resumed_ema_run_matches_an_uninterrupted_one(tmp_path, conll_files):
     """trainer.ema: checkpoints hold the moving average, last/ keeps the trained weights to resume
     from, and a run continued with the average (even from a run without it) is the same run."""
-    args = [*conll_args(conll_files), *TINY, "trainer.threads=1", "trainer.patience=0",
-            "optim.schedule=constant", "optim.warmup_steps=0"]  # the same learning rates whatever the budget
+    args = [
+        *conll_args(conll_files),
+        *TINY,
+        "trainer.threads=1",
+        "trainer.patience=0",
+        "optim.schedule=constant",
+        "optim.warmup_steps=0",
+    ]  # the same learning rates whatever the budget
     full_cwd, parts_cwd = tmp_path / "full", tmp_path / "parts"
     full_cwd.mkdir()
     parts_cwd.mkdir()
@@ -306,14 +380,26 @@ def test_ema_weights_are_saved_and_a_resumed_ema_run_matches_an_uninterrupted_on
 
 
 def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
-    convnlp("train", "-m", "encoder=plain,dilated", "tokenizer=char,word", "trainer.max_steps=3",
-            *conll_args(conll_files), "trainer.progress=false", "encoder.width=8", cwd=tmp_path)
+    convnlp(
+        "train",
+        "-m",
+        "encoder=plain,dilated",
+        "tokenizer=char,word",
+        "trainer.max_steps=3",
+        *conll_args(conll_files),
+        "trainer.progress=false",
+        "encoder.width=8",
+        cwd=tmp_path,
+    )
     runs = sorted(tmp_path.glob("outputs/train-multirun/*/*/best/config.json"))
     configs = [json.loads(p.read_text()) for p in runs]
     assert [(c["encoder"]["name"], c["tokenizer"]["name"]) for c in configs] == [
-        ("plain", "char"), ("plain", "word"), ("dilated", "char"), ("dilated", "word")]
-    assert all(json.loads((p.parent.parent / "metrics.json").read_text())["test"]["tokens"] == 240
-               for p in runs)
+        ("plain", "char"),
+        ("plain", "word"),
+        ("dilated", "char"),
+        ("dilated", "word"),
+    ]
+    assert all(json.loads((p.parent.parent / "metrics.json").read_text())["test"]["tokens"] == 240 for p in runs)
     # convnlp report: the sweep as one table, sorted, the best marked; a run without metrics listed with why
     (sweep,) = tmp_path.glob("outputs/train-multirun/*/")
     failed = sweep / "9_broken" / ".hydra"
@@ -329,7 +415,9 @@ def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
     # the last row: mean ± sample std over the four finished runs (a cross-validation's figure)
     mean, std = table[7].split(" | ")[3].rstrip("%").split(" ± ")
     assert table[7].startswith("|  | mean ± std | 4 runs |")
-    assert abs(float(mean) - statistics.mean(accuracies)) < 0.01 and abs(float(std) - statistics.stdev(accuracies)) < 0.01
+    assert (
+        abs(float(mean) - statistics.mean(accuracies)) < 0.01 and abs(float(std) - statistics.stdev(accuracies)) < 0.01
+    )
     (report_dir,) = tmp_path.glob("outputs/report/*/")
     assert (report_dir / "report.md").read_text() == result.stdout
     rows = list(csv.DictReader(open(report_dir / "report.csv")))
@@ -342,32 +430,57 @@ def test_multirun_sweep_keeps_separate_directories(tmp_path, conll_files):
 
 def test_every_encoder_family_trains_through_the_cli(tmp_path, conll_files):
     families = ["plain", "residual", "dense", "dilated", "wide", "lstm", "bilstm"]
-    convnlp("train", "-m", f"encoder={','.join(families)}", "trainer.max_steps=3", *conll_args(conll_files),
-            "trainer.progress=false", "task.embedding_dim=8", cwd=tmp_path)
-    runs = sorted(tmp_path.glob("outputs/train-multirun/*/*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0]))
+    convnlp(
+        "train",
+        "-m",
+        f"encoder={','.join(families)}",
+        "trainer.max_steps=3",
+        *conll_args(conll_files),
+        "trainer.progress=false",
+        "task.embedding_dim=8",
+        cwd=tmp_path,
+    )
+    runs = sorted(
+        tmp_path.glob("outputs/train-multirun/*/*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0])
+    )
     metrics = [json.loads(p.read_text()) for p in runs]
     assert [json.loads((p.parent / "best" / "config.json").read_text())["encoder"]["name"] for p in runs] == families
     assert [m["receptive_field"] for m in metrics][5:] == ["unbounded", "unbounded"]
     assert all(m["test"]["tokens"] == 240 for m in metrics)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["train", "encoder=dialted"], "unknown encoder 'dialted'; choose one of: bilstm, dense, dilated, lstm, plain, residual, wide"),
-    (["train", "encoder=wide", "encoder.kernels=[3,4]"], "encoder.kernels=[3, 4] must be a non-empty list of odd numbers"),
-    (["train", "trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'; valid keys in trainer:"),
-    (["train", "trainer.max_steps=many"], "trainer.max_steps: Value 'many' of type 'str' could not"),
-    (["train", "-m", "encoder=plain,nope"], "unknown encoder 'nope'"),
-    (["eval", "checkpoint=missing_dir"], "missing_dir: checkpoint directory not found"),
-    (["predict"], "checkpoint is required: add checkpoint=..."),
-    (["train", "data=conll"], "data=conll needs a training file: data.train=PATH"),
-    (["train", "data=conllu", "data.train=nope.conllu"], "nope.conllu: no such file"),
-    (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, export, inspect, average"),
-    (["train", "task=classification", "data=ud_ewt"], "data=ud_ewt is tagging data; task=classification needs one of:"),
-    (["train", "task=classification", "task.pooling=first"], "task.pooling='first' is not valid; choose one of: max, mean, attention"),
-    (["train", "task=classification", "data=mr", "data.fold=10"], "data.fold=10 must be in 0..9"),
-    (["train", "task=classification", "data=hub"], "data.path is required: add data.path=..."),
-    (["train", "task=classification", "data=jsonl", "data.train=none.jsonl"], "none.jsonl: no such file"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["train", "encoder=dialted"],
+            "unknown encoder 'dialted'; choose one of: bilstm, dense, dilated, lstm, plain, residual, wide",
+        ),
+        (
+            ["train", "encoder=wide", "encoder.kernels=[3,4]"],
+            "encoder.kernels=[3, 4] must be a non-empty list of odd numbers",
+        ),
+        (["train", "trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'; valid keys in trainer:"),
+        (["train", "trainer.max_steps=many"], "trainer.max_steps: Value 'many' of type 'str' could not"),
+        (["train", "-m", "encoder=plain,nope"], "unknown encoder 'nope'"),
+        (["eval", "checkpoint=missing_dir"], "missing_dir: checkpoint directory not found"),
+        (["predict"], "checkpoint is required: add checkpoint=..."),
+        (["train", "data=conll"], "data=conll needs a training file: data.train=PATH"),
+        (["train", "data=conllu", "data.train=nope.conllu"], "nope.conllu: no such file"),
+        (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, export, inspect, average"),
+        (
+            ["train", "task=classification", "data=ud_ewt"],
+            "data=ud_ewt is tagging data; task=classification needs one of:",
+        ),
+        (
+            ["train", "task=classification", "task.pooling=first"],
+            "task.pooling='first' is not valid; choose one of: max, mean, attention",
+        ),
+        (["train", "task=classification", "data=mr", "data.fold=10"], "data.fold=10 must be in 0..9"),
+        (["train", "task=classification", "data=hub"], "data.path is required: add data.path=..."),
+        (["train", "task=classification", "data=jsonl", "data.train=none.jsonl"], "none.jsonl: no such file"),
+    ],
+)
 def test_errors_are_one_line(tmp_path, args, message):
     result = convnlp(*args, cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr
@@ -388,8 +501,10 @@ def test_help_lists_commands_and_groups(tmp_path):
     assert "train" in convnlp("--help", cwd=tmp_path).stdout
     groups = convnlp("train", "--help", cwd=tmp_path).stdout
     assert "encoder: bilstm, dense, dilated, lstm, plain, residual, wide" in groups
-    assert "data: cmudict_g2p, cmudict_stress, cmudict_syllables, conll, conllu, csv, hub, jsonl, mr, parallel, " \
+    assert (
+        "data: cmudict_g2p, cmudict_stress, cmudict_syllables, conll, conllu, csv, hub, jsonl, mr, parallel, "
         "probe_longrange, sst2, tsv, ud_ewt" in groups
+    )
     assert "task: classification, generation, tagging" in groups and "decoder: deconv" in groups
 
 
@@ -398,8 +513,8 @@ def test_ud_ewt_and_the_default_data_train_through_the_cli(tmp_path, shared_data
     convnlp("train", "data=ud_ewt", *TINY, "trainer.max_steps=3", cwd=tmp_path, env=env)
     convnlp("train", *TINY, "trainer.max_steps=3", cwd=tmp_path)
     first, second = [json.loads((d / "metrics.json").read_text()) for d in run_dirs(tmp_path)]
-    assert first["test"]["tokens"] == 25094 and "validation" in first   # UD English-EWT test split
-    assert second["test"]["tokens"] > 40000                               # CMUdict stress
+    assert first["test"]["tokens"] == 25094 and "validation" in first  # UD English-EWT test split
+    assert second["test"]["tokens"] > 40000  # CMUdict stress
 
 
 # ------------------------------------------------------------------------------ classification
@@ -409,9 +524,19 @@ def test_ud_ewt_and_the_default_data_train_through_the_cli(tmp_path, shared_data
 def classified(tmp_path_factory, review_files):
     cwd = tmp_path_factory.mktemp("classification")
     # a tiny model (embeddings of 8) cannot afford the defaults' dropout and word dropout
-    result = convnlp("train", *review_args(review_files), *TINY_CLASSIFIER, "tokenizer=word",
-                     "trainer.max_epochs=15", "trainer.batch_tokens=150", "optim.warmup_steps=10", "task.dropout=0.3",
-                     "task.embedding_dropout=0.1", "task.token_dropout=0", cwd=cwd)
+    result = convnlp(
+        "train",
+        *review_args(review_files),
+        *TINY_CLASSIFIER,
+        "tokenizer=word",
+        "trainer.max_epochs=15",
+        "trainer.batch_tokens=150",
+        "optim.warmup_steps=10",
+        "task.dropout=0.3",
+        "task.embedding_dropout=0.1",
+        "task.token_dropout=0",
+        cwd=cwd,
+    )
     (run_dir,) = run_dirs(cwd)
     return cwd, run_dir, result
 
@@ -439,26 +564,46 @@ def test_classification_eval_and_predict(classified, review_files, tmp_path):
     final = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert printed["accuracy"] == final["accuracy"] and printed["unseen_labels"] == {}
     text = "the film was great\n\nreally dull and boring plot\n"
-    rows = [json.loads(line) for line in convnlp("predict", f"checkpoint={run_dir / 'best'}", cwd=cwd,
-                                                  input=text).stdout.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in convnlp("predict", f"checkpoint={run_dir / 'best'}", cwd=cwd, input=text).stdout.splitlines()
+    ]
     assert [r["label"] for r in rows] == ["pos", None, "neg"]
     assert rows[0]["probabilities"]["pos"] > 0.5 and rows[1]["error"] == "empty text"
     # a label never seen in training: warned about, counted as an error
     other = tmp_path / "other.csv"
     other.write_text("text,label\nthe film was great,pos\nso so,mixed\n")
-    result = convnlp("eval", f"checkpoint={run_dir / 'best'}", "data=csv", f"data.train={review_files['train']}",
-                     f"data.test={other}", "data.split=test", cwd=cwd)
-    printed = json.loads(result.stdout[result.stdout.index("{\n"): result.stdout.rindex("}") + 1])
+    result = convnlp(
+        "eval",
+        f"checkpoint={run_dir / 'best'}",
+        "data=csv",
+        f"data.train={review_files['train']}",
+        f"data.test={other}",
+        "data.split=test",
+        cwd=cwd,
+    )
+    printed = json.loads(result.stdout[result.stdout.index("{\n") : result.stdout.rindex("}") + 1])
     assert printed["unseen_labels"] == {"mixed": 1} and printed["accuracy"] <= 0.5
     assert "1 text(s) carry labels never seen in training: mixed (1)" in result.stderr + result.stdout
 
 
 def test_every_encoder_family_classifies_through_the_cli(tmp_path, review_files):
     families = ["plain", "residual", "dense", "dilated", "wide", "lstm", "bilstm"]
-    convnlp("train", "-m", f"encoder={','.join(families)}", "task.pooling=attention", "task.conv_blocks=2",
-            "trainer.max_steps=3", *review_args(review_files), "trainer.progress=false", "task.embedding_dim=8",
-            cwd=tmp_path)
-    runs = sorted(tmp_path.glob("outputs/train-multirun/*/*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0]))
+    convnlp(
+        "train",
+        "-m",
+        f"encoder={','.join(families)}",
+        "task.pooling=attention",
+        "task.conv_blocks=2",
+        "trainer.max_steps=3",
+        *review_args(review_files),
+        "trainer.progress=false",
+        "task.embedding_dim=8",
+        cwd=tmp_path,
+    )
+    runs = sorted(
+        tmp_path.glob("outputs/train-multirun/*/*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0])
+    )
     assert [json.loads((p.parent / "best" / "config.json").read_text())["encoder"]["name"] for p in runs] == families
     assert all(json.loads(p.read_text())["test"]["examples"] == 60 for p in runs)
 
@@ -474,10 +619,26 @@ def test_classification_file_errors_name_file_and_line(tmp_path, review_files):
 
 def test_sst2_mr_and_the_default_classification_data_through_the_cli(tmp_path, shared_datasets):
     env = {"CONVNLP_DATA_DIR": str(shared_datasets)}
-    convnlp("train", "task=classification", "data=sst2", "tokenizer=bpe", *TINY_CLASSIFIER, "trainer.max_steps=3",
-            cwd=tmp_path, env=env)
-    convnlp("train", "task=classification", "data=mr", "data.fold=3", *TINY_CLASSIFIER, "trainer.max_steps=3",
-            cwd=tmp_path, env=env)
+    convnlp(
+        "train",
+        "task=classification",
+        "data=sst2",
+        "tokenizer=bpe",
+        *TINY_CLASSIFIER,
+        "trainer.max_steps=3",
+        cwd=tmp_path,
+        env=env,
+    )
+    convnlp(
+        "train",
+        "task=classification",
+        "data=mr",
+        "data.fold=3",
+        *TINY_CLASSIFIER,
+        "trainer.max_steps=3",
+        cwd=tmp_path,
+        env=env,
+    )
     convnlp("train", "task=classification", *TINY_CLASSIFIER, "trainer.max_steps=3", cwd=tmp_path)
     sst2, mr, default = [json.loads((d / "metrics.json").read_text()) for d in run_dirs(tmp_path)]
     assert sst2["test"]["examples"] == 1821 and sst2["validation"]["examples"] == 872
@@ -491,8 +652,16 @@ def test_sst2_mr_and_the_default_classification_data_through_the_cli(tmp_path, s
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory, spelling_files):
     cwd = tmp_path_factory.mktemp("generation")
-    result = convnlp("train", *spelling_args(spelling_files), *TINY_GENERATOR, "task.loss=ctc", "trainer.max_epochs=25",
-                     "trainer.batch_tokens=400", "optim.warmup_steps=20", cwd=cwd)
+    result = convnlp(
+        "train",
+        *spelling_args(spelling_files),
+        *TINY_GENERATOR,
+        "task.loss=ctc",
+        "trainer.max_epochs=25",
+        "trainer.batch_tokens=400",
+        "optim.warmup_steps=20",
+        cwd=cwd,
+    )
     (run_dir,) = run_dirs(cwd)
     return cwd, run_dir, result
 
@@ -507,8 +676,9 @@ def test_generation_trains_to_low_error_rates(generated):
     assert json.loads((run_dir / "best" / "labels.json").read_text())[:3] == ["<pad>", "</s>", "<blank>"]
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
-    assert {"validation/wer", "validation/per", "validation/cer", "validation/bleu", "train/loss"} \
-        <= set(events.Tags()["scalars"])
+    assert {"validation/wer", "validation/per", "validation/cer", "validation/bleu", "train/loss"} <= set(
+        events.Tags()["scalars"]
+    )
 
 
 def test_generation_eval_and_predict(generated, spelling_files):
@@ -517,8 +687,12 @@ def test_generation_eval_and_predict(generated, spelling_files):
     printed = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
     final = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert printed["wer"] == final["wer"] and printed["per"] == final["per"]
-    rows = [json.loads(line) for line in convnlp("predict", f"checkpoint={run_dir / 'best'}", cwd=cwd,
-                                                  input="abba\n\nabcdefgabc\ncafe\n").stdout.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in convnlp(
+            "predict", f"checkpoint={run_dir / 'best'}", cwd=cwd, input="abba\n\nabcdefgabc\ncafe\n"
+        ).stdout.splitlines()
+    ]
     assert rows[0] == {"source": "abba", "output": "A B A", "tokens": ["A", "B", "A"]}
     assert rows[1]["output"] is None and rows[1]["error"] == "empty text"
     assert rows[2]["output"] is None and "longer than decoder.source_length=8" in rows[2]["error"]
@@ -538,16 +712,28 @@ def test_an_ensemble_evaluates_and_predicts_and_needs_one_task(generated, traine
     mixed = convnlp("eval", f"checkpoint=[{run_dir / 'best'},{tagger / 'best'}]", cwd=cwd, check=False)
     assert mixed.returncode == 2 and mixed.stderr.strip() == (
         f"convnlp: error: {tagger / 'best'}: task=tagging where {run_dir / 'best'} has task=generation; "
-        "an ensemble's checkpoints must share the task, the tokenizer, the labels and the word features")
+        "an ensemble's checkpoints must share the task, the tokenizer, the labels and the word features"
+    )
 
 
 def test_init_starts_from_a_checkpoints_weights_and_a_teacher_relabels_the_training_sources(
-        tmp_path, generated, spelling_files, trained, conll_files):
+    tmp_path, generated, spelling_files, trained, conll_files
+):
     _, run_dir, _ = generated
     # a run directory stands for its best/; a learning rate of 1e-9 leaves the weights as they were
-    result = convnlp("train", *spelling_args(spelling_files), *TINY_GENERATOR, "task.loss=ctc",
-                     f"trainer.init={run_dir}", f"trainer.teacher=[{run_dir / 'best'},{run_dir / 'last'}]",
-                     "trainer.max_steps=1", "optim.lr=1e-9", "optim.warmup_steps=0", "trainer.ema=0.9", cwd=tmp_path)
+    result = convnlp(
+        "train",
+        *spelling_args(spelling_files),
+        *TINY_GENERATOR,
+        "task.loss=ctc",
+        f"trainer.init={run_dir}",
+        f"trainer.teacher=[{run_dir / 'best'},{run_dir / 'last'}]",
+        "trainer.max_steps=1",
+        "optim.lr=1e-9",
+        "optim.warmup_steps=0",
+        "trainer.ema=0.9",
+        cwd=tmp_path,
+    )
     (student,) = run_dirs(tmp_path)
     metrics = json.loads((student / "metrics.json").read_text())
     teacher_metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -564,31 +750,38 @@ def test_init_starts_from_a_checkpoints_weights_and_a_teacher_relabels_the_train
     assert before.keys() == after.keys()
     assert all(torch.allclose(after[k], v, atol=1e-5) for k, v in before.items())
     assert metrics["test"]["wer"] == teacher_metrics["test"]["wer"]
-    assert json.loads((student / "best" / "labels.json").read_text()) == \
-        json.loads((run_dir / "best" / "labels.json").read_text())
+    assert json.loads((student / "best" / "labels.json").read_text()) == json.loads(
+        (run_dir / "best" / "labels.json").read_text()
+    )
     for args, message in (
-            (["encoder.width=48", f"trainer.init={run_dir}"],
-             (f"trainer.init: {run_dir / 'best'} is another model (encoder.width: 32 there, 48 now); set the model "
-              "groups as it has them")),
-            (["trainer.init=nowhere"], "trainer.init: nowhere: checkpoint directory not found"),
-            (["trainer.teacher=[]"], "trainer.teacher=[]: give a checkpoint directory, or a list of them (an ensemble)"),
-            ([f"trainer.teacher={trained[1]}"],
-             f"trainer.teacher: {trained[1] / 'best'} is a task=tagging model; it cannot teach task=generation"),
-            ([f"trainer.teacher={run_dir}", "task.target_tokens=char"],
-             f"trainer.teacher: {run_dir / 'best'} has task.target_tokens=word, this run char; they must be the same")):
+        (
+            ["encoder.width=48", f"trainer.init={run_dir}"],
+            (
+                f"trainer.init: {run_dir / 'best'} is another model (encoder.width: 32 there, 48 now); set the model "
+                "groups as it has them"
+            ),
+        ),
+        (["trainer.init=nowhere"], "trainer.init: nowhere: checkpoint directory not found"),
+        (["trainer.teacher=[]"], "trainer.teacher=[]: give a checkpoint directory, or a list of them (an ensemble)"),
+        (
+            [f"trainer.teacher={trained[1]}"],
+            f"trainer.teacher: {trained[1] / 'best'} is a task=tagging model; it cannot teach task=generation",
+        ),
+        (
+            [f"trainer.teacher={run_dir}", "task.target_tokens=char"],
+            f"trainer.teacher: {run_dir / 'best'} has task.target_tokens=word, this run char; they must be the same",
+        ),
+    ):
         result = convnlp("train", *spelling_args(spelling_files), *TINY_GENERATOR, *args, cwd=tmp_path, check=False)
         assert result.returncode == 2 and result.stderr == f"convnlp: error: {message}\n"
-    result = convnlp("train", *conll_args(conll_files), *TINY, f"trainer.teacher={run_dir}", cwd=tmp_path,
-                     check=False)
+    result = convnlp("train", *conll_args(conll_files), *TINY, f"trainer.teacher={run_dir}", cwd=tmp_path, check=False)
     assert result.stderr == "convnlp: error: trainer.teacher: distillation is for task=generation, not task=tagging\n"
 
 
 def test_inspect_shows_the_decoders_length_arithmetic(tmp_path, generated):
     _, run_dir, _ = generated
-    result = convnlp("inspect", "task=generation", "decoder.bottleneck=vector", "decoder.max_length=20",
-                     cwd=tmp_path)
-    for stage in ("code: pooled vector", "up[0] deconv k=4 s=2 p=1", "up[4] deconv k=4 s=2 p=1",
-                  "crop to max_length"):
+    result = convnlp("inspect", "task=generation", "decoder.bottleneck=vector", "decoder.max_length=20", cwd=tmp_path)
+    for stage in ("code: pooled vector", "up[0] deconv k=4 s=2 p=1", "up[4] deconv k=4 s=2 p=1", "crop to max_length"):
         assert stage in result.stdout
     (out,) = (tmp_path / "outputs" / "inspect").glob("*/")
     lengths = json.loads((out / "inspect.json").read_text())["decoder"]["lengths"]
@@ -600,12 +793,27 @@ def test_inspect_shows_the_decoders_length_arithmetic(tmp_path, generated):
 
 
 def test_both_losses_and_bottlenecks_train_through_the_cli(tmp_path, spelling_files):
-    convnlp("train", "-m", "task.loss=ce,ctc", "decoder.bottleneck=vector,sequence", "trainer.max_steps=3",
-            *spelling_args(spelling_files), *TINY_GENERATOR, "decoder.max_length=16", cwd=tmp_path)
-    runs = sorted(tmp_path.glob("outputs/train-multirun/*/*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0]))
+    convnlp(
+        "train",
+        "-m",
+        "task.loss=ce,ctc",
+        "decoder.bottleneck=vector,sequence",
+        "trainer.max_steps=3",
+        *spelling_args(spelling_files),
+        *TINY_GENERATOR,
+        "decoder.max_length=16",
+        cwd=tmp_path,
+    )
+    runs = sorted(
+        tmp_path.glob("outputs/train-multirun/*/*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[0])
+    )
     configs = [json.loads((p.parent / "best" / "config.json").read_text()) for p in runs]
-    assert [(c["task"]["loss"], c["decoder"]["bottleneck"]) for c in configs] == \
-        [("ce", "vector"), ("ce", "sequence"), ("ctc", "vector"), ("ctc", "sequence")]
+    assert [(c["task"]["loss"], c["decoder"]["bottleneck"]) for c in configs] == [
+        ("ce", "vector"),
+        ("ce", "sequence"),
+        ("ctc", "vector"),
+        ("ctc", "sequence"),
+    ]
     assert all(json.loads(p.read_text())["test"]["examples"] > 40 for p in runs)
     # the loss x bottleneck table (README): convnlp report sorted by validation WER, lowest first
     (sweep,) = tmp_path.glob("outputs/train-multirun/*/")
@@ -622,27 +830,47 @@ def test_generation_errors_are_one_line(tmp_path, spelling_files):
     long.write_text("ab\tA B\nabcdefgabcdefg\tA\nabc\tA B C D E F G H I J\n")
     result = convnlp("train", *TINY_GENERATOR, "data=parallel", f"data.train={long}", cwd=tmp_path, check=False)
     assert result.returncode == 2
-    assert result.stderr.startswith("convnlp: error: train: 1 target(s) need more than min(2 x source symbols + 6, "
-                                    "decoder.max_length=8) positions (decoder.output_length=source) (up to 11; "
-                                    "first: 'abc' -> 'A B C D E F G H I J'); 1 source(s) are longer than "
-                                    "decoder.source_length=8 symbols")
+    assert result.stderr.startswith(
+        "convnlp: error: train: 1 target(s) need more than min(2 x source symbols + 6, "
+        "decoder.max_length=8) positions (decoder.output_length=source) (up to 11; "
+        "first: 'abc' -> 'A B C D E F G H I J'); 1 source(s) are longer than "
+        "decoder.source_length=8 symbols"
+    )
     assert result.stderr.count("\n") == 1
-    result = convnlp("train", *TINY_GENERATOR, "data=parallel", f"data.train={long}", "decoder.too_long=filter",
-                     "trainer.max_steps=2", cwd=tmp_path)
+    result = convnlp(
+        "train",
+        *TINY_GENERATOR,
+        "data=parallel",
+        f"data.train={long}",
+        "decoder.too_long=filter",
+        "trainer.max_steps=2",
+        cwd=tmp_path,
+    )
     assert "left out 2 pair(s) (decoder.too_long=filter)" in result.stderr + result.stdout
     result = convnlp("train", *TINY_GENERATOR, "data=parallel", cwd=tmp_path, check=False)
     assert result.stderr == "convnlp: error: data=parallel needs a training file: data.train=PATH\n"
-    result = convnlp("train", "task=generation", "decoder.strides=[2]", "decoder.max_length=80", cwd=tmp_path,
-                     check=False)
-    assert result.stderr == "convnlp: error: decoder.strides=[2] reach 64 positions (32 -> 64), fewer than " \
+    result = convnlp(
+        "train", "task=generation", "decoder.strides=[2]", "decoder.max_length=80", cwd=tmp_path, check=False
+    )
+    assert (
+        result.stderr == "convnlp: error: decoder.strides=[2] reach 64 positions (32 -> 64), fewer than "
         "decoder.max_length=80; add layers or leave decoder.strides empty\n"
+    )
     result = convnlp("train", "task=generation", "data=sst2", cwd=tmp_path, check=False)
     assert result.stderr.startswith("convnlp: error: data=sst2 is classification data; task=generation needs one of: ")
 
 
 def test_the_default_generation_data_through_the_cli(tmp_path):
-    convnlp("train", "task=generation", "decoder=deconv", "trainer.max_steps=2", "encoder.width=16",
-            "decoder.width=16", "trainer.progress=false", cwd=tmp_path)
+    convnlp(
+        "train",
+        "task=generation",
+        "decoder=deconv",
+        "trainer.max_steps=2",
+        "encoder.width=16",
+        "decoder.width=16",
+        "trainer.progress=false",
+        cwd=tmp_path,
+    )
     (run_dir,) = run_dirs(tmp_path)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["examples"] > 5000 and metrics["validation"]["examples"] > 5000
@@ -655,9 +883,13 @@ def test_random_kills_resume_to_identical_weights_and_failed_writes_stop_in_one_
     read-only directory, full disk where a tmpfs can be mounted). A small budget here; the README
     gives the command for the large one."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "reliability.py"
-    result = subprocess.run([sys.executable, str(script), "kill", "write-fails", "--kills", "2",
-                             "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, str(script), "kill", "write-fails", "--kills", "2", "--json", str(tmp_path / "r.json")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "r.json").read_text())
     kill = report["kill"]
@@ -682,13 +914,23 @@ def test_run_directories_of_the_same_second_are_claimed_exclusively(tmp_path, mo
 def test_a_run_killed_during_its_final_evaluation_finishes_without_training_more(tmp_path, conll_files):
     """A run that stopped early (patience) and was killed before it marked itself finished: the
     resume goes straight to the final evaluation, so its weights stay those of the stopped run."""
-    args = [*conll_args(conll_files), *TINY, "trainer.threads=1", "trainer.eval_every=5", "trainer.patience=1",
-            "optim.lr=1e-9", "optim.warmup_steps=0", "trainer.max_epochs=50"]
+    args = [
+        *conll_args(conll_files),
+        *TINY,
+        "trainer.threads=1",
+        "trainer.eval_every=5",
+        "trainer.patience=1",
+        "optim.lr=1e-9",
+        "optim.warmup_steps=0",
+        "trainer.max_epochs=50",
+    ]
     convnlp("train", *args, cwd=tmp_path)
     (stopped,) = run_dirs(tmp_path)
     metrics = json.loads((stopped / "metrics.json").read_text())
-    assert metrics["stop_reason"] == "trainer.patience=1: no better validation f1 in 1 evaluations" and \
-        metrics["steps"] == 10
+    assert (
+        metrics["stop_reason"] == "trainer.patience=1: no better validation f1 in 1 evaluations"
+        and metrics["steps"] == 10
+    )
     last = json.loads((stopped / "last" / "metrics.json").read_text())
     assert last["finished"] is True
     (stopped / "last" / "metrics.json").write_text(json.dumps({**last, "finished": False}))  # killed before this

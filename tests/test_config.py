@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 
 from convnlp.config import SCHEMAS, validate
 from convnlp.errors import UserError
-from convnlp.registry import COMMANDS, DATASETS, DECODERS, ENCODERS, checks
 from convnlp.model import build_model
+from convnlp.registry import COMMANDS, DATASETS, DECODERS, ENCODERS, checks
 from convnlp.tasks import task_config
 
 CONF = resources.files("convnlp.conf")  # conf/ at the top of the repository, shipped as convnlp.conf
@@ -34,8 +34,13 @@ def test_every_option_file_has_a_schema_and_a_command_comment():
 
 COMBINATIONS = (  # every data set with each task; every encoder and tokenizer with each task
     [(task, "dilated", data, "char") for task in options("task") for data in options("data")]
-    + [(task, encoder, None, tokenizer) for task in options("task") for encoder in options("encoder")
-       for tokenizer in options("tokenizer")])
+    + [
+        (task, encoder, None, tokenizer)
+        for task in options("task")
+        for encoder in options("encoder")
+        for tokenizer in options("tokenizer")
+    ]
+)
 
 
 @pytest.mark.parametrize("task,encoder,data,tokenizer", COMBINATIONS)
@@ -68,15 +73,23 @@ def test_each_task_has_its_default_data():
         assert compose(config_name="train").get("decoder") is None  # tagging has no decoder
 
 
-@pytest.mark.parametrize("override,message", [
-    ("encoder.width=wide", "encoder.width: Value 'wide' of type 'str' could not be converted to Integer"),
-    ("task.pooling=max", "task.pooling='max' is not valid; choose one of: first, last, mean, first_last"),
-    ("data.tagset=lemma", "data.tagset='lemma' is not valid; choose one of: upos, xpos"),
-    ("decoder=deconv decoder.bottleneck=matrix",
-     "decoder.bottleneck='matrix' is not valid; choose one of: vector, sequence"),
-    ("decoder=deconv decoder.stride=1", "decoder.stride=1 must be at least 2 (each upsampling layer must grow the length)"),
-    ("decoder=deconv decoder.too_long=cut", "decoder.too_long='cut' is not valid; choose one of: error, filter"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("encoder.width=wide", "encoder.width: Value 'wide' of type 'str' could not be converted to Integer"),
+        ("task.pooling=max", "task.pooling='max' is not valid; choose one of: first, last, mean, first_last"),
+        ("data.tagset=lemma", "data.tagset='lemma' is not valid; choose one of: upos, xpos"),
+        (
+            "decoder=deconv decoder.bottleneck=matrix",
+            "decoder.bottleneck='matrix' is not valid; choose one of: vector, sequence",
+        ),
+        (
+            "decoder=deconv decoder.stride=1",
+            "decoder.stride=1 must be at least 2 (each upsampling layer must grow the length)",
+        ),
+        ("decoder=deconv decoder.too_long=cut", "decoder.too_long='cut' is not valid; choose one of: error, filter"),
+    ],
+)
 def test_validation_errors(override, message):
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=[*override.split(), "data=ud_ewt"])
@@ -165,8 +178,15 @@ def _context(group: str, option: str) -> dict:
     if group == "decoder":
         return {"task": {"name": "generation"}}
     if group == "task":
-        return {"data": {"name": {"tagging": "cmudict_stress", "classification": "cmudict_syllables",
-                                  "generation": "cmudict_g2p"}[option]}}
+        return {
+            "data": {
+                "name": {
+                    "tagging": "cmudict_stress",
+                    "classification": "cmudict_syllables",
+                    "generation": "cmudict_g2p",
+                }[option]
+            }
+        }
     return {}
 
 
@@ -189,6 +209,7 @@ def test_every_option_rejects_a_wrong_type_an_out_of_range_and_an_unknown_value_
 
 
 # --------------------------------------------- one source of truth: the schemas' defaults
+
 
 # Values that still come from another group (the data set suggests them); each is a known
 # exception to "the YAML value is the schema default", until those settings move to experiments.
@@ -293,16 +314,23 @@ def test_a_data_set_brings_its_own_experiment_and_the_command_line_wins():
     assert (g2p.decoder.output_length, g2p.decoder.too_long) == ("source", "filter")
     assert ud.trainer.max_epochs == 7
     assert csv.trainer.max_epochs is None and "epochs" not in csv.data  # a user's data: the trainer's default (20)
-    assert (sst2.data.name, sst2.tokenizer.name, sst2.trainer.max_epochs, sst2.trainer.batch_tokens) == \
-        ("sst2", "word", 2, 1000)
+    assert (sst2.data.name, sst2.tokenizer.name, sst2.trainer.max_epochs, sst2.trainer.batch_tokens) == (
+        "sst2",
+        "word",
+        2,
+        1000,
+    )
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["experiment=nosuch"], "unknown experiment 'nosuch'; choose one of: g2p_6min, "),
-    (["experiment=ud_ewt"], "experiment=ud_ewt holds the settings data=ud_ewt wants and is applied by data=ud_ewt"),
-    (["-m", "experiment=sst2_word,sst2_chars"], "unknown experiment 'sst2_chars'"),
-    (["--config-dir", "/nonexistent/dir", "experiment=mine"], "--config-dir /nonexistent/dir: no such directory"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["experiment=nosuch"], "unknown experiment 'nosuch'; choose one of: g2p_6min, "),
+        (["experiment=ud_ewt"], "experiment=ud_ewt holds the settings data=ud_ewt wants and is applied by data=ud_ewt"),
+        (["-m", "experiment=sst2_word,sst2_chars"], "unknown experiment 'sst2_chars'"),
+        (["--config-dir", "/nonexistent/dir", "experiment=mine"], "--config-dir /nonexistent/dir: no such directory"),
+    ],
+)
 def test_bad_experiments_fail_in_one_line(overrides, message, capsys):
     from convnlp.cli import check_overrides
 
@@ -317,7 +345,8 @@ def test_a_users_own_experiments_folder(tmp_path, capsys):
 
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "mine.yaml").write_text(
-        "# @package _global_\ndefaults:\n  - override /encoder: plain\ntrainer:\n  max_epochs: 1\n")
+        "# @package _global_\ndefaults:\n  - override /encoder: plain\ntrainer:\n  max_epochs: 1\n"
+    )
     check_overrides("train", ["--config-dir", str(tmp_path), "experiment=mine"])
     with pytest.raises(SystemExit):
         check_overrides("train", [f"--config-dir={tmp_path}", "experiment=mine", "trainer.max_epochs=x"])
@@ -327,8 +356,9 @@ def test_a_users_own_experiments_folder(tmp_path, capsys):
 def test_the_wheel_ships_every_package_and_the_configs():
     """pyproject.toml lists the packages (conf/ is mapped to convnlp.conf): a new subpackage
     must be listed too, or the wheel would lack it."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parent.parent
     setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]

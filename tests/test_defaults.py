@@ -15,11 +15,19 @@ import convnlp
 from convnlp.data import tokenizer as tok
 from convnlp.resume import TrainState
 from convnlp.train.budget import Limits, given_budget, selection_score
-from tests.conftest import TINY, TINY_CLASSIFIER, TINY_GENERATOR, conll_args, convnlp as run_convnlp, review_args, \
-    run_dirs
+from tests.conftest import TINY, TINY_CLASSIFIER, TINY_GENERATOR, conll_args, review_args, run_dirs
+from tests.conftest import convnlp as run_convnlp
 
-INFLECTION = [("V;PST walk", "walked"), ("N;PL cat", "cats"), ("V;PST stop", "stopped"), ("N;PL box", "boxes"),
-              ("V;PST bake", "baked"), ("N;PL city", "cities"), ("V;PST try", "tried"), ("N;PL dog", "dogs")]
+INFLECTION = [
+    ("V;PST walk", "walked"),
+    ("N;PL cat", "cats"),
+    ("V;PST stop", "stopped"),
+    ("N;PL box", "boxes"),
+    ("V;PST bake", "baked"),
+    ("N;PL city", "cities"),
+    ("V;PST try", "tried"),
+    ("N;PL dog", "dogs"),
+]
 
 
 # ------------------------------------------------------------------------------ special tokens
@@ -28,8 +36,14 @@ INFLECTION = [("V;PST walk", "walked"), ("N;PL cat", "cats"), ("V;PST stop", "st
 @pytest.mark.parametrize("kind", ["char", "word", "bpe"])
 def test_special_tokens_and_pattern_matches_are_one_symbol_after_a_save(tmp_path, kind):
     texts = [f"{source} <en>" for source, _ in INFLECTION] * 3
-    built = tok.build(kind, texts, min_frequency=1, max_vocab=200 if kind == "bpe" else 0,
-                      specials=["V;PST", "N;PL"], special_pattern=r"<[^<>\s]+>")
+    built = tok.build(
+        kind,
+        texts,
+        min_frequency=1,
+        max_vocab=200 if kind == "bpe" else 0,
+        specials=["V;PST", "N;PL"],
+        special_pattern=r"<[^<>\s]+>",
+    )
     tok.save(built, tmp_path / "tokenizer.json")
     loaded = tok.load(tmp_path / "tokenizer.json")
     for tokenizer in (built, loaded):
@@ -60,10 +74,18 @@ def inflection_files(tmp_path_factory):
 
 
 def test_generation_reads_features_whole_from_training_to_predict(tmp_path, inflection_files):
-    args = ["data=parallel", f"data.train={inflection_files / 'train.tsv'}",
-            f"data.validation={inflection_files / 'validation.tsv'}", *TINY_GENERATOR, "decoder.source_length=16",
-            "decoder.max_length=16", "task.target_tokens=char", 'tokenizer.special_tokens=["V;PST"]',
-            r"tokenizer.special_pattern='^N;\w+'", "trainer.max_steps=2"]
+    args = [
+        "data=parallel",
+        f"data.train={inflection_files / 'train.tsv'}",
+        f"data.validation={inflection_files / 'validation.tsv'}",
+        *TINY_GENERATOR,
+        "decoder.source_length=16",
+        "decoder.max_length=16",
+        "task.target_tokens=char",
+        'tokenizer.special_tokens=["V;PST"]',
+        r"tokenizer.special_pattern='^N;\w+'",
+        "trainer.max_steps=2",
+    ]
     run_convnlp("train", *args, cwd=tmp_path)
     (run,) = run_dirs(tmp_path)
     saved = json.loads((run / "best" / "tokenizer.json").read_text())
@@ -77,16 +99,16 @@ def test_generation_reads_features_whole_from_training_to_predict(tmp_path, infl
 def test_a_bad_special_pattern_is_one_line(tmp_path):
     result = run_convnlp("train", "tokenizer.special_pattern='(unclosed'", cwd=tmp_path, check=False)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("convnlp: error: tokenizer.special_pattern=(unclosed is not a valid regular "
-                                     "expression (Python's re)")
+    assert result.stderr.strip() == (
+        "convnlp: error: tokenizer.special_pattern=(unclosed is not a valid regular expression (Python's re)"
+    )
 
 
 # ------------------------------------------------------------------------------ selection metric
 
 
 def test_bio_tags_select_by_entity_f1_and_say_so(tmp_path, conll_files):
-    run_convnlp("train", *conll_args(conll_files), *TINY, "trainer.max_steps=6", "trainer.eval_every=3",
-                cwd=tmp_path)
+    run_convnlp("train", *conll_args(conll_files), *TINY, "trainer.max_steps=6", "trainer.eval_every=3", cwd=tmp_path)
     (run,) = run_dirs(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["selected_by"] == "f1" and "f1" in metrics["validation"]
@@ -95,8 +117,16 @@ def test_bio_tags_select_by_entity_f1_and_say_so(tmp_path, conll_files):
 
 
 def test_classification_can_select_by_macro_f1(tmp_path, review_files):
-    run_convnlp("train", *review_args(review_files), *TINY_CLASSIFIER, "tokenizer=word", "trainer.max_steps=4",
-                "trainer.eval_every=2", "trainer.select=macro_f1", cwd=tmp_path)
+    run_convnlp(
+        "train",
+        *review_args(review_files),
+        *TINY_CLASSIFIER,
+        "tokenizer=word",
+        "trainer.max_steps=4",
+        "trainer.eval_every=2",
+        "trainer.select=macro_f1",
+        cwd=tmp_path,
+    )
     (run,) = run_dirs(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     best = json.loads((run / "best" / "metrics.json").read_text())
@@ -104,12 +134,19 @@ def test_classification_can_select_by_macro_f1(tmp_path, review_files):
     assert "validation macro_f1 " in (run / "train.log").read_text()
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["trainer.select=bleu"], "trainer.select='bleu' is not a tagging metric; choose one of: auto, accuracy, f1, "
-                              "precision, recall"),
-    (["task=classification", "trainer.select=f1"], "trainer.select='f1' is not a classification metric; choose "
-                                                   "one of: auto, accuracy, macro_f1"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["trainer.select=bleu"],
+            "trainer.select='bleu' is not a tagging metric; choose one of: auto, accuracy, f1, precision, recall",
+        ),
+        (
+            ["task=classification", "trainer.select=f1"],
+            "trainer.select='f1' is not a classification metric; choose one of: auto, accuracy, macro_f1",
+        ),
+    ],
+)
 def test_a_metric_the_task_does_not_report_is_refused_before_work_starts(tmp_path, overrides, message):
     result = run_convnlp("train", *overrides, cwd=tmp_path, check=False)
     assert result.returncode == 2 and result.stderr.strip() == f"convnlp: error: {message}"
@@ -160,8 +197,10 @@ def test_a_step_or_time_budget_alone_has_no_epoch_limit():
     both = Limits.of(trainer(max_steps=100, max_epochs=2, min_steps=0), steps_per_epoch=10, metric="f1")
     assert both.describe() == "100 steps (max_steps) or 2 epochs (max_epochs), whichever comes first"
     assert both.reached(TrainState(step=20, epoch=2)) == "trainer.max_epochs=2 reached"
-    assert both.reached(TrainState(step=50, epoch=1, bad_evals=5)) == \
-        "trainer.patience=5: no better validation f1 in 5 evaluations"
+    assert (
+        both.reached(TrainState(step=50, epoch=1, bad_evals=5))
+        == "trainer.patience=5: no better validation f1 in 5 evaluations"
+    )
 
 
 def test_the_command_lines_budget_lifts_the_config_files_epoch_limit_and_min_steps():
@@ -179,8 +218,14 @@ def test_an_explicit_step_budget_is_not_cut_by_an_experiments_epochs_and_logs_it
     experiments = tmp_path / "my_conf" / "experiment"
     experiments.mkdir(parents=True)
     (experiments / "one_epoch.yaml").write_text("# @package _global_\ntrainer:\n  max_epochs: 1\n")
-    args = ["--config-dir", str(tmp_path / "my_conf"), "experiment=one_epoch", *conll_args(conll_files), *TINY,
-            "trainer.log_minutes=0.00001"]
+    args = [
+        "--config-dir",
+        str(tmp_path / "my_conf"),
+        "experiment=one_epoch",
+        *conll_args(conll_files),
+        *TINY,
+        "trainer.log_minutes=0.00001",
+    ]
     run_convnlp("train", *args, "trainer.max_steps=12", "trainer.eval_every=6", cwd=tmp_path)
     (run,) = run_dirs(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -207,14 +252,22 @@ def test_shell_completion_completes_commands_and_their_overrides(tmp_path):
     assert run_convnlp("train", "-sc", "install=bash", cwd=tmp_path).stdout == script
     bin_dir = tmp_path / "bin"  # the function calls `convnlp`: this interpreter's
     bin_dir.mkdir()
-    (bin_dir / "convnlp").write_text(f"#!/bin/sh\nexec {sys.executable} -m convnlp \"$@\"\n")
+    (bin_dir / "convnlp").write_text(f'#!/bin/sh\nexec {sys.executable} -m convnlp "$@"\n')
     (bin_dir / "convnlp").chmod(0o755)
-    probe = (f'eval "$(convnlp -sc install=bash)"\n'
-             'COMP_LINE="convnlp tr" COMP_CWORD=1 _convnlp_completion; echo "${COMPREPLY[@]}"\n'
-             'COMP_LINE="convnlp train data=ud" COMP_CWORD=2 _convnlp_completion; echo "${COMPREPLY[@]}"\n'
-             'COMP_LINE="convnlp train trainer.max_st" COMP_CWORD=2 _convnlp_completion; echo "${COMPREPLY[@]}"\n')
-    result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    probe = (
+        'eval "$(convnlp -sc install=bash)"\n'
+        'COMP_LINE="convnlp tr" COMP_CWORD=1 _convnlp_completion; echo "${COMPREPLY[@]}"\n'
+        'COMP_LINE="convnlp train data=ud" COMP_CWORD=2 _convnlp_completion; echo "${COMPREPLY[@]}"\n'
+        'COMP_LINE="convnlp train trainer.max_st" COMP_CWORD=2 _convnlp_completion; echo "${COMPREPLY[@]}"\n'
+    )
+    result = subprocess.run(
+        ["bash", "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
     assert result.stdout.splitlines() == ["train", "data=ud_ewt", "trainer.max_steps="], result.stderr
     wrong = run_convnlp("-sc", "install=fish", cwd=tmp_path, check=False)
     assert wrong.returncode == 2 and wrong.stderr.startswith("convnlp: error: -sc install=fish: give install=bash")
@@ -225,8 +278,9 @@ def test_eval_and_predict_take_a_thread_count(tmp_path, conll_files):
     (run,) = run_dirs(tmp_path)
     evaluated = run_convnlp("eval", f"checkpoint={run / 'best'}", "threads=1", cwd=tmp_path)
     assert json.loads(evaluated.stdout[: evaluated.stdout.rindex("}") + 1])["threads"] == 1
-    predicted = run_convnlp("predict", f"checkpoint={run / 'best'}", "threads=1", input="Anna lives in Rome .\n",
-                            cwd=tmp_path)
+    predicted = run_convnlp(
+        "predict", f"checkpoint={run / 'best'}", "threads=1", input="Anna lives in Rome .\n", cwd=tmp_path
+    )
     assert len(json.loads(predicted.stdout)["tags"]) == 5
     wrong = run_convnlp("predict", f"checkpoint={run / 'best'}", "threads=-1", input="x\n", cwd=tmp_path, check=False)
     assert wrong.returncode == 2 and "threads=-1 must be a whole number" in wrong.stderr
@@ -234,10 +288,22 @@ def test_eval_and_predict_take_a_thread_count(tmp_path, conll_files):
 
 def test_a_corpus_that_cannot_be_downloaded_names_the_data_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CONVNLP_DATA_DIR"}
-    result = subprocess.run([sys.executable, "-m", "convnlp", "train", "data=ud_ewt", "trainer.max_steps=1",
-                             "data.url='http://127.0.0.1:9/en_ewt-ud-{split}.conllu'"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120,
-                            env={**env, "CONVNLP_CACHE_DIR": str(tmp_path / "cache")})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convnlp",
+            "train",
+            "data=ud_ewt",
+            "trainer.max_steps=1",
+            "data.url='http://127.0.0.1:9/en_ewt-ud-{split}.conllu'",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "CONVNLP_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.endswith("without a network, put ud_en_ewt/train.conllu in $CONVNLP_DATA_DIR (or data.data_dir)")
@@ -249,7 +315,9 @@ def test_bleu_of_character_targets_counts_characters():
     references = [[list("walked")], [list("stopped")]]
     near = metrics([list("walked"), list("stoped")], references, {"target_tokens": "char"})
     assert 50 < near["bleu"] < 100 and near["accuracy"] == 0.5
-    assert metrics([list("walked"), list("stopped")], references, {"target_tokens": "char"})["bleu"] == pytest.approx(100.0)
+    assert metrics([list("walked"), list("stopped")], references, {"target_tokens": "char"})["bleu"] == pytest.approx(
+        100.0
+    )
     words = [["HH", "AH0", "L", "OW1"]]  # word targets: BLEU over sacrebleu's usual 13a tokens
     assert metrics(words, [words], {"target_tokens": "word"})["bleu"] == pytest.approx(100.0)
     assert metrics([["hello"]], [[list("hello")]], {"target_tokens": "word"})["bleu"] == 0.0
@@ -273,8 +341,9 @@ def test_a_resumed_run_keeps_its_selection_metric(tmp_path, conll_files):
     args = [*conll_args(conll_files), *TINY, "trainer.max_steps=2"]
     run_convnlp("train", *args, cwd=tmp_path)
     (run,) = run_dirs(tmp_path)
-    result = run_convnlp("train", *args, "trainer.select=accuracy", f"trainer.resume={run}", cwd=tmp_path,
-                         check=False)
+    result = run_convnlp("train", *args, "trainer.select=accuracy", f"trainer.resume={run}", cwd=tmp_path, check=False)
     assert result.returncode == 2
-    assert result.stderr == ("convnlp: error: trainer.select: the resumed run selected by 'f1', this one by "
-                             "'accuracy'; give trainer.select=f1\n")
+    assert result.stderr == (
+        "convnlp: error: trainer.select: the resumed run selected by 'f1', this one by "
+        "'accuracy'; give trainer.select=f1\n"
+    )

@@ -23,14 +23,31 @@ pytestmark = pytest.mark.slow
 EXACT = ["task.embedding_dropout=0", "task.word_dropout=0", "encoder.dropout=0", "trainer.threads=1"]
 
 
-def torchrun(*args: str, cwd: Path, nproc: int = 2, check: bool = True, timeout: float = 300,
-             env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                             f"--nproc_per_node={nproc}", "-m", "convnlp", *args], cwd=cwd, capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+def torchrun(
+    *args: str, cwd: Path, nproc: int = 2, check: bool = True, timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "convnlp",
+            *args,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"torchrun convnlp {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"torchrun convnlp {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -56,8 +73,15 @@ def test_every_rank_takes_the_same_steps_and_together_all_batches():
 
 
 def test_two_processes_train_the_same_weights_as_one_accumulating_their_global_batch(tmp_path, conll_files):
-    args = [*conll_args(conll_files), *TINY, *EXACT, "trainer.max_steps=20", "trainer.eval_every=10",
-            "trainer.log_every=1", "seed=3"]
+    args = [
+        *conll_args(conll_files),
+        *TINY,
+        *EXACT,
+        "trainer.max_steps=20",
+        "trainer.eval_every=10",
+        "trainer.log_every=1",
+        "seed=3",
+    ]
     (tmp_path / "ddp").mkdir()
     result = torchrun("train", *args, cwd=tmp_path / "ddp")
     (ddp,) = run_dirs(tmp_path / "ddp")  # one run directory, written by rank 0 alone
@@ -80,8 +104,9 @@ def test_two_processes_train_the_same_weights_as_one_accumulating_their_global_b
     assert [s for s, _ in curves[0]] == [s for s, _ in curves[1]] == list(range(1, 21))
     assert max(abs(x - y) for (_, x), (_, y) in zip(*curves)) < 1e-6  # the mean of two losses, summed apart
     test = json.loads((one / "metrics.json").read_text())["test"]
-    assert {k: v for k, v in test.items() if k != "words_per_s"} == \
-        {k: v for k, v in metrics["test"].items() if k != "words_per_s"}
+    assert {k: v for k, v in test.items() if k != "words_per_s"} == {
+        k: v for k, v in metrics["test"].items() if k != "words_per_s"
+    }
 
 
 def _step(metrics: Path) -> int:
@@ -92,9 +117,24 @@ def _step(metrics: Path) -> int:
 
 
 def _start_torchrun(cwd: Path, args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "convnlp", "train", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "convnlp",
+            "train",
+            *args,
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def _wait_for_checkpoint(cwd: Path, step: int, process: subprocess.Popen) -> None:
@@ -108,8 +148,16 @@ def _wait_for_checkpoint(cwd: Path, step: int, process: subprocess.Popen) -> Non
 
 
 def test_a_killed_torchrun_job_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, conll_files):
-    args = [*conll_args(conll_files), *TINY, "encoder.width=48", "trainer.threads=1", "trainer.max_steps=100",
-            "trainer.checkpoint_every=10", "trainer.eval_every=50", "trainer.patience=0"]
+    args = [
+        *conll_args(conll_files),
+        *TINY,
+        "encoder.width=48",
+        "trainer.threads=1",
+        "trainer.max_steps=100",
+        "trainer.checkpoint_every=10",
+        "trainer.eval_every=50",
+        "trainer.patience=0",
+    ]
     (tmp_path / "full").mkdir()
     (tmp_path / "killed").mkdir()
     torchrun("train", *args, cwd=tmp_path / "full")
@@ -134,16 +182,24 @@ def test_a_killed_torchrun_job_resumes_to_the_weights_of_an_uninterrupted_one(tm
     assert json.loads((resumed / "metrics.json").read_text())["steps"] == 100
 
     # another global batch is not a continuation: refused in one line, with what would do
-    other = convnlp("train", *args, "trainer.max_steps=160", f"trainer.resume={resumed}", cwd=tmp_path / "killed",
-                    check=False)
+    other = convnlp(
+        "train", *args, "trainer.max_steps=160", f"trainer.resume={resumed}", cwd=tmp_path / "killed", check=False
+    )
     assert other.returncode == 2 and other.stderr.strip() == (
         f"convnlp: error: trainer.resume: {resumed / 'last'} took 2 batches per step (processes x trainer.accumulate: "
         "2 x 1), this run 1 (1 x 1); keep the global batch (e.g. trainer.accumulate=2 with 1 process), or start from "
-        f"its weights with a new schedule: trainer.init={resumed}")
+        f"its weights with a new schedule: trainer.init={resumed}"
+    )
     # the same global batch on another number of processes (here one, without torchrun) goes on, and says so
     time.sleep(1.1)
-    one = convnlp("train", *args, "trainer.max_steps=160", "trainer.accumulate=2", f"trainer.resume={resumed}",
-                  cwd=tmp_path / "killed")
+    one = convnlp(
+        "train",
+        *args,
+        "trainer.max_steps=160",
+        "trainer.accumulate=2",
+        f"trainer.resume={resumed}",
+        cwd=tmp_path / "killed",
+    )
     assert "the run it continues had 2 process(es), this one 1: the same global batch and schedule" in one.stdout
     final = max(run_dirs(tmp_path / "killed"))
     assert json.loads((final / "metrics.json").read_text())["steps"] == 160
@@ -191,8 +247,14 @@ def _convnlp_errors(stderr: str) -> list[str]:
 
 
 def test_a_rank_that_dies_is_named_by_rank_0_when_its_collective_fails_first(tmp_path, conll_files):
-    args = [*conll_args(conll_files), *TINY, "trainer.threads=1", "trainer.max_steps=100000",
-            "trainer.checkpoint_every=5", "trainer.patience=0"]
+    args = [
+        *conll_args(conll_files),
+        *TINY,
+        "trainer.threads=1",
+        "trainer.max_steps=100000",
+        "trainer.checkpoint_every=5",
+        "trainer.patience=0",
+    ]
     process = _start_torchrun(tmp_path, args)
     _wait_for_checkpoint(tmp_path, 5, process)
     ranks = _ranks(process)
@@ -213,8 +275,14 @@ def test_a_rank_that_dies_is_named_by_rank_0_when_its_collective_fails_first(tmp
 
 
 def test_a_rank_that_dies_is_named_by_rank_0_when_torchrun_stops_it_first(tmp_path, conll_files):
-    args = [*conll_args(conll_files), *TINY, "trainer.threads=1", "trainer.max_steps=100000",
-            "trainer.checkpoint_every=5", "trainer.patience=0"]
+    args = [
+        *conll_args(conll_files),
+        *TINY,
+        "trainer.threads=1",
+        "trainer.max_steps=100000",
+        "trainer.checkpoint_every=5",
+        "trainer.patience=0",
+    ]
     process = _start_torchrun(tmp_path, args)
     _wait_for_checkpoint(tmp_path, 5, process)
     ranks = _ranks(process)
@@ -229,14 +297,23 @@ def test_a_rank_that_dies_is_named_by_rank_0_when_torchrun_stops_it_first(tmp_pa
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
     (line,) = _convnlp_errors(stderr)
-    assert line == ("convnlp: error: rank 0 of 2 stopped by SIGTERM (the job was stopped, or torchrun stopped all "
-                    "processes because one failed: then its error is above); continue with trainer.resume=true"), stderr
+    assert line == (
+        "convnlp: error: rank 0 of 2 stopped by SIGTERM (the job was stopped, or torchrun stopped all "
+        "processes because one failed: then its error is above); continue with trainer.resume=true"
+    ), stderr
     assert "Error executing job" not in stderr
 
 
 def test_a_time_budget_stops_every_rank_at_the_same_step_by_rank_0s_clock(tmp_path, conll_files):
-    result = torchrun("train", *conll_args(conll_files), *TINY, "trainer.max_minutes=0.05", "trainer.patience=0",
-                      "trainer.threads=1", cwd=tmp_path)
+    result = torchrun(
+        "train",
+        *conll_args(conll_files),
+        *TINY,
+        "trainer.max_minutes=0.05",
+        "trainer.patience=0",
+        "trainer.threads=1",
+        cwd=tmp_path,
+    )
     (run,) = run_dirs(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["stop_reason"] == "trainer.max_minutes=0.05 reached" and metrics["processes"] == 2
@@ -247,9 +324,17 @@ def test_errors_of_a_distributed_start_are_one_line(tmp_path):
     partial = convnlp("train", "trainer.max_steps=1", cwd=tmp_path, check=False, env={"WORLD_SIZE": "2"})
     assert partial.returncode == 2 and partial.stderr.strip() == (
         "convnlp: error: data-parallel training: WORLD_SIZE=2 is set but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT "
-        "is not; start it with torchrun (torchrun --nproc_per_node=N -m convnlp train ...), which sets them all")
-    nccl = torchrun("train", "trainer.max_steps=1", "trainer.device=cpu", "trainer.ddp_backend=nccl", cwd=tmp_path,
-                    nproc=1, check=False)
+        "is not; start it with torchrun (torchrun --nproc_per_node=N -m convnlp train ...), which sets them all"
+    )
+    nccl = torchrun(
+        "train",
+        "trainer.max_steps=1",
+        "trainer.device=cpu",
+        "trainer.ddp_backend=nccl",
+        cwd=tmp_path,
+        nproc=1,
+        check=False,
+    )
     assert nccl.returncode != 0
     assert "convnlp: error: trainer.ddp_backend=nccl needs CUDA devices, and this run trains on the CPU" in nccl.stderr
     sweep = torchrun("train", "-m", "encoder=plain,dilated", cwd=tmp_path, nproc=1, check=False)
@@ -260,12 +345,22 @@ def test_errors_of_a_distributed_start_are_one_line(tmp_path):
 def test_a_submitit_local_sweep_runs_each_config_as_a_job(tmp_path, conll_files):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     # each job two tasks, which train its model together (DDP over the job's tasks, as on SLURM)
-    result = convnlp("train", "-m", "hydra/launcher=local", "hydra.launcher.tasks_per_node=2", *conll_args(conll_files),
-                     *TINY, "seed=1,2", "trainer.max_steps=5", cwd=tmp_path)
+    result = convnlp(
+        "train",
+        "-m",
+        "hydra/launcher=local",
+        "hydra.launcher.tasks_per_node=2",
+        *conll_args(conll_files),
+        *TINY,
+        "seed=1,2",
+        "trainer.max_steps=5",
+        cwd=tmp_path,
+    )
     (sweep,) = (tmp_path / "outputs" / "train-multirun").iterdir()
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir() and not d.name.startswith("."))
-    assert [job.name[:2] for job in jobs] == ["0_", "1_"] and all(job.name.endswith(f"seed={n}") or "~" in job.name
-                                                                    for n, job in zip((1, 2), jobs)), result.stdout
+    assert [job.name[:2] for job in jobs] == ["0_", "1_"] and all(
+        job.name.endswith(f"seed={n}") or "~" in job.name for n, job in zip((1, 2), jobs)
+    ), result.stdout
     for job in jobs:
         metrics = json.loads((job / "metrics.json").read_text())
         assert (metrics["steps"], metrics["processes"], metrics["ddp_backend"]) == (5, 2, "gloo")
@@ -277,8 +372,15 @@ def test_a_submitit_local_sweep_runs_each_config_as_a_job(tmp_path, conll_files)
 
 def test_an_optuna_study_persists_in_sqlite_and_continues(tmp_path, conll_files):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    args = ["-m", "hparams_search=tagger", *conll_args(conll_files), "trainer.max_steps=8", "trainer.progress=false",
-            "trainer.batch_tokens=600", "trainer.threads=1"]
+    args = [
+        "-m",
+        "hparams_search=tagger",
+        *conll_args(conll_files),
+        "trainer.max_steps=8",
+        "trainer.progress=false",
+        "trainer.batch_tokens=600",
+        "trainer.threads=1",
+    ]
     convnlp("train", *args, "hydra.sweeper.n_trials=2", cwd=tmp_path)
     time.sleep(1.1)  # a new sweep directory
     convnlp("train", *args, "hydra.sweeper.n_trials=1", cwd=tmp_path)  # the same study, one more trial
@@ -292,8 +394,14 @@ def test_an_optuna_study_persists_in_sqlite_and_continues(tmp_path, conll_files)
         for job in sorted(d for d in sweep.iterdir() if (d / "metrics.json").is_file()):
             values.append(json.loads((job / "metrics.json").read_text())["validation"]["f1"])
     assert [t.value for t in study.trials] == pytest.approx(values)  # each trial's value: its validation F1
-    assert set(study.trials[0].params) == {"encoder.width", "encoder.blocks", "encoder.dropout",
-                                           "task.embedding_dim", "task.word_layers", "optim.lr"}
+    assert set(study.trials[0].params) == {
+        "encoder.width",
+        "encoder.blocks",
+        "encoder.dropout",
+        "task.embedding_dim",
+        "task.word_layers",
+        "optim.lr",
+    }
     report = convnlp("report", "outputs/optuna.db", cwd=tmp_path)
     assert f"study 'tagger' (maximize): 3 trials, 3 complete; best: trial {study.best_trial.number}" in report.stdout
     best_row = report.stdout.splitlines()[4]

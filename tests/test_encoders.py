@@ -9,19 +9,32 @@ from convnlp.encoders import build_encoder
 from convnlp.registry import ENCODERS
 
 CONFIGS = {
-    "plain": [dict(width=12, layers=1, kernel=3), dict(width=12, layers=4, kernel=5),
-              dict(width=12, layers=16, kernel=3)],
-    "residual": [dict(width=12, layers=1, kernel=3), dict(width=12, layers=8, kernel=3),
-                 dict(width=12, layers=3, kernel=7)],
-    "dense": [dict(width=8, growth=4, layers_per_block=2, blocks=1, kernel=3),
-              dict(width=8, growth=4, layers_per_block=3, blocks=3, kernel=3, bottleneck=False),
-              dict(width=8, growth=6, layers_per_block=4, blocks=2, kernel=5, compression=0.3)],
-    "dilated": [dict(width=12, kernel=3, dilations=(1, 2, 4), blocks=1),
-                dict(width=12, kernel=3, dilations=(1, 2, 4, 8), blocks=2),
-                dict(width=12, kernel=5, dilations=(1, 3), blocks=3),
-                dict(width=12, kernel=3, dilations=(1, 2, 4), blocks=3, shared=True)],
-    "wide": [dict(width=5, kernels=(3,)), dict(width=4, kernels=(1, 3, 5), norm="layer"),
-             dict(width=4, kernels=(7, 3))],
+    "plain": [
+        dict(width=12, layers=1, kernel=3),
+        dict(width=12, layers=4, kernel=5),
+        dict(width=12, layers=16, kernel=3),
+    ],
+    "residual": [
+        dict(width=12, layers=1, kernel=3),
+        dict(width=12, layers=8, kernel=3),
+        dict(width=12, layers=3, kernel=7),
+    ],
+    "dense": [
+        dict(width=8, growth=4, layers_per_block=2, blocks=1, kernel=3),
+        dict(width=8, growth=4, layers_per_block=3, blocks=3, kernel=3, bottleneck=False),
+        dict(width=8, growth=6, layers_per_block=4, blocks=2, kernel=5, compression=0.3),
+    ],
+    "dilated": [
+        dict(width=12, kernel=3, dilations=(1, 2, 4), blocks=1),
+        dict(width=12, kernel=3, dilations=(1, 2, 4, 8), blocks=2),
+        dict(width=12, kernel=5, dilations=(1, 3), blocks=3),
+        dict(width=12, kernel=3, dilations=(1, 2, 4), blocks=3, shared=True),
+    ],
+    "wide": [
+        dict(width=5, kernels=(3,)),
+        dict(width=4, kernels=(1, 3, 5), norm="layer"),
+        dict(width=4, kernels=(7, 3)),
+    ],
 }
 RECURRENT = [("lstm", dict(hidden=7, bidirectional=False)), ("bilstm", dict(hidden=7, layers=2))]
 CASES = [(name, kwargs) for name, options in CONFIGS.items() for kwargs in options]
@@ -111,8 +124,19 @@ def test_recurrent_output_depends_on_the_whole_sentence():
 
 
 def test_build_from_config_dict():
-    encoder = build_encoder({"name": "dilated", "width": 8, "kernel": 3, "dilations": [1, 2],
-                             "blocks": 1, "activation": "relu", "norm": "none", "dropout": 0.0}, 5)
+    encoder = build_encoder(
+        {
+            "name": "dilated",
+            "width": 8,
+            "kernel": 3,
+            "dilations": [1, 2],
+            "blocks": 1,
+            "activation": "relu",
+            "norm": "none",
+            "dropout": 0.0,
+        },
+        5,
+    )
     assert encoder.output_dim == 8 and encoder.receptive_field == 7
 
 

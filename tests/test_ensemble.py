@@ -42,12 +42,15 @@ def test_a_classifier_ensemble_gives_the_mean_of_its_members_probabilities(tmp_p
 def test_an_ensemble_needs_one_task_tokenizer_and_label_set(tmp_path):
     a = save_classifier(tmp_path / "a", 0)
     other = save_classifier(tmp_path / "labels", 1, labels=("neg", "neutral"))
-    with pytest.raises(UserError, match=r"labels: its labels differ from those of .*a; an ensemble's checkpoints must share"):
+    with pytest.raises(
+        UserError, match=r"labels: its labels differ from those of .*a; an ensemble's checkpoints must share"
+    ):
         ensemble.load([a, other])
     tokenizer = tok.build("char", tc.TEXTS)
     model = build_model(tc.TASK, tc.ENCODERS["dilated"], tokenizer.get_vocab_size(), 2)
-    checkpoint.save(tmp_path / "chars", model, {"task": tc.TASK, "encoder": tc.ENCODERS["dilated"]}, tokenizer,
-                    ["neg", "pos"], {})
+    checkpoint.save(
+        tmp_path / "chars", model, {"task": tc.TASK, "encoder": tc.ENCODERS["dilated"]}, tokenizer, ["neg", "pos"], {}
+    )
     with pytest.raises(UserError, match="its tokenizer differs from that of"):
         ensemble.load([a, tmp_path / "chars"])
     with pytest.raises(UserError, match="give a checkpoint directory, or a list"):
@@ -55,24 +58,31 @@ def test_an_ensemble_needs_one_task_tokenizer_and_label_set(tmp_path):
     task = {**tc.TASK, "features": ["suffix3"], "feature_rows": 16}
     tokenizer = tok.build("word", tc.TEXTS)
     model = build_model(task, tc.ENCODERS["dilated"], tokenizer.get_vocab_size(), 2)
-    checkpoint.save(tmp_path / "features", model, {"task": task, "encoder": tc.ENCODERS["dilated"]}, tokenizer,
-                    ["neg", "pos"], {})
+    checkpoint.save(
+        tmp_path / "features", model, {"task": task, "encoder": tc.ENCODERS["dilated"]}, tokenizer, ["neg", "pos"], {}
+    )
     with pytest.raises(UserError, match=r"its word features \(task.features=\['suffix3'\], feature_rows=16\) differ"):
         ensemble.load([a, tmp_path / "features"])
 
 
 def test_sequence_log_likelihood_of_ctc_and_ce_outputs():
     torch.manual_seed(0)
-    log_probs = torch.randn(2, 5, 6).log_softmax(-1)       # 2 rows, 5 positions, 3 specials + 3 tokens
+    log_probs = torch.randn(2, 5, 6).log_softmax(-1)  # 2 rows, 5 positions, 3 specials + 3 tokens
     lengths = torch.tensor([5, 3])
     targets = [[3, 3], [4]]
     ctc = gen.sequence_log_likelihood(log_probs, lengths, targets, "ctc")
     for b, target in enumerate(targets):
-        expected = -F.ctc_loss(log_probs[b:b + 1].transpose(0, 1), torch.tensor([target + [gen.END]]),
-                               lengths[b:b + 1], torch.tensor([len(target) + 1]), blank=gen.BLANK, reduction="sum")
+        expected = -F.ctc_loss(
+            log_probs[b : b + 1].transpose(0, 1),
+            torch.tensor([target + [gen.END]]),
+            lengths[b : b + 1],
+            torch.tensor([len(target) + 1]),
+            blank=gen.BLANK,
+            reduction="sum",
+        )
         assert ctc[b].item() == pytest.approx(expected.item(), abs=1e-5)
     ce = gen.sequence_log_likelihood(log_probs, lengths, targets, "ce")
-    row0 = [3, 3, gen.END, gen.PAD, gen.PAD]                 # target, end, then padding to the length
+    row0 = [3, 3, gen.END, gen.PAD, gen.PAD]  # target, end, then padding to the length
     assert ce[0].item() == pytest.approx(sum(log_probs[0, i, a].item() for i, a in enumerate(row0)), abs=1e-5)
     row1 = [4, gen.END, gen.PAD]
     assert ce[1].item() == pytest.approx(sum(log_probs[1, i, a].item() for i, a in enumerate(row1)), abs=1e-5)
@@ -109,8 +119,11 @@ def test_an_ensemble_of_copies_generates_what_the_model_does(tmp_path):
     tokenizer = tok.build("char", split["source"])
     torch.manual_seed(0)
     model = build_model(task, tg.ENCODER, tokenizer.get_vocab_size(), len(labels))
-    saved = {"task": {k: v for k, v in task.items() if k != "decoder"}, "encoder": tg.ENCODER,
-             "decoder": task["decoder"]}
+    saved = {
+        "task": {k: v for k, v in task.items() if k != "decoder"},
+        "encoder": tg.ENCODER,
+        "decoder": task["decoder"],
+    }
     checkpoint.save(tmp_path / "m", model, saved, tokenizer, labels, {})
     both = ensemble.load([tmp_path / "m", tmp_path / "m"]).model
     sources = [s for s, _ in tg.PAIRS] + ["x" * 13]
@@ -137,16 +150,20 @@ def test_ensemble_decoding_of_ctc_and_ce_members_with_different_output_lengths()
     ctc = tg.task_with("ctc", output_length="fixed", max_length=6)
     ce = tg.task_with("ce", output_length="fixed", max_length=4)
     B, E, P = gen.BLANK, gen.END, gen.PAD
-    ctc_log_probs = torch.cat([
-        one_hot([[3, E, B, B, B, B]], confidence=0.4),   # row 0: unsure of [3]
-        one_hot([[5, E, B, B, B, B]], confidence=0.9),   # row 1: sure of [5]
-        one_hot([[3, 4, 5, 3, E, B]], confidence=0.9),   # row 2: sure of 4 tokens, more than the ce member can hold
-    ])
-    ce_log_probs = torch.cat([
-        one_hot([[4, E, P, P]], confidence=0.9),         # row 0: sure of [4]
-        one_hot([[3, E, P, P]], confidence=0.4),         # row 1: unsure of [3]
-        one_hot([[3, E, P, P]], confidence=0.3),         # row 2: unsure of [3]
-    ])
+    ctc_log_probs = torch.cat(
+        [
+            one_hot([[3, E, B, B, B, B]], confidence=0.4),  # row 0: unsure of [3]
+            one_hot([[5, E, B, B, B, B]], confidence=0.9),  # row 1: sure of [5]
+            one_hot([[3, 4, 5, 3, E, B]], confidence=0.9),  # row 2: sure of 4 tokens, more than the ce member can hold
+        ]
+    )
+    ce_log_probs = torch.cat(
+        [
+            one_hot([[4, E, P, P]], confidence=0.9),  # row 0: sure of [4]
+            one_hot([[3, E, P, P]], confidence=0.4),  # row 1: unsure of [3]
+            one_hot([[3, E, P, P]], confidence=0.3),  # row 2: unsure of [3]
+        ]
+    )
     sources = torch.tensor([3, 3, 3])
     assert gen.rescore_proposals([ctc_log_probs], [ctc], sources) == [[3], [5], [3, 4, 5, 3]]
     assert gen.rescore_proposals([ctc_log_probs, ce_log_probs], [ctc, ce], sources) == [[4], [5], [3]]

@@ -18,10 +18,18 @@ from tests.conftest import TINY, TINY_CLASSIFIER, conll_args, convnlp, review_ar
 NAMES = ["lower", "prefix1", "suffix3", "shape"]
 
 
-@pytest.mark.parametrize("word,name,expected", [
-    ("McDonald's", "shape", "XxXxxxx'x"), ("1990s", "shape", "ddddx"), ("Straße", "lower", "straße"),
-    ("walking", "suffix3", "ing"), ("walking", "prefix2", "wa"), ("a", "suffix3", "a"), ("ÉCOLE", "shape", "XXXX"),
-])
+@pytest.mark.parametrize(
+    "word,name,expected",
+    [
+        ("McDonald's", "shape", "XxXxxxx'x"),
+        ("1990s", "shape", "ddddx"),
+        ("Straße", "lower", "straße"),
+        ("walking", "suffix3", "ing"),
+        ("walking", "prefix2", "wa"),
+        ("a", "suffix3", "a"),
+        ("ÉCOLE", "shape", "XXXX"),
+    ],
+)
 def test_feature_values(word, name, expected):
     assert feats.value(name, word) == expected
 
@@ -32,10 +40,14 @@ def test_ids_are_stable_across_processes_and_stay_in_their_blocks():
     assert len(ids) == 4 and all(k * 50 + 1 <= i < (k + 1) * 50 for k, i in enumerate(ids))
     assert features.word("walking")[0] == ids[0]  # lower: case does not matter
     assert features.word("walking")[3] != ids[3]  # shape: it does
-    code = ("from convnlp.data.features import WordFeatures; "
-            f"print(list(WordFeatures({NAMES!r}, 50).word('Walking')))")
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout
+    code = f"from convnlp.data.features import WordFeatures; print(list(WordFeatures({NAMES!r}, 50).word('Walking')))"
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+    ).stdout
     assert json.loads(other) == list(ids)  # not Python's salted hash()
 
 
@@ -60,10 +72,27 @@ def test_a_word_without_symbols_of_its_own_takes_none_from_the_next_word():
 
 
 def test_a_batch_of_empty_texts_is_scored_with_features():
-    task = {"name": "classification", "embedding_dim": 8, "embedding_dropout": 0.0, "features": NAMES,
-            "feature_rows": 16, "pooling": "max", "conv_blocks": 0, "conv_kernel": 3, "hidden": 0, "dropout": 0.0}
-    encoder = {"name": "plain", "width": 8, "layers": 1, "kernel": 3, "activation": "relu", "norm": "layer",
-               "dropout": 0.0}
+    task = {
+        "name": "classification",
+        "embedding_dim": 8,
+        "embedding_dropout": 0.0,
+        "features": NAMES,
+        "feature_rows": 16,
+        "pooling": "max",
+        "conv_blocks": 0,
+        "conv_kernel": 3,
+        "hidden": 0,
+        "dropout": 0.0,
+    }
+    encoder = {
+        "name": "plain",
+        "width": 8,
+        "layers": 1,
+        "kernel": 3,
+        "activation": "relu",
+        "norm": "layer",
+        "dropout": 0.0,
+    }
     tokenizer = tok.build("word", ["a good film"])
     model = build_model(task, encoder, tokenizer.get_vocab_size(), 2).eval()
     encoded = classification.encode_texts(tokenizer, ["", ""], feats.from_task(task))
@@ -80,23 +109,43 @@ def test_a_texts_symbols_carry_the_features_of_the_word_they_start_in():
     assert encoded["ids"] == ids
     assert encoded["features"][0] == [i for s in starts[0] for i in features.word(words[s])]
     comma = starts[0].index(texts[0].index(","))  # punctuation is a word of its own
-    assert encoded["features"][0][4 * comma:4 * comma + 4] == list(features.word(","))
+    assert encoded["features"][0][4 * comma : 4 * comma + 4] == list(features.word(","))
 
 
-@pytest.mark.parametrize("names,message", [
-    (["lower", "sufix3"], "'sufix3' is not a word feature"), (["suffix0"], "'suffix0' is not a word feature"),
-    (["shape", "shape"], "shape given more than once"),
-])
+@pytest.mark.parametrize(
+    "names,message",
+    [
+        (["lower", "sufix3"], "'sufix3' is not a word feature"),
+        (["suffix0"], "'suffix0' is not a word feature"),
+        (["shape", "shape"], "shape given more than once"),
+    ],
+)
 def test_bad_feature_names_are_one_line(names, message):
     with pytest.raises(UserError, match=message):
         feats.WordFeatures(names, rows=10)
 
 
 def test_features_never_leak_from_padding():
-    task = {"name": "tagging", "embedding_dim": 8, "embedding_dropout": 0.0, "features": NAMES, "feature_rows": 64,
-            "pooling": "first", "word_layers": 1, "word_kernel": 3, "word_dropout": 0.0}
-    encoder = {"name": "plain", "width": 8, "layers": 2, "kernel": 3, "activation": "relu", "norm": "layer",
-               "dropout": 0.0}
+    task = {
+        "name": "tagging",
+        "embedding_dim": 8,
+        "embedding_dropout": 0.0,
+        "features": NAMES,
+        "feature_rows": 64,
+        "pooling": "first",
+        "word_layers": 1,
+        "word_kernel": 3,
+        "word_dropout": 0.0,
+    }
+    encoder = {
+        "name": "plain",
+        "width": 8,
+        "layers": 2,
+        "kernel": 3,
+        "activation": "relu",
+        "norm": "layer",
+        "dropout": 0.0,
+    }
     sentences = [["A", "short", "one"], ["a", "much", "longer", "sentence", "than", "that"]]
     tokenizer = tok.build("word", sentences)
     model = build_model(task, encoder, tokenizer.get_vocab_size(), 5).eval()
@@ -110,8 +159,16 @@ def test_features_never_leak_from_padding():
 
 
 def test_tagging_with_word_features_trains_predicts_and_benches(tmp_path, conll_files):
-    args = [*conll_args(conll_files), *TINY, "tokenizer=word", "task.features=[lower,suffix2,shape]",
-            "task.pooling=first", "task.word_layers=0", "trainer.max_epochs=2", "trainer.batch_tokens=100"]
+    args = [
+        *conll_args(conll_files),
+        *TINY,
+        "tokenizer=word",
+        "task.features=[lower,suffix2,shape]",
+        "task.pooling=first",
+        "task.word_layers=0",
+        "trainer.max_epochs=2",
+        "trainer.batch_tokens=100",
+    ]
     convnlp("train", *args, cwd=tmp_path)
     (run,) = run_dirs(tmp_path)
     config = json.loads((run / "best" / "config.json").read_text())
@@ -122,11 +179,26 @@ def test_tagging_with_word_features_trains_predicts_and_benches(tmp_path, conll_
     assert record["tokens"] == sentence.split() and len(record["tags"]) == len(sentence.split())
 
     bench = tmp_path / "bench"
-    convnlp("bench", *conll_args(conll_files), "bench.encoders=[plain]", "bench.baseline=plain",
-            f"bench.checkpoints=[{run / 'best'}]", "bench.threads=[1]", "bench.repetitions=1", "bench.seconds=0.01",
-            "bench.sentences=12", "bench.latency_sentences=4", "bench.lengths=[]", "bench.neighbours=[0]",
-            "bench.peers=[]", "bench.profile=true", "bench.progress=false", "bench.runtimes=[torch,onnx,onnx-int8]",
-            f"hydra.run.dir={bench}", cwd=tmp_path)
+    convnlp(
+        "bench",
+        *conll_args(conll_files),
+        "bench.encoders=[plain]",
+        "bench.baseline=plain",
+        f"bench.checkpoints=[{run / 'best'}]",
+        "bench.threads=[1]",
+        "bench.repetitions=1",
+        "bench.seconds=0.01",
+        "bench.sentences=12",
+        "bench.latency_sentences=4",
+        "bench.lengths=[]",
+        "bench.neighbours=[0]",
+        "bench.peers=[]",
+        "bench.profile=true",
+        "bench.progress=false",
+        "bench.runtimes=[torch,onnx,onnx-int8]",
+        f"hydra.run.dir={bench}",
+        cwd=tmp_path,
+    )
     saved = json.loads((bench / "bench.json").read_text())
     name = run.name
     scored = convnlp("eval", f"checkpoint={run / 'best'}", *conll_args(conll_files), "data.split=test", cwd=tmp_path)
@@ -137,7 +209,9 @@ def test_tagging_with_word_features_trains_predicts_and_benches(tmp_path, conll_
     assert saved["encoders"][f"{name}/onnx"]["accuracy"] == saved["encoders"][name]["accuracy"]
     assert saved["encoders"][f"{name}/onnx-int8"]["accuracy"] > 0.5
     assert "static int8 calibrated on 12 examples of the bench's training split" in saved["peers"][f"{name}/onnx-int8"]
-    assert (bench / "onnx" / "2-onnx" / "model.onnx").is_file() and (bench / "onnx" / "3-onnx-int8" / "export.json").is_file()
+    assert (bench / "onnx" / "2-onnx" / "model.onnx").is_file() and (
+        bench / "onnx" / "3-onnx-int8" / "export.json"
+    ).is_file()
     for subject in (name, f"{name}/onnx", f"{name}/onnx-int8"):
         assert {r["measure"] for r in saved["raw"] if r["encoder"] == subject} == {"infer", "latency"}
     stages = saved["profile"][name]["stages"]
@@ -166,8 +240,11 @@ def test_bench_refuses_a_checkpoint_of_another_task(tmp_path):
     from tests.test_ensemble import save_classifier
 
     path = save_classifier(tmp_path / "classifier", 0)
-    with pytest.raises(UserError, match=r"bench.checkpoints: .*classifier is a task=classification checkpoint; "
-                                        r"this bench is task=tagging"):
+    with pytest.raises(
+        UserError,
+        match=r"bench.checkpoints: .*classifier is a task=classification checkpoint; "
+        r"this bench is task=tagging",
+    ):
         Trained(path, "tagging", torch.device("cpu"), 1000)
 
 
@@ -180,6 +257,11 @@ def test_the_recommended_ud_tagger_composes_and_validates():
         cfg = compose(config_name="train", overrides=["experiment=ud_tagger"])
         dilated = compose(config_name="train", overrides=["experiment=ud_tagger", "encoder=dilated"])
     cfg = validate(cfg)
-    assert (cfg.data.name, cfg.tokenizer.name, cfg.encoder.name, cfg.task.pooling) == ("ud_ewt", "word", "plain", "first")
+    assert (cfg.data.name, cfg.tokenizer.name, cfg.encoder.name, cfg.task.pooling) == (
+        "ud_ewt",
+        "word",
+        "plain",
+        "first",
+    )
     assert "suffix3" in cfg.task.features and cfg.task.word_layers == 0
     assert validate(dilated).encoder.name == "dilated"  # the experiment sets nothing only one family has

@@ -28,17 +28,21 @@ from convnlp.data import labeled, parallel, readers
 from convnlp.errors import UserError
 
 EXAMPLES = int(os.environ.get("CONVNLP_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                derandomize="CONVNLP_FUZZ_EXAMPLES" not in os.environ,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize="CONVNLP_FUZZ_EXAMPLES" not in os.environ,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # Text without line breaks or tabs; a lone \r is a character of its line. (Python's str.split
 # treats more characters as whitespace than a file's "\n"; those are kept out of tokens, not texts.)
 TEXT_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\t")
 TEXT = st.text(TEXT_CHARS, min_size=1, max_size=40).map(str.strip).filter(bool)
 TOKEN = st.text(st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), min_size=1, max_size=8).filter(
-    lambda t: len(t.split()) == 1 and t == t.split()[0] and t != "-DOCSTART-")
+    lambda t: len(t.split()) == 1 and t == t.split()[0] and t != "-DOCSTART-"
+)
 LABEL = st.sampled_from(["pos", "neg", "1", "0", "mixed", "B-PER", "\u00e9t\u00e9"])
 ENDING = st.sampled_from(["\n", "\r\n"])
 
@@ -57,20 +61,38 @@ def _join(lines: list[str], endings: list[str]) -> str:
 
 
 @FUZZ
-@given(rows=st.lists(st.tuples(TEXT, LABEL), min_size=1, max_size=20), endings=st.lists(ENDING, min_size=1),
-       bom=st.booleans(), blank=st.booleans())
+@given(
+    rows=st.lists(st.tuples(TEXT, LABEL), min_size=1, max_size=20),
+    endings=st.lists(ENDING, min_size=1),
+    bom=st.booleans(),
+    blank=st.booleans(),
+)
 def test_tsv_round_trip(tmp_path_factory, rows, endings, bom, blank):
     lines = ["text\tlabel"] + [f"{t}\t{label}" for t, label in rows] + ([""] if blank else [])
     path = _write(tmp_path_factory.mktemp("tsv"), "a.tsv", _join(lines, endings), bom=bom)
-    assert labeled.read_table(path, "text", "label", delimiter="\t") == ([t for t, _ in rows], [l for _, l in rows])
+    assert labeled.read_table(path, "text", "label", delimiter="\t") == (
+        [t for t, _ in rows],
+        [label for _, label in rows],
+    )
 
 
 @FUZZ
-@given(rows=st.lists(st.tuples(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
-                               .map(str.strip).filter(bool), LABEL), min_size=1, max_size=20),
-       ending=ENDING, bom=st.booleans(), delimiter=st.sampled_from([",", "\t"]))
-def test_csv_round_trip_with_quotes_delimiters_and_line_breaks_inside_fields(tmp_path_factory, rows, ending, bom,
-                                                                            delimiter):
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).map(str.strip).filter(bool),
+            LABEL,
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    ending=ENDING,
+    bom=st.booleans(),
+    delimiter=st.sampled_from([",", "\t"]),
+)
+def test_csv_round_trip_with_quotes_delimiters_and_line_breaks_inside_fields(
+    tmp_path_factory, rows, ending, bom, delimiter
+):
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, lineterminator=ending)
     writer.writerow(["id", "text", "label"])
@@ -85,8 +107,12 @@ def test_csv_round_trip_with_quotes_delimiters_and_line_breaks_inside_fields(tmp
 
 
 @FUZZ
-@given(rows=st.lists(st.tuples(TEXT, LABEL), min_size=1, max_size=20), endings=st.lists(ENDING, min_size=1),
-       encoding=st.sampled_from(["utf-8", "utf-16", "latin-1"]), blanks=st.lists(st.booleans(), max_size=20))
+@given(
+    rows=st.lists(st.tuples(TEXT, LABEL), min_size=1, max_size=20),
+    endings=st.lists(ENDING, min_size=1),
+    encoding=st.sampled_from(["utf-8", "utf-16", "latin-1"]),
+    blanks=st.lists(st.booleans(), max_size=20),
+)
 def test_jsonl_round_trip(tmp_path_factory, rows, endings, encoding, blanks):
     if encoding == "latin-1":
         rows = [(t.encode("latin-1", "replace").decode("latin-1"), label) for t, label in rows]
@@ -97,34 +123,54 @@ def test_jsonl_round_trip(tmp_path_factory, rows, endings, encoding, blanks):
             lines.append("")
     path = _write(tmp_path_factory.mktemp("jsonl"), "a.jsonl", _join(lines, endings), encoding=encoding)
     assert labeled.read_jsonl(path, "text", "label", encoding=encoding) == (
-        [t for t, _ in rows], [label for _, label in rows])
+        [t for t, _ in rows],
+        [label for _, label in rows],
+    )
 
 
 @FUZZ
-@given(rows=st.lists(st.tuples(TEXT, st.sampled_from(["0", "1"])), min_size=1, max_size=20),
-       endings=st.lists(ENDING, min_size=1), bom=st.booleans())
+@given(
+    rows=st.lists(st.tuples(TEXT, st.sampled_from(["0", "1"])), min_size=1, max_size=20),
+    endings=st.lists(ENDING, min_size=1),
+    bom=st.booleans(),
+)
 def test_label_first_round_trip(tmp_path_factory, rows, endings, bom):
-    path = _write(tmp_path_factory.mktemp("sst"), "a.txt", _join([f"{label} {t}" for t, label in rows], endings),
-                  bom=bom)
+    path = _write(
+        tmp_path_factory.mktemp("sst"), "a.txt", _join([f"{label} {t}" for t, label in rows], endings), bom=bom
+    )
     assert labeled.read_label_first(path) == ([t for t, _ in rows], [label for _, label in rows])
 
 
 @FUZZ
-@given(sentences=st.lists(st.lists(st.tuples(TOKEN, LABEL), min_size=1, max_size=8), min_size=1, max_size=10),
-       endings=st.lists(ENDING, min_size=1), docstart=st.booleans(), extra_blank=st.booleans())
+@given(
+    sentences=st.lists(st.lists(st.tuples(TOKEN, LABEL), min_size=1, max_size=8), min_size=1, max_size=10),
+    endings=st.lists(ENDING, min_size=1),
+    docstart=st.booleans(),
+    extra_blank=st.booleans(),
+)
 def test_conll_round_trip(tmp_path_factory, sentences, endings, docstart, extra_blank):
     lines = ["-DOCSTART- -X- O", ""] if docstart else []
     for sentence in sentences:
-        lines += [f"{token} X {tag}" for token, tag in sentence] + ["", ""] if extra_blank else \
-            [f"{token} X {tag}" for token, tag in sentence] + [""]
+        lines += (
+            [f"{token} X {tag}" for token, tag in sentence] + ["", ""]
+            if extra_blank
+            else [f"{token} X {tag}" for token, tag in sentence] + [""]
+        )
     path = _write(tmp_path_factory.mktemp("conll"), "a.conll", _join(lines, endings))
     assert readers.read_conll(path) == ([[w for w, _ in s] for s in sentences], [[t for _, t in s] for s in sentences])
 
 
 @FUZZ
-@given(sentences=st.lists(st.lists(st.tuples(TOKEN, st.sampled_from(["NOUN", "VERB", "PUNCT"])), min_size=1,
-                                   max_size=8), min_size=1, max_size=10),
-       endings=st.lists(ENDING, min_size=1), comments=st.booleans(), bom=st.booleans())
+@given(
+    sentences=st.lists(
+        st.lists(st.tuples(TOKEN, st.sampled_from(["NOUN", "VERB", "PUNCT"])), min_size=1, max_size=8),
+        min_size=1,
+        max_size=10,
+    ),
+    endings=st.lists(ENDING, min_size=1),
+    comments=st.booleans(),
+    bom=st.booleans(),
+)
 def test_conllu_round_trip(tmp_path_factory, sentences, endings, comments, bom):
     lines = []
     for n, sentence in enumerate(sentences):
@@ -137,8 +183,11 @@ def test_conllu_round_trip(tmp_path_factory, sentences, endings, comments, bom):
 
 
 @FUZZ
-@given(pairs=st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=20), endings=st.lists(ENDING, min_size=1),
-       layout=st.sampled_from(["tsv", "jsonl", "files"]))
+@given(
+    pairs=st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=20),
+    endings=st.lists(ENDING, min_size=1),
+    layout=st.sampled_from(["tsv", "jsonl", "files"]),
+)
 def test_parallel_round_trip(tmp_path_factory, pairs, endings, layout):
     root = tmp_path_factory.mktemp("parallel")
     if layout == "tsv":
@@ -157,14 +206,14 @@ def test_parallel_round_trip(tmp_path_factory, pairs, endings, layout):
 # ------------------------------------------------------------------------ hostile inputs
 
 VALID = {
-    "tsv": b"text\tlabel\nfine film\tpos\n\"quoted start\tneg\nok\t1\n",
+    "tsv": b'text\tlabel\nfine film\tpos\n"quoted start\tneg\nok\t1\n',
     "csv": b'id,text,label\n1,"a, b",pos\n2,"say ""hi""",neg\n3,"two\nlines",pos\n',
     "jsonl": b'{"text": "good", "label": 1}\n\n{"text": "bad", "label": "neg"}\n',
     "label_first": b"1 a fine film .\n0 a dull one\n",
     "text_lines": b"one text\nanother text\n",
     "conll": b"-DOCSTART- -X- O\n\nAlice X B-PER\nmet X O\n\nBob X B-PER\n",
     "conllu": b"# c\n1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n2\tdo\t_\tAUX\t_\t_\t0\t_\t_\t_\n"
-              b"3\tn't\t_\tPART\t_\t_\t0\t_\t_\t_\n\n",
+    b"3\tn't\t_\tPART\t_\t_\t0\t_\t_\t_\n\n",
     "parallel_tsv": b"cat\tK AE T\ndog\tD AO G\n",
     "parallel_jsonl": b'{"source": "cat", "target": "K AE T"}\n',
 }
@@ -211,15 +260,23 @@ def _mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
 
 
 HOSTILE = st.one_of(
-    st.binary(max_size=300),                                                      # random bytes
-    st.sampled_from(list(VALID.values())).flatmap(                                 # truncated
-        lambda d: st.integers(0, len(d)).map(lambda n: d[:n])),
-    st.sampled_from(list(VALID.values())).flatmap(                                 # mutated
-        lambda d: st.lists(st.tuples(st.integers(0, 2), st.integers(0, 10**6),
-                                     st.sampled_from(b'"\t\n\r ,{}\\\xff\xfe\x00#-_' + bytes(range(97, 100)))),
-                           min_size=1, max_size=6).map(lambda e: _mutate(d, e))),
+    st.binary(max_size=300),  # random bytes
+    st.sampled_from(list(VALID.values())).flatmap(  # truncated
+        lambda d: st.integers(0, len(d)).map(lambda n: d[:n])
+    ),
+    st.sampled_from(list(VALID.values())).flatmap(  # mutated
+        lambda d: st.lists(
+            st.tuples(
+                st.integers(0, 2),
+                st.integers(0, 10**6),
+                st.sampled_from(b'"\t\n\r ,{}\\\xff\xfe\x00#-_' + bytes(range(97, 100))),
+            ),
+            min_size=1,
+            max_size=6,
+        ).map(lambda e: _mutate(d, e))
+    ),
     st.sampled_from(list(VALID.values())).map(lambda d: d.replace(b"\n", b"\r\n")),  # line endings
-    st.sampled_from(list(VALID.values())).map(lambda d: b"\xef\xbb\xbf" + d),         # byte-order mark
+    st.sampled_from(list(VALID.values())).map(lambda d: b"\xef\xbb\xbf" + d),  # byte-order mark
     st.sampled_from(list(VALID.values())).map(lambda d: "\ufeff".encode("utf-16-le") + d),
     st.sampled_from(list(VALID.values())).map(lambda d: d.decode().encode("utf-16")),  # wrong encoding
     st.integers(1, 200_000).map(lambda n: b"text\tlabel\n" + b"x" * n + b"\tpos\n"),  # over-long line
@@ -276,13 +333,20 @@ def tagger(tmp_path_factory):
 
 
 @FUZZ
-@given(data=st.one_of(
-    st.binary(max_size=400),
-    st.lists(st.one_of(st.text(max_size=30).map(lambda t: t.encode("utf-8", "surrogatepass")),
-                       st.binary(max_size=20)), max_size=20).map(lambda parts: b"\n".join(parts)),
-    st.lists(st.sampled_from([b"a b", b"\r", b"\xef\xbb\xbf", b"\xff\xfe", b"caf\xe9", b"", b" \t ", b"\x00"]),
-             max_size=30).map(lambda parts: b"\n".join(parts)),
-), ending=st.sampled_from([b"", b"\n", b"\r\n"]))
+@given(
+    data=st.one_of(
+        st.binary(max_size=400),
+        st.lists(
+            st.one_of(st.text(max_size=30).map(lambda t: t.encode("utf-8", "surrogatepass")), st.binary(max_size=20)),
+            max_size=20,
+        ).map(lambda parts: b"\n".join(parts)),
+        st.lists(
+            st.sampled_from([b"a b", b"\r", b"\xef\xbb\xbf", b"\xff\xfe", b"caf\xe9", b"", b" \t ", b"\x00"]),
+            max_size=30,
+        ).map(lambda parts: b"\n".join(parts)),
+    ),
+    ending=st.sampled_from([b"", b"\n", b"\r\n"]),
+)
 def test_predict_gives_one_record_per_input_line_whatever_the_bytes(tagger, tmp_path_factory, data, ending):
     from omegaconf import OmegaConf
 
@@ -290,8 +354,17 @@ def test_predict_gives_one_record_per_input_line_whatever_the_bytes(tagger, tmp_
 
     root = tmp_path_factory.mktemp("predict")
     (root / "in.txt").write_bytes(data + ending)
-    cfg = OmegaConf.create({"checkpoint": str(tagger), "input": str(root / "in.txt"), "output": str(root / "out.jsonl"),
-                            "encoding": "utf-8", "on_error": "record", "batch_sentences": 7, "device": "cpu"})
+    cfg = OmegaConf.create(
+        {
+            "checkpoint": str(tagger),
+            "input": str(root / "in.txt"),
+            "output": str(root / "out.jsonl"),
+            "encoding": "utf-8",
+            "on_error": "record",
+            "batch_sentences": 7,
+            "device": "cpu",
+        }
+    )
     raw = data + ending
     if raw.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):  # UTF-16/32 read as UTF-8: refused
         with pytest.raises(UserError, match=r"in.txt:1: the input starts with a UTF-(16|32) byte-order mark"):
@@ -313,15 +386,28 @@ def test_predict_gives_one_record_per_input_line_whatever_the_bytes(tagger, tmp_
         assert record["tokens"] == text.split() and len(record["tags"]) == len(record["tokens"])
 
 
-GARBAGE = {"utf-8": b"\xff", "utf-8-sig": b"\xc3", "utf-16": b"\x00\xd8", "utf-16-be": b"\xdc\x00",
-           "utf-32": b"\xff\xff\xff\xff", "latin-1": None}
+GARBAGE = {
+    "utf-8": b"\xff",
+    "utf-8-sig": b"\xc3",
+    "utf-16": b"\x00\xd8",
+    "utf-16-be": b"\xdc\x00",
+    "utf-32": b"\xff\xff\xff\xff",
+    "latin-1": None,
+}
 
 
 @FUZZ
-@given(parts=st.lists(st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",),
-                                                                 blacklist_characters="\n\r"), max_size=20)),
-                      min_size=1, max_size=15),
-       encoding=st.sampled_from(sorted(GARBAGE)), crlf=st.booleans())
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.none(), st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=20)
+        ),
+        min_size=1,
+        max_size=15,
+    ),
+    encoding=st.sampled_from(sorted(GARBAGE)),
+    crlf=st.booleans(),
+)
 def test_predict_reads_each_encoding_line_by_line(tagger, tmp_path_factory, parts, encoding, crlf):
     """None in ``parts``: a line of bytes the encoding cannot decode; it gets an error record and
     the other lines their tags, in every encoding (UTF-16/32 are split at their own line feeds)."""
@@ -338,8 +424,17 @@ def test_predict_reads_each_encoding_line_by_line(tagger, tmp_path_factory, part
     data = bom + b"".join((GARBAGE[encoding] if p is None else p.encode(codec)) + newline for p in parts)
     root = tmp_path_factory.mktemp("encodings")
     (root / "in.txt").write_bytes(data)
-    cfg = OmegaConf.create({"checkpoint": str(tagger), "input": str(root / "in.txt"), "output": str(root / "out.jsonl"),
-                            "encoding": encoding, "on_error": "record", "batch_sentences": 4, "device": "cpu"})
+    cfg = OmegaConf.create(
+        {
+            "checkpoint": str(tagger),
+            "input": str(root / "in.txt"),
+            "output": str(root / "out.jsonl"),
+            "encoding": encoding,
+            "on_error": "record",
+            "batch_sentences": 4,
+            "device": "cpu",
+        }
+    )
     predict_command(cfg)
     records = [json.loads(line) for line in (root / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(records) == len(parts)

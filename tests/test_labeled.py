@@ -39,16 +39,25 @@ def test_csv_and_tsv_tables(tmp_path):
     assert labeled.read_table(tsv, "sentence", "stars", delimiter="\t") == (["nice", "meh"], ["5", "2"])
 
 
-@pytest.mark.parametrize("content,message", [
-    ("id,body,label\n1,x,pos\n", "a.csv:1: no text column 'text'; the header has: id, body, label (set data.text_column=...)"),
-    ("text,label\nok,pos\nfine,\n", "a.csv:3: no label in column 'label'"),
-    ("text,label\nok,pos\n ,neg\n", "a.csv:3: empty text in column 'text' (remove the row, or set data.skip_empty=true)"),
-    ("text,label\nok,pos,extra\n", "a.csv:2: 3 fields, the header has 2"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (
+            "id,body,label\n1,x,pos\n",
+            "a.csv:1: no text column 'text'; the header has: id, body, label (set data.text_column=...)",
+        ),
+        ("text,label\nok,pos\nfine,\n", "a.csv:3: no label in column 'label'"),
+        (
+            "text,label\nok,pos\n ,neg\n",
+            "a.csv:3: empty text in column 'text' (remove the row, or set data.skip_empty=true)",
+        ),
+        ("text,label\nok,pos,extra\n", "a.csv:2: 3 fields, the header has 2"),
+    ],
+)
 def test_csv_errors_name_file_and_line(tmp_path, content, message):
     with pytest.raises(UserError) as error:
         labeled.read_table(write(tmp_path / "a.csv", content), "text", "label")
-    assert str(error.value) == f"{tmp_path / 'a.csv'}{message[len('a.csv'):]}"
+    assert str(error.value) == f"{tmp_path / 'a.csv'}{message[len('a.csv') :]}"
 
 
 def test_skip_empty_reports_the_count(tmp_path, caplog):
@@ -62,28 +71,34 @@ def test_jsonl(tmp_path):
     rows = [{"text": "good", "label": 1}, {"text": "bad", "label": 0.0}, {"text": "meh", "label": "mixed"}]
     path = write(tmp_path / "a.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
     assert labeled.read_jsonl(path, "text", "label") == (["good", "bad", "meh"], ["1", "0", "mixed"])
-    for content, message in [('{"text": "a", "label": 1}\n{"text": "b"\n', "a.jsonl:2: not valid JSON"),
-                             ('{"text": "a"}\n', "a.jsonl:1: no label in field 'label'"),
-                             ('{"body": "a", "label": 1}\n', "a.jsonl:1: no text field 'text'; the object has: body, label"),
-                             ('[1, 2]\n', "a.jsonl:1: expected a JSON object, found list")]:
+    for content, message in [
+        ('{"text": "a", "label": 1}\n{"text": "b"\n', "a.jsonl:2: not valid JSON"),
+        ('{"text": "a"}\n', "a.jsonl:1: no label in field 'label'"),
+        ('{"body": "a", "label": 1}\n', "a.jsonl:1: no text field 'text'; the object has: body, label"),
+        ("[1, 2]\n", "a.jsonl:1: expected a JSON object, found list"),
+    ]:
         with pytest.raises(UserError, match=message.replace("[", r"\[")):
             labeled.read_jsonl(write(tmp_path / "a.jsonl", content), "text", "label")
 
 
 def test_huggingface_dataset_directory_with_class_labels(tmp_path):
-    features = datasets.Features({"sentence": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"])}
+    )
     root = tmp_path / "my_data"
     root.mkdir()
     for split, rows in (("train", [("good", 1), ("bad", 0)]), ("test", [("fine", 1)])):
-        dataset = datasets.Dataset.from_dict({"sentence": [r[0] for r in rows], "label": [r[1] for r in rows]},
-                                             features=features)
+        dataset = datasets.Dataset.from_dict(
+            {"sentence": [r[0] for r in rows], "label": [r[1] for r in rows]}, features=features
+        )
         dataset.to_parquet(str(root / f"{split}.parquet"))
     assert labeled.read_hf(str(root), None, "train", "sentence", "label") == (["good", "bad"], ["positive", "negative"])
     with pytest.raises(UserError, match=r"no text column 'text'; columns: sentence, label"):
         labeled.read_hf(str(root), None, "train", "text", "label")
-    cfg = validate_group("data", OmegaConf.create({"name": "hub", "path": str(root), "validation_split": None,
-                                                   "text_column": "sentence"}))
+    cfg = validate_group(
+        "data",
+        OmegaConf.create({"name": "hub", "path": str(root), "validation_split": None, "text_column": "sentence"}),
+    )
     splits = load_splits(cfg, task="classification")
     assert set(splits) == {"train", "test"} and splits["test"]["label"] == ["positive"]
 
@@ -93,8 +108,9 @@ def test_shared_sst2_and_mr(shared_datasets):
     sst2 = sentiment.load_sst2(data_dir, "unused", None, ("train", "validation", "test"))
     assert [len(sst2[s][0]) for s in ("train", "validation", "test")] == [6920, 872, 1821]
     assert set(sst2["train"][1]) == {"0", "1"}
-    folds = [sentiment.load_mr(k, data_dir, "unused", None, "latin-1", ("train", "validation", "test"))
-             for k in range(10)]
+    folds = [
+        sentiment.load_mr(k, data_dir, "unused", None, "latin-1", ("train", "validation", "test")) for k in range(10)
+    ]
     tests = [text for fold in folds for text in fold["test"][0]]
     assert len(tests) == 10662  # every sentence is tested exactly once over the ten folds
     assert all(len(f["train"][0]) + len(f["validation"][0]) + len(f["test"][0]) == 10662 for f in folds)
@@ -158,7 +174,11 @@ def test_raw_text_tokenizers(tmp_path):
     assert tok.encode_texts(tok.load(tmp_path / "t.json"), ["the cats sat"])[0] == ids
     # bpe for tagging: every word gets its first and last subword
     ids, firsts, lasts = tok.encode(bpe, [["the", "cats", "sat"]])
-    assert firsts[0][0] == 0 and all(f <= l for f, l in zip(firsts[0], lasts[0])) and lasts[0][-1] == len(ids[0]) - 1
+    assert (
+        firsts[0][0] == 0
+        and all(first <= last for first, last in zip(firsts[0], lasts[0]))
+        and lasts[0][-1] == len(ids[0]) - 1
+    )
 
 
 def test_probe_longrange_for_classification():
@@ -184,16 +204,21 @@ def test_a_tsv_row_is_a_line_and_a_quote_is_text(tmp_path, caplog):
     quoted = write(tmp_path / "q.tsv", 'text\tlabel\n"a\ttab and\na break"\tpos\nplain\tneg\n')
     with caplog.at_level(logging.WARNING):
         assert labeled.read_table(quoted, "text", "label", delimiter="\t", quoting="multiline") == (
-            ["a\ttab and\na break", "plain"], ["pos", "neg"])
-    with pytest.raises(UserError, match=r"q.tsv:2: malformed TSV: a quoted field that starts on this line runs on "
-                                        r"to line 3; .* or set data.quoting=multiline"):
+            ["a\ttab and\na break", "plain"],
+            ["pos", "neg"],
+        )
+    with pytest.raises(
+        UserError,
+        match=r"q.tsv:2: malformed TSV: a quoted field that starts on this line runs on "
+        r"to line 3; .* or set data.quoting=multiline",
+    ):
         labeled.read_table(quoted, "text", "label", delimiter="\t", quoting="csv")
     assert "q.tsv: 1 row(s) have a quoted field with a line break inside (first at line 2)" in caplog.text
     assert labeled.read_table(quoted, "text", "label", delimiter="\t")[0] == ['"a', 'a break"', "plain"]
 
 
 def test_a_csv_with_a_stray_quote_names_the_line_where_it_opened(tmp_path):
-    rows = "".join(f'{"x" if i != 3 else chr(34) + "x"} {i},pos\n' for i in range(10))
+    rows = "".join(f"{'x' if i != 3 else chr(34) + 'x'} {i},pos\n" for i in range(10))
     path = write(tmp_path / "a.csv", "text,label\n" + rows)
     for quoting in ("csv", "multiline"):  # the quote opened on line 5 meets text after its close
         with pytest.raises(UserError) as error:
@@ -204,16 +229,23 @@ def test_a_csv_with_a_stray_quote_names_the_line_where_it_opened(tmp_path):
         labeled.read_table(unclosed, "text", "label", quoting="multiline")
     # closed on a later line, so that it swallows whole rows: refused unless multiline is asked for
     swallowing = write(tmp_path / "c.csv", 'label,text\n1,"best film ever\n0,ok\n1,fine\n0,he is 6 ft 2"\n1,last\n')
-    with pytest.raises(UserError, match=r"c.csv:2: malformed CSV: a quoted field that starts on this line runs on "
-                                        r"to line 5"):
+    with pytest.raises(
+        UserError,
+        match=r"c.csv:2: malformed CSV: a quoted field that starts on this line runs on "
+        r"to line 5",
+    ):
         labeled.read_table(swallowing, "text", "label")
     # a lone carriage return is a character of its line, never a row break
     assert labeled.read_table(write(tmp_path / "d.csv", "label,text\npos,good\rneg bad\n"), "text", "label") == (
-        ["good\rneg bad"], ["pos"])
+        ["good\rneg bad"],
+        ["pos"],
+    )
     with pytest.raises(UserError, match=r"d.csv:2: 3 fields, the header has 2"):
         labeled.read_table(write(tmp_path / "d.csv", "label,text\npos,good\rneg,bad\n"), "text", "label")
     assert labeled.read_table(write(tmp_path / "e.csv", 'label,text\npos,"good\rbad"\n'), "text", "label") == (
-        ["good\rbad"], ["pos"])
+        ["good\rbad"],
+        ["pos"],
+    )
     long = write(tmp_path / "f.csv", "label,text\npos," + "x" * 200_000 + "\n")  # past csv's default field limit
     assert [len(t) for t in labeled.read_table(long, "text", "label")[0]] == [200_000]
     # quoting=none reads a CSV whose quotes are text

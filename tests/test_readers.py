@@ -3,11 +3,11 @@
 import re
 
 import pytest
+from omegaconf import OmegaConf
 
 from convnlp.data import cmudict_stress, load_splits, probe_longrange
 from convnlp.data.readers import read_conll, read_conllu
 from convnlp.errors import UserError
-from omegaconf import OmegaConf
 
 CONLLU = """# sent_id = 1
 # text = I can't go.
@@ -32,14 +32,19 @@ def test_conllu_reads_words_not_ranges_or_empty_nodes(tmp_path):
     assert read_conllu(path, "xpos")[1][0] == ["PRP", "MD", "RB", "VB", "."]
 
 
-@pytest.mark.parametrize("bad_line,line_no,message", [
-    ("2\tgo\tgo\tVERB", 12, "expected 10 tab-separated columns, found 4"),
-    ("x\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_", 12, "ID column is 'x'"),
-    ("2\tgo\tgo\t_\tVB\t_\t0\troot\t_\t_", 12, "token 'go' has no UPOS tag"),
-])
+@pytest.mark.parametrize(
+    "bad_line,line_no,message",
+    [
+        ("2\tgo\tgo\tVERB", 12, "expected 10 tab-separated columns, found 4"),
+        ("x\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_", 12, "ID column is 'x'"),
+        ("2\tgo\tgo\t_\tVB\t_\t0\troot\t_\t_", 12, "token 'go' has no UPOS tag"),
+    ],
+)
 def test_conllu_malformed_line_names_file_and_line(tmp_path, bad_line, line_no, message):
     path = tmp_path / "bad.conllu"
-    path.write_text(CONLLU.replace("1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_", "1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n" + bad_line))
+    path.write_text(
+        CONLLU.replace("1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_", "1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n" + bad_line)
+    )
     with pytest.raises(UserError) as error:
         read_conllu(path)
     assert str(error.value).startswith(f"{path}:{line_no}: ") and message in str(error.value)
@@ -55,10 +60,13 @@ def test_conll_columns_docstart_and_blank_lines(tmp_path):
     assert read_conll(path, tag_column=1)[1] == [["NNP", "VBZ"], ["NNP"]]
 
 
-@pytest.mark.parametrize("content,message", [
-    ("EU NNP B-ORG\nrejects O\n", ":2: line has 2 column(s), earlier lines have 3"),
-    ("EU\nrejects\n", ":1: token column 0 and tag column -1 are the same column of 1"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("EU NNP B-ORG\nrejects O\n", ":2: line has 2 column(s), earlier lines have 3"),
+        ("EU\nrejects\n", ":1: token column 0 and tag column -1 are the same column of 1"),
+    ],
+)
 def test_conll_bad_columns(tmp_path, content, message):
     path = tmp_path / "bad.txt"
     path.write_text(content)
@@ -107,9 +115,17 @@ def test_cmudict_stress_split_is_deterministic_and_by_word():
 
 
 def test_load_splits_gives_hf_datasets_with_tokens_and_tags(conll_files):
-    cfg = OmegaConf.create({"name": "conll", "train": str(conll_files["train"]), "validation": None,
-                            "test": str(conll_files["test"]), "token_column": 0, "tag_column": -1,
-                            "encoding": "utf-8"})
+    cfg = OmegaConf.create(
+        {
+            "name": "conll",
+            "train": str(conll_files["train"]),
+            "validation": None,
+            "test": str(conll_files["test"]),
+            "token_column": 0,
+            "tag_column": -1,
+            "encoding": "utf-8",
+        }
+    )
     data = load_splits(cfg)
     assert set(data) == {"train", "test"}
     assert data["train"].column_names == ["tokens", "tags"]
@@ -117,8 +133,15 @@ def test_load_splits_gives_hf_datasets_with_tokens_and_tags(conll_files):
 
 
 def test_ud_ewt_from_data_dir(shared_datasets):
-    cfg = OmegaConf.create({"name": "ud_ewt", "tagset": "upos", "data_dir": str(shared_datasets),
-                            "url": "http://127.0.0.1:9/unused", "cache_dir": None})
+    cfg = OmegaConf.create(
+        {
+            "name": "ud_ewt",
+            "tagset": "upos",
+            "data_dir": str(shared_datasets),
+            "url": "http://127.0.0.1:9/unused",
+            "cache_dir": None,
+        }
+    )
     data = load_splits(cfg, splits=("validation",))
     assert data["validation"].num_rows == 2001
     assert sum(len(t) for t in data["validation"]["tokens"]) == 25147

@@ -8,11 +8,28 @@ from convnlp.data.batching import collate
 from convnlp.model import build_model
 from convnlp.tasks import tagging
 
-TASK = {"name": "tagging", "embedding_dim": 8, "embedding_dropout": 0.0, "pooling": "first_last",
-        "word_layers": 2, "word_kernel": 3, "word_dropout": 0.0, "predict_max_chars": 2000,
-        "predict_context_words": 16}
-ENCODER = {"name": "dilated", "width": 12, "kernel": 3, "dilations": [1, 2], "blocks": 1, "shared": False,
-           "activation": "relu", "norm": "layer", "dropout": 0.0}
+TASK = {
+    "name": "tagging",
+    "embedding_dim": 8,
+    "embedding_dropout": 0.0,
+    "pooling": "first_last",
+    "word_layers": 2,
+    "word_kernel": 3,
+    "word_dropout": 0.0,
+    "predict_max_chars": 2000,
+    "predict_context_words": 16,
+}
+ENCODER = {
+    "name": "dilated",
+    "width": 12,
+    "kernel": 3,
+    "dilations": [1, 2],
+    "blocks": 1,
+    "shared": False,
+    "activation": "relu",
+    "norm": "layer",
+    "dropout": 0.0,
+}
 
 
 def model_for(tokenizer, pooling="first_last", **task):
@@ -57,8 +74,7 @@ def test_long_sentence_is_tagged_completely_and_like_a_full_pass():
     words = ["the", "cat", "sat", "on", "a", "mat"] * 150  # 900 words, about 3000 characters
     full = tagging.predict(model, tokenizer, labels, [words], torch.device("cpu"), max_chars=10**6)
     # context far wider than the receptive field (61 chars, 7 words): windows change nothing
-    windowed = tagging.predict(model, tokenizer, labels, [words, []], torch.device("cpu"),
-                               max_chars=300, context=20)
+    windowed = tagging.predict(model, tokenizer, labels, [words, []], torch.device("cpu"), max_chars=300, context=20)
     assert len(windowed[0]) == 900 and None not in windowed[0]
     assert windowed[0] == full[0] and windowed[1] == []
 

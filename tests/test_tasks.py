@@ -8,8 +8,7 @@ from convnlp.tasks import Task
 
 
 def test_every_task_module_satisfies_the_task_protocol():
-    members = [name for name, value in vars(Task).items()
-               if not name.startswith("_") and inspect.isfunction(value)]
+    members = [name for name, value in vars(Task).items() if not name.startswith("_") and inspect.isfunction(value)]
     assert len(members) == 12
     for name, module in ((e.name, e.target) for e in TASKS.entries()):
         assert isinstance(module, Task), name

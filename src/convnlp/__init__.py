@@ -1,8 +1,8 @@
 """convnlp: convolutional neural networks for text.
 
-    import convnlp
-    model = convnlp.load("outputs/train/<run>")   # see convnlp.api
-    model.predict(["a sentence", ...])
+import convnlp
+model = convnlp.load("outputs/train/<run>")   # see convnlp.api
+model.predict(["a sentence", ...])
 """
 
 __version__ = "0.1.0"

@@ -28,16 +28,22 @@ class Predictor:
     """A loaded checkpoint (or ensemble, or exported model) on its device."""
 
     def __init__(self, loaded: Checkpoint, device: torch.device):
-        self.model, self.config, self.tokenizer, self.labels = (loaded.model, loaded.config, loaded.tokenizer,
-                                                                loaded.labels)
+        self.model, self.config, self.tokenizer, self.labels = (
+            loaded.model,
+            loaded.config,
+            loaded.tokenizer,
+            loaded.labels,
+        )
         self.device = device
         self.task_name = self.config["task"]["name"]
         self._task, self._task_cfg = loaded.task, loaded.task_cfg
         self.model.eval()
 
     def __repr__(self) -> str:
-        return (f"convnlp.Predictor(task={self.task_name}, encoder={self.config['encoder']['name']}, "
-                f"{len(self.labels)} labels, device={self.device})")
+        return (
+            f"convnlp.Predictor(task={self.task_name}, encoder={self.config['encoder']['name']}, "
+            f"{len(self.labels)} labels, device={self.device})"
+        )
 
     def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> list[dict] | dict:
         """The records of ``texts`` (a list of strings: a list of records; one string: its record),
@@ -52,17 +58,19 @@ class Predictor:
         records = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                inputs = [self._task.read_input(text) for text in texts[start:start + batch_size]]
-                records += self._task.predict_records(self.model, self.tokenizer, self.labels, inputs, self.device,
-                                                      self._task_cfg)
+                inputs = [self._task.read_input(text) for text in texts[start : start + batch_size]]
+                records += self._task.predict_records(
+                    self.model, self.tokenizer, self.labels, inputs, self.device, self._task_cfg
+                )
         return records[0] if one else records
 
 
 RUNTIMES = ("torch", "onnx")
 
 
-def load_model(checkpoint, runtime: str = "torch", device: str | torch.device = "auto",
-               threads: int = 0) -> tuple[Checkpoint, torch.device]:
+def load_model(
+    checkpoint, runtime: str = "torch", device: str | torch.device = "auto", threads: int = 0
+) -> tuple[Checkpoint, torch.device]:
     """A checkpoint and its device, as ``predict``, ``eval`` and ``load`` run them:
     ``runtime="torch"``: a checkpoint, a run's directory or a list (an ensemble) on ``device``;
     ``runtime="onnx"``: an exported directory (``convnlp export``), by ONNX Runtime on the CPU with
@@ -71,15 +79,21 @@ def load_model(checkpoint, runtime: str = "torch", device: str | torch.device = 
         raise UserError(f"runtime={runtime!r} is not valid; choose one of: {', '.join(RUNTIMES)}")
     if runtime == "onnx":
         if str(device) not in ("auto", "cpu"):
-            raise UserError(f"device={device}: runtime=onnx runs on the CPU (ONNX Runtime's CPU provider); "
-                            "set device=auto or cpu, or runtime=torch")
+            raise UserError(
+                f"device={device}: runtime=onnx runs on the CPU (ONNX Runtime's CPU provider); "
+                "set device=auto or cpu, or runtime=torch"
+            )
         return load_exported(checkpoint, threads), torch.device("cpu")
     device = device if isinstance(device, torch.device) else pick_device(str(device))
     return ensemble.load(checkpoint, device), device
 
 
-def load(checkpoint: str | Path | Iterable[str | Path], device: str | torch.device = "auto",
-         runtime: str = "torch", threads: int = 0) -> Predictor:
+def load(
+    checkpoint: str | Path | Iterable[str | Path],
+    device: str | torch.device = "auto",
+    runtime: str = "torch",
+    threads: int = 0,
+) -> Predictor:
     """A checkpoint directory, a training run's directory (its best/), or a list of them (an
     ensemble: same task, tokenizer and labels), on ``device`` (auto: CUDA where available);
     ``runtime="onnx"``: an exported directory (``convnlp export``), by ONNX Runtime on the CPU.

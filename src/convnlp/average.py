@@ -41,8 +41,9 @@ def average_checkpoints(directories: list[str | Path], output: str | Path) -> Pa
     for directory in directories[1:]:
         other = checkpoint.load(directory)
         difference = config_difference(ours.config, other.config, names=(f"in {first}", "here"))
-        problem = (f"another model ({difference})" if difference
-                   else checkpoint.vocabulary_difference(first, ours, other))
+        problem = (
+            f"another model ({difference})" if difference else checkpoint.vocabulary_difference(first, ours, other)
+        )
         if problem:
             raise UserError(f"{directory}: {problem}; only checkpoints of one model can be averaged")
         for name, value in other.model.state_dict().items():  # load() checked names and shapes against the config
@@ -61,8 +62,8 @@ def average_checkpoints(directories: list[str | Path], output: str | Path) -> Pa
 
 def average_command(cfg: DictConfig) -> None:
     if not isinstance(cfg.checkpoints, ListConfig):
-        raise UserError(f"checkpoints={cfg.checkpoints}: give a list of checkpoint directories, "
-                        "checkpoints=[DIR1,DIR2]")
+        raise UserError(
+            f"checkpoints={cfg.checkpoints}: give a list of checkpoint directories, checkpoints=[DIR1,DIR2]"
+        )
     output = average_checkpoints([str(d) for d in cfg.checkpoints], str(cfg.output))
     print(json.dumps({"output": str(output), "averaged": len(cfg.checkpoints)}))
-

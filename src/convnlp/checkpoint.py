@@ -42,6 +42,7 @@ class Checkpoint:
     """A trained model and what predicting with it needs: its run config, tokenizer and label
     vocabulary (``load``; an ensemble's, ``ensemble.load``; an exported model's, with an ONNX
     Runtime session as ``model``)."""
+
     model: nn.Module
     config: dict
     tokenizer: tok.Tokenizer
@@ -61,17 +62,26 @@ class Checkpoint:
 def git_revision() -> str | None:
     """The commit of the code that wrote a checkpoint (its metrics.json records it), if known."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def save(directory: Path, model: Model, config: dict, tokenizer, labels: list[str],
-         metrics: dict, training_state: dict | None = None) -> None:
+def save(
+    directory: Path,
+    model: Model,
+    config: dict,
+    tokenizer,
+    labels: list[str],
+    metrics: dict,
+    training_state: dict | None = None,
+) -> None:
     """Write a checkpoint directory; a write that fails (disk full, file size limit, read-only
     directory) raises a one-line UserError and leaves the previous checkpoint as it was."""
+
     def write(tmp: Path) -> None:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, tmp / "model.safetensors")
@@ -127,11 +137,13 @@ def _write_atomically(directory: Path, write) -> None:
         _fsync(directory.parent)
         shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
-        raise UserError(f"cannot write the checkpoint {directory} ({e.strerror or e}); the previous one, if any, "
-                        "is kept") from None
+        raise UserError(
+            f"cannot write the checkpoint {directory} ({e.strerror or e}); the previous one, if any, is kept"
+        ) from None
     except (RuntimeError, SafetensorError) as e:  # torch.save and safetensors wrap the OS error in their own
-        raise UserError(f"cannot write the checkpoint {directory} ({str(e).splitlines()[0]}); the previous one, "
-                        "if any, is kept") from None
+        raise UserError(
+            f"cannot write the checkpoint {directory} ({str(e).splitlines()[0]}); the previous one, if any, is kept"
+        ) from None
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -219,8 +231,12 @@ def _check_config(config) -> None:
         if not isinstance(config.get(group), dict):
             raise UserError(f"no {group} group")
     for group in CONFIG_KEYS:
-        if group in config and group != "seed" and not isinstance(config[group], dict) and \
-                not (group == "decoder" and config[group] is None):
+        if (
+            group in config
+            and group != "seed"
+            and not isinstance(config[group], dict)
+            and not (group == "decoder" and config[group] is None)
+        ):
             raise UserError(f"{group}: expected a group of settings, found {type(config[group]).__name__}")
     if not isinstance(config.get("seed", 0), int):
         raise UserError(f"seed: expected a whole number, found {config['seed']!r}")
@@ -248,8 +264,10 @@ def weights_difference(expected: dict, weights: dict) -> str | None:
     for key, tensor in expected.items():
         if tuple(weights[key].shape) != tuple(tensor.shape):
             hint = " (its rows: the tokenizer's vocabulary size)" if key == "embedding.weight" else ""
-            return (f"{key!r} has shape {tuple(weights[key].shape)} in the weights, {tuple(tensor.shape)} from "
-                    f"config.json, tokenizer.json and labels.json{hint}")
+            return (
+                f"{key!r} has shape {tuple(weights[key].shape)} in the weights, {tuple(tensor.shape)} from "
+                f"config.json, tokenizer.json and labels.json{hint}"
+            )
         if not weights[key].dtype.is_floating_point and tensor.dtype.is_floating_point:
             return f"{key!r} holds {weights[key].dtype}, not floating-point numbers"
     return None
@@ -264,8 +282,10 @@ def read(directory: str | Path, required: tuple[str, ...] = REQUIRED) -> Checkpo
     for name in required:
         if not (directory / name).is_file():
             if name == "model.safetensors" and (directory / "model.onnx").is_file():
-                raise UserError(f"{directory}: an exported ONNX model (model.onnx), not a PyTorch checkpoint; run it "
-                                "with runtime=onnx")
+                raise UserError(
+                    f"{directory}: an exported ONNX model (model.onnx), not a PyTorch checkpoint; run it "
+                    "with runtime=onnx"
+                )
             raise UserError(f"{directory}: checkpoint is missing {name}")
     config = _read_json(directory / "config.json")
     labels = _read_json(directory / "labels.json")
@@ -277,8 +297,10 @@ def read(directory: str | Path, required: tuple[str, ...] = REQUIRED) -> Checkpo
     tokenizer = tok.load(directory / "tokenizer.json")
     try:  # the model groups pass the same type, choice and range checks as on the command line
         config = with_earlier_defaults(config)
-        checked = validate(OmegaConf.create({g: config[g] for g in ("task", "encoder", "decoder") if g in config}),
-                           ("task", "encoder", "decoder"))
+        checked = validate(
+            OmegaConf.create({g: config[g] for g in ("task", "encoder", "decoder") if g in config}),
+            ("task", "encoder", "decoder"),
+        )
         for group in ("task", "encoder", "decoder"):
             if config.get(group) is not None:
                 config[group] = OmegaConf.to_container(checked[group])
@@ -298,8 +320,9 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Checkpoin
     try:
         weights = load_file(directory / "model.safetensors", device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{directory}/model.safetensors: damaged or not a safetensors file "
-                        f"({str(e).splitlines()[0]})") from None
+        raise UserError(
+            f"{directory}/model.safetensors: damaged or not a safetensors file ({str(e).splitlines()[0]})"
+        ) from None
     difference = weights_difference(model.state_dict(), weights)
     if difference:
         raise UserError(f"{directory}/model.safetensors: does not match the checkpoint's model: {difference}")
@@ -319,9 +342,20 @@ def vocabulary_difference(first, ours: Checkpoint, theirs: Checkpoint) -> str | 
 
 
 # What training_state.pt must hold, and of which type (train.py writes it).
-TRAINING_STATE = {"optimizer": dict, "step": int, "epoch": int, "batch_in_epoch": int, "best_score": float,
-                  "best_step": int, "bad_evals": int, "elapsed": float, "torch_rng": torch.Tensor,
-                  "python_rng": tuple, "cuda_rng": list, "scaler": dict}
+TRAINING_STATE = {
+    "optimizer": dict,
+    "step": int,
+    "epoch": int,
+    "batch_in_epoch": int,
+    "best_score": float,
+    "best_step": int,
+    "bad_evals": int,
+    "elapsed": float,
+    "torch_rng": torch.Tensor,
+    "python_rng": tuple,
+    "cuda_rng": list,
+    "scaler": dict,
+}
 
 
 def load_training_state(directory: Path) -> dict:
@@ -337,6 +371,8 @@ def load_training_state(directory: Path) -> dict:
     for key, kind in TRAINING_STATE.items():
         value = state.get(key)
         if not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
-            raise UserError(f"{path}: not a training state of this version ({key!r} is "
-                            f"{type(value).__name__ if key in state else 'missing'}, expected {kind.__name__})")
+            raise UserError(
+                f"{path}: not a training state of this version ({key!r} is "
+                f"{type(value).__name__ if key in state else 'missing'}, expected {kind.__name__})"
+            )
     return state

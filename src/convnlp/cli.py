@@ -55,10 +55,33 @@ def usage() -> str:
     return HEADER + "\n".join(lines) + "\n" + FOOTER
 
 
-VALUE_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
-               "--experimental-rerun", "--package", "-p", "--cfg", "-c"}
-INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
-              "--package", "-p", "--shell-completion", "-sc"}
+VALUE_FLAGS = {
+    "--config-dir",
+    "-cd",
+    "--config-name",
+    "-cn",
+    "--config-path",
+    "-cp",
+    "--experimental-rerun",
+    "--package",
+    "-p",
+    "--cfg",
+    "-c",
+}
+INFO_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--cfg",
+    "-c",
+    "--resolve",
+    "--package",
+    "-p",
+    "--shell-completion",
+    "-sc",
+}
 
 
 def short_dirname(name: str, limit: int = 120) -> str:
@@ -68,7 +91,7 @@ def short_dirname(name: str, limit: int = 120) -> str:
         return name
     import hashlib
 
-    return f"{name[:limit - 9]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return f"{name[: limit - 9]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 OmegaConf.register_new_resolver("convnlp_short", short_dirname, replace=True)
@@ -111,7 +134,7 @@ def _variants(overrides: list[str]) -> list[list[str]]:
     variants = [fixed + first]
     for i, (key, values) in enumerate(sweeps):
         for value in values[1:]:
-            variants.append(fixed + first[:i] + [f"{key}={value}"] + first[i + 1:])
+            variants.append(fixed + first[:i] + [f"{key}={value}"] + first[i + 1 :])
     return variants
 
 
@@ -166,8 +189,10 @@ def _check_experiment(variant: list[str], options: list[str]) -> None:
             fail(f"unknown experiment {value!r}; choose one of: {', '.join(o for o in options if o not in DATASETS)}")
         data = [o.partition("=")[2] for o in variant if o.partition("=")[0].lstrip("+") == "data"]
         if value in DATASETS and data != [value]:
-            fail(f"experiment={value} holds the settings data={value} wants and is applied by data={value}; "
-                 "give data=" + value)
+            fail(
+                f"experiment={value} holds the settings data={value} wants and is applied by data={value}; "
+                "give data=" + value
+            )
 
 
 def check_overrides(command: str, args: list[str]) -> DictConfig:
@@ -263,9 +288,11 @@ def terminated(command: str) -> None:
     _log_to_files(logging.ERROR, message)
     world = distributed.world()
     if world.distributed and world.main:
-        print(f"convnlp: error: rank 0 of {world.size} stopped by SIGTERM (the job was stopped, or torchrun stopped "
-              f"all processes because one failed: then its error is above); continue with trainer.resume=true",
-              file=sys.stderr)
+        print(
+            f"convnlp: error: rank 0 of {world.size} stopped by SIGTERM (the job was stopped, or torchrun stopped "
+            f"all processes because one failed: then its error is above); continue with trainer.resume=true",
+            file=sys.stderr,
+        )
     sys.exit(143)
 
 
@@ -310,8 +337,10 @@ def shell_completion(argv: list[str]) -> bool:
     if action == "query":
         return False
     if action not in ("install", "uninstall") or shell not in ("bash", "zsh"):
-        fail(f"-sc {argv[i + 1]}: give install=bash or uninstall=bash (zsh: the same after "
-             "`autoload bashcompinit && bashcompinit`)")
+        fail(
+            f"-sc {argv[i + 1]}: give install=bash or uninstall=bash (zsh: the same after "
+            "`autoload bashcompinit && bashcompinit`)"
+        )
     names = " ".join(e.name for e in commands())
     print(COMPLETION % names if action == "install" else "complete -r convnlp 2> /dev/null")
     return True
@@ -327,11 +356,15 @@ def join_processes(command: str, args: list[str], multirun: bool, cfg: DictConfi
     """Under torchrun: join the other processes of this training, and share rank 0's run
     directory (rank 0 alone writes into it)."""
     if command != "train":
-        fail(f"torchrun starts several processes to train one model; `convnlp {command}` runs in one process "
-             f"(run it without torchrun)")
+        fail(
+            f"torchrun starts several processes to train one model; `convnlp {command}` runs in one process "
+            f"(run it without torchrun)"
+        )
     if multirun:
-        fail("torchrun trains one model; a sweep (-m) launches its jobs itself: run the sweep without torchrun, "
-             "with hydra/launcher=slurm (its tasks_per_node trains each job on several processes)")
+        fail(
+            "torchrun trains one model; a sweep (-m) launches its jobs itself: run the sweep without torchrun, "
+            "with hydra/launcher=slurm (its tasks_per_node trains each job on several processes)"
+        )
     try:
         world = distributed.start(cfg.trainer.device, cfg.trainer.ddp_backend, cfg.trainer.ddp_timeout_minutes)
         given = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("hydra.run.dir=")]
@@ -401,8 +434,10 @@ def dispatch(argv: list[str]) -> None:
             if lost:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's stop follows: this line says it all
                 world = distributed.world()
-                fail(f"rank {world.rank} of {world.size}: another process of this training is gone ({lost}); "
-                     f"torchrun names the one that failed; continue with trainer.resume=true")
+                fail(
+                    f"rank {world.rank} of {world.size}: another process of this training is gone ({lost}); "
+                    f"torchrun names the one that failed; continue with trainer.resume=true"
+                )
             raise
 
     app.__name__ = command

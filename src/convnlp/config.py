@@ -108,7 +108,7 @@ def validate(cfg: DictConfig, groups: tuple[str, ...] = tuple(GROUPS), top: type
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     task, data = (OmegaConf.select(out, f"{g}.name", default=None) for g in ("task", "data"))
     if task is not None and data is not None and data in DATASETS:  # first: a data set's experiment sets keys of
-        check_task(data, task)                                       # its own task (an unknown name: below)
+        check_task(data, task)  # its own task (an unknown name: below)
     present = [g for g in groups if g in cfg and isinstance(cfg[g], DictConfig) and "name" in cfg[g]]
     for group in present:
         out[group] = validate_group(group, cfg[group])
@@ -117,8 +117,9 @@ def validate(cfg: DictConfig, groups: tuple[str, ...] = tuple(GROUPS), top: type
     task = OmegaConf.select(out, "task.name", default=None)
     select = OmegaConf.select(out, "trainer.select", default=None)
     if select is not None and task in TASKS and select not in TASKS[task].info["select"]:
-        raise UserError(f"trainer.select={select!r} is not a {task} metric; choose one of: "
-                        f"{', '.join(TASKS[task].info['select'])}")
+        raise UserError(
+            f"trainer.select={select!r} is not a {task} metric; choose one of: {', '.join(TASKS[task].info['select'])}"
+        )
     for group in present:  # an option's own check across its settings
         typed = from_dict(SCHEMAS[group][out[group].name], OmegaConf.to_container(out[group], resolve=True))
         if hasattr(typed, "check"):

@@ -20,8 +20,9 @@ from convnlp.errors import UserError
 log = logging.getLogger(__name__)
 
 
-def relabel_with_teacher(split, teacher, task, task_name: str, task_cfg: dict, device: torch.device,
-                         batch_tokens: int) -> tuple[dict, dict]:
+def relabel_with_teacher(
+    split, teacher, task, task_name: str, task_cfg: dict, device: torch.device, batch_tokens: int
+) -> tuple[dict, dict]:
     """The training split relabeled by ``teacher`` (a checkpoint, or a list: an ensemble) with
     the task's ``distill``, and the counts that go to metrics.json."""
     if not hasattr(task, "distill"):
@@ -36,18 +37,32 @@ def relabel_with_teacher(split, teacher, task, task_name: str, task_cfg: dict, d
         raise UserError(f"trainer.teacher: {e}") from None
     config, teacher_task = teacher.config, teacher.task_cfg
     if config["task"]["name"] != task_name:
-        raise UserError(f"trainer.teacher: {paths[0]} is a task={config['task']['name']} model; it cannot teach "
-                        f"task={task_name}")
+        raise UserError(
+            f"trainer.teacher: {paths[0]} is a task={config['task']['name']} model; it cannot teach task={task_name}"
+        )
     if teacher_task.get("target_tokens") != task_cfg.get("target_tokens"):
-        raise UserError(f"trainer.teacher: {paths[0]} has task.target_tokens={teacher_task.get('target_tokens')}, "
-                        f"this run {task_cfg.get('target_tokens')}; they must be the same")
+        raise UserError(
+            f"trainer.teacher: {paths[0]} has task.target_tokens={teacher_task.get('target_tokens')}, "
+            f"this run {task_cfg.get('target_tokens')}; they must be the same"
+        )
     start = time.perf_counter()
     log.info("trainer.teacher: relabeling the training sources with %s", ", ".join(paths))
-    split, counts = task.distill(split, teacher.model, teacher.tokenizer, teacher.labels, teacher_task, task_cfg,
-                                 device, batch_tokens)
-    counts = {"checkpoints": paths, **counts, "relabeled": counts["sources"] - counts["kept"],
-              "seconds": time.perf_counter() - start}
-    log.info("trainer.teacher: %d distinct training sources, %d relabeled (%d differ from every reference), "
-             "%d kept their references (no output); %.1f min", counts["sources"], counts["relabeled"],
-             counts["changed"], counts["kept"], counts["seconds"] / 60)
+    split, counts = task.distill(
+        split, teacher.model, teacher.tokenizer, teacher.labels, teacher_task, task_cfg, device, batch_tokens
+    )
+    counts = {
+        "checkpoints": paths,
+        **counts,
+        "relabeled": counts["sources"] - counts["kept"],
+        "seconds": time.perf_counter() - start,
+    }
+    log.info(
+        "trainer.teacher: %d distinct training sources, %d relabeled (%d differ from every reference), "
+        "%d kept their references (no output); %.1f min",
+        counts["sources"],
+        counts["relabeled"],
+        counts["changed"],
+        counts["kept"],
+        counts["seconds"] / 60,
+    )
     return split, counts

@@ -38,6 +38,7 @@ TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 class World:
     """This process's place among the processes that train one model (one process: rank 0 of 1,
     no process group)."""
+
     rank: int = 0
     size: int = 1
     local_rank: int = 0
@@ -97,13 +98,17 @@ def _environment() -> tuple[int, int, int]:
     missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
     if missing:
         given = ", ".join(f"{n}={os.environ[n]}" for n in TORCHRUN_VARIABLES if n in os.environ)
-        raise UserError(f"data-parallel training: {given} is set but {', '.join(missing)} is not; start it with "
-                        "torchrun (torchrun --nproc_per_node=N -m convnlp train ...), which sets them all")
+        raise UserError(
+            f"data-parallel training: {given} is set but {', '.join(missing)} is not; start it with "
+            "torchrun (torchrun --nproc_per_node=N -m convnlp train ...), which sets them all"
+        )
     try:
         rank, size, local = (int(os.environ[n]) for n in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     except ValueError:
-        raise UserError("data-parallel training: RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers, not "
-                        + ", ".join(f"{n}={os.environ[n]!r}" for n in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))) from None
+        raise UserError(
+            "data-parallel training: RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers, not "
+            + ", ".join(f"{n}={os.environ[n]!r}" for n in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+        ) from None
     if not (size >= 1 and 0 <= rank < size and 0 <= local <= rank):
         raise UserError(f"data-parallel training: RANK={rank}, LOCAL_RANK={local} do not fit WORLD_SIZE={size}")
     return rank, size, local
@@ -132,20 +137,26 @@ def start(device_setting: str, backend_setting: str, timeout_minutes: float) -> 
     if backend not in ("nccl", "gloo"):
         raise UserError(f"trainer.ddp_backend={backend_setting}: choose auto, nccl or gloo")
     if backend == "nccl" and not cuda:
-        raise UserError("trainer.ddp_backend=nccl needs CUDA devices, and this run trains on the CPU "
-                        f"(trainer.device={device_setting}{', no CUDA device here' if not torch.cuda.is_available() else ''}); "
-                        "use trainer.ddp_backend=gloo (or auto)")
+        raise UserError(
+            "trainer.ddp_backend=nccl needs CUDA devices, and this run trains on the CPU "
+            f"(trainer.device={device_setting}{', no CUDA device here' if not torch.cuda.is_available() else ''}); "
+            "use trainer.ddp_backend=gloo (or auto)"
+        )
     if cuda:
         if local >= torch.cuda.device_count():
-            raise UserError(f"LOCAL_RANK={local}, but this machine has {torch.cuda.device_count()} CUDA device(s): "
-                            "give torchrun --nproc_per_node at most that many")
+            raise UserError(
+                f"LOCAL_RANK={local}, but this machine has {torch.cuda.device_count()} CUDA device(s): "
+                "give torchrun --nproc_per_node at most that many"
+            )
         torch.cuda.set_device(local)
     timeout = datetime.timedelta(minutes=timeout_minutes)
     try:
         dist.init_process_group(backend=backend, timeout=timeout)
     except Exception as e:  # a rendezvous that fails or times out
-        raise UserError(f"data-parallel training: cannot join the process group of rank {rank}/{size} "
-                        f"({backend}): {str(e).strip().splitlines()[0]}") from None
+        raise UserError(
+            f"data-parallel training: cannot join the process group of rank {rank}/{size} "
+            f"({backend}): {str(e).strip().splitlines()[0]}"
+        ) from None
     _world = World(rank=rank, size=size, local_rank=local, backend=backend)
     return _world
 
@@ -189,7 +200,7 @@ def shard(batches: list[list[int]], world_: World, accumulate: int) -> list[list
     steps = math.ceil(len(batches) / group)
     padded = [batches[i % len(batches)] for i in range(steps * group)] if batches else []
     start = world_.rank * accumulate
-    return [padded[s * group + start:s * group + start + accumulate] for s in range(steps)]
+    return [padded[s * group + start : s * group + start + accumulate] for s in range(steps)]
 
 
 def steps_per_epoch(n_batches: int, world_: World, accumulate: int) -> int:

@@ -54,14 +54,22 @@ def load(checkpoints, device: str | torch.device = "cpu") -> checkpoint.Checkpoi
     for path in checkpoints[1:]:
         other = checkpoint.load(path, device)
         theirs = other.config["task"]
-        problem = (f"task={theirs['name']} where {first} has task={task}" if theirs["name"] != task
-                   else checkpoint.vocabulary_difference(first, ours, other)
-                   or (f"its word features (task.features={list(theirs.get('features') or [])}, "
-                       f"feature_rows={theirs.get('feature_rows')}) differ from those of {first}"
-                       if features.setting(theirs) != features.setting(ours.config["task"]) else None))
+        problem = (
+            f"task={theirs['name']} where {first} has task={task}"
+            if theirs["name"] != task
+            else checkpoint.vocabulary_difference(first, ours, other)
+            or (
+                f"its word features (task.features={list(theirs.get('features') or [])}, "
+                f"feature_rows={theirs.get('feature_rows')}) differ from those of {first}"
+                if features.setting(theirs) != features.setting(ours.config["task"])
+                else None
+            )
+        )
         if problem:
-            raise UserError(f"{path}: {problem}; an ensemble's checkpoints must share the task, the tokenizer, "
-                            "the labels and the word features")
+            raise UserError(
+                f"{path}: {problem}; an ensemble's checkpoints must share the task, the tokenizer, "
+                "the labels and the word features"
+            )
         members.append(other.model)
         configs.append(other.task_cfg)
     return checkpoint.Checkpoint(Ensemble(members, configs).to(device), ours.config, ours.tokenizer, ours.labels)

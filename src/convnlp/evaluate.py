@@ -28,7 +28,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     split = cfg.data.split
     if "name" in cfg.data:  # data=... given on the command line
         data_cfg = cfg.data
-    else:                   # the checkpoint's own data, with the requested split
+    else:  # the checkpoint's own data, with the requested split
         data_cfg = validate_group("data", OmegaConf.merge(OmegaConf.create(config["data"]), {"split": split}))
     if split in data_cfg and not data_cfg.get(split):  # file-based data without this split's file
         raise UserError(f"data={data_cfg.name} has no {split} file: set data.{split}=PATH")
@@ -40,9 +40,15 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     metrics = task.evaluate(model, loaded.tokenizer, loaded.labels, data, loaded.task_cfg, device, cfg.batch_tokens)
     # labels training never saw: each of their tokens or texts is an error
     named = [str(c) for c in cfg.checkpoint] if isinstance(cfg.checkpoint, ListConfig) else str(cfg.checkpoint)
-    result = {"checkpoint": named, "data": data_cfg.name, "split": split, **metrics,
-              "unseen_labels": unseen, "runtime": cfg.runtime,
-              "threads": getattr(model, "threads", None) or torch.get_num_threads()}
+    result = {
+        "checkpoint": named,
+        "data": data_cfg.name,
+        "split": split,
+        **metrics,
+        "unseen_labels": unseen,
+        "runtime": cfg.runtime,
+        "threads": getattr(model, "threads", None) or torch.get_num_threads(),
+    }
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     log.info("wrote %s", run_dir / "metrics.json")

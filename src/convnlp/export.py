@@ -63,8 +63,9 @@ def batches_of(model, config: dict, tokenizer, labels: list[str], inputs: list) 
     """The batches the task's prediction code gives the model for ``inputs`` (read inputs)."""
     recorder = _Recorder(model)
     with torch.no_grad():
-        get_task(config["task"]["name"]).predict_records(recorder, tokenizer, labels, inputs, torch.device("cpu"),
-                                                      task_config(config))
+        get_task(config["task"]["name"]).predict_records(
+            recorder, tokenizer, labels, inputs, torch.device("cpu"), task_config(config)
+        )
     return recorder.batches
 
 
@@ -115,14 +116,18 @@ def calibration_inputs(config: dict, calibration, count: int, encoding: str = "u
         data_cfg = validate_group("data", OmegaConf.create(config["data"]))
         split = load_splits(data_cfg, splits=("train",), task=config["task"]["name"])["train"]
     except (UserError, KeyError) as e:
-        raise UserError(f"quantize=int8 calibrates on the checkpoint's training data ({config['data']['name']}), "
-                        f"which cannot be read here ({e}); give calibration=FILE, a file of inputs as predict "
-                        "reads them") from None
+        raise UserError(
+            f"quantize=int8 calibrates on the checkpoint's training data ({config['data']['name']}), "
+            f"which cannot be read here ({e}); give calibration=FILE, a file of inputs as predict "
+            "reads them"
+        ) from None
     rows = sorted(random.Random(0).sample(range(len(split)), min(count, len(split))))
     inputs = [x for x in split.select(rows)[task.COLUMNS[0]] if x]
     if not inputs:
-        raise UserError(f"quantize=int8: the checkpoint's training data ({config['data']['name']}) gave no non-empty "
-                        "inputs to calibrate on; give calibration=FILE")
+        raise UserError(
+            f"quantize=int8: the checkpoint's training data ({config['data']['name']}) gave no non-empty "
+            "inputs to calibrate on; give calibration=FILE"
+        )
     return inputs, f"{len(inputs)} examples of {config['data']['name']}'s training split"
 
 
@@ -149,9 +154,16 @@ def quantize(fp32: Path, int8: Path, batches: list[dict[str, torch.Tensor]]) -> 
         def get_next(self):
             return next(self.feeds, None)
 
-    quantize_static(str(prepared), str(int8), Reader(), quant_format=QuantFormat.QOperator,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                    op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    quantize_static(
+        str(prepared),
+        str(int8),
+        Reader(),
+        quant_format=QuantFormat.QOperator,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+    )
     prepared.unlink()
 
 
@@ -172,8 +184,15 @@ def agreement(a: list[dict], b: list[dict]) -> tuple[int, int]:
     return same, total
 
 
-def export(directory: str | Path, output: str | Path, fmt: str = "onnx", quantized: str | None = None,
-           calibration: str | list | None = None, calibration_examples: int = 1000, encoding: str = "utf-8") -> dict:
+def export(
+    directory: str | Path,
+    output: str | Path,
+    fmt: str = "onnx",
+    quantized: str | None = None,
+    calibration: str | list | None = None,
+    calibration_examples: int = 1000,
+    encoding: str = "utf-8",
+) -> dict:
     """Write the exported directory; its export.json (also returned). ``quantized="int8"``:
     the graph statically quantized, calibrated on ``calibration`` (a file of input lines, or a
     list of inputs) or on ``calibration_examples`` examples of the checkpoint's training data.
@@ -212,9 +231,11 @@ def export(directory: str | Path, output: str | Path, fmt: str = "onnx", quantiz
         output.rmdir()  # empty (checked above)
     partial.rename(output)
     if info["max_abs_difference_at_export"] > 1e-3:
-        raise UserError(f"export: ONNX Runtime's scores differ from PyTorch's by "
-                        f"{info['max_abs_difference_at_export']:.3g} on the example inputs; {output} is written, "
-                        "but do not serve it")
+        raise UserError(
+            f"export: ONNX Runtime's scores differ from PyTorch's by "
+            f"{info['max_abs_difference_at_export']:.3g} on the example inputs; {output} is written, "
+            "but do not serve it"
+        )
     return info
 
 
@@ -235,33 +256,54 @@ def _write(output: Path, source: Path, model, config: dict, tokenizer, labels: l
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's notes on traced shapes
-            torch.onnx.export(graph, tuple(batch.values()), str(path), input_names=names, output_names=["scores"],
-                              dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+            torch.onnx.export(
+                graph,
+                tuple(batch.values()),
+                str(path),
+                input_names=names,
+                output_names=["scores"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+            )
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:  # an operator the exporter or the checker cannot take
         raise UserError(f"export: {what} cannot be exported to ONNX opset {OPSET}: {first_line(e)}") from None
     got = OnnxModel(path)(batch)
     if got.dim() == 3:  # generation's graph keeps all max_length output positions: compare the source's
-        got = got[:, :expected.shape[1]]
+        got = got[:, : expected.shape[1]]
     difference = float((got - expected).abs().max())
     for name in COPIED:
         if (source / name).is_file():
             shutil.copy2(source / name, output / name)
-    info = {"format": "onnx", "opset": OPSET, "source": str(source.resolve()), "inputs": names,
-            "outputs": ["scores"], "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__, "max_abs_difference_at_export": difference, "quantized": None}
+    info = {
+        "format": "onnx",
+        "opset": OPSET,
+        "source": str(source.resolve()),
+        "inputs": names,
+        "outputs": ["scores"],
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "max_abs_difference_at_export": difference,
+        "quantized": None,
+    }
     if inputs is None:
         return info
     if difference > 1e-3:
-        raise UserError(f"quantize=int8 not attempted: the float32 graph's scores already differ from PyTorch's by "
-                        f"{difference:.3g} on the example inputs")
+        raise UserError(
+            f"quantize=int8 not attempted: the float32 graph's scores already differ from PyTorch's by "
+            f"{difference:.3g} on the example inputs"
+        )
     fp32 = path.with_name("float32.onnx")
     path.rename(fp32)
     try:
         quantize(fp32, path, batches_of(model, config, tokenizer, labels, inputs))
         task = get_task(config["task"]["name"])
-        records = [task.predict_records(OnnxModel(p), tokenizer, labels, inputs, torch.device("cpu"),
-                                        task_config(config)) for p in (path, fp32)]
+        records = [
+            task.predict_records(OnnxModel(p), tokenizer, labels, inputs, torch.device("cpu"), task_config(config))
+            for p in (path, fp32)
+        ]
     except UserError:
         raise
     except Exception as e:  # a graph ONNX Runtime's quantizer (or its int8 kernels) cannot take
@@ -274,8 +316,25 @@ def _write(output: Path, source: Path, model, config: dict, tokenizer, labels: l
 def export_command(cfg: DictConfig) -> None:
     default = "onnx-int8" if cfg.quantize else "onnx"
     output = cfg.output if cfg.output is not None else str(checkpoint.existing(cfg.checkpoint).parent / default)
-    info = export(cfg.checkpoint, output, cfg.format, cfg.quantize, cfg.calibration, cfg.calibration_examples,
-                  cfg.encoding)
-    print(json.dumps({"output": output, **{k: info[k] for k in ("opset", "inputs", "max_abs_difference_at_export",
-                                                                 "quantized", "int8_agreement_with_float32",
-                                                                 "calibration") if k in info}}))
+    info = export(
+        cfg.checkpoint, output, cfg.format, cfg.quantize, cfg.calibration, cfg.calibration_examples, cfg.encoding
+    )
+    print(
+        json.dumps(
+            {
+                "output": output,
+                **{
+                    k: info[k]
+                    for k in (
+                        "opset",
+                        "inputs",
+                        "max_abs_difference_at_export",
+                        "quantized",
+                        "int8_agreement_with_float32",
+                        "calibration",
+                    )
+                    if k in info
+                },
+            }
+        )
+    )

@@ -13,13 +13,18 @@ from convnlp.errors import UserError
 @dataclass
 class BadLine:
     """An input line that could not be read, and why (``where`` names the input and the line)."""
+
     number: int
     where: str
     problem: str
 
 
-WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
-             (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 
 
 def read_lines(stream, name: str, encoding: str) -> Iterator[str | BadLine]:
@@ -37,8 +42,9 @@ def read_lines(stream, name: str, encoding: str) -> Iterator[str | BadLine]:
         if number == 1:
             wide = next((wide for bom, wide in WIDE_BOMS if raw.startswith(bom)), None)
             if wide:  # every line would be misread, not only this one
-                raise UserError(f"{name}:1: the input starts with a {wide[:6].upper()} byte-order mark; set "
-                                f"encoding={wide[:6]}")
+                raise UserError(
+                    f"{name}:1: the input starts with a {wide[:6].upper()} byte-order mark; set encoding={wide[:6]}"
+                )
         yield _decode(raw.removesuffix(b"\n"), number, name, "utf-8" if codec == "utf-8-sig" else codec, encoding)
 
 
@@ -46,8 +52,12 @@ def _decode(raw: bytes, number: int, name: str, codec: str, encoding: str) -> st
     try:
         line = raw.decode(codec)
     except UnicodeDecodeError as e:
-        return BadLine(number, f"{name}:{number}", f"cannot decode byte {raw[e.start:e.start + 1]!r} at column "
-                       f"{e.start + 1} as {encoding} (set encoding=...)")
+        return BadLine(
+            number,
+            f"{name}:{number}",
+            f"cannot decode byte {raw[e.start : e.start + 1]!r} at column "
+            f"{e.start + 1} as {encoding} (set encoding=...)",
+        )
     line = line.removeprefix("\ufeff") if number == 1 else line
     return line[:-1] if line.endswith("\r") else line
 
@@ -60,7 +70,7 @@ def _wide_lines(stream, name: str, codec: str) -> Iterator[str | BadLine]:
     fixed = codec if codec.endswith(("-le", "-be")) else None
     for bom, wide in WIDE_BOMS:
         if fixed is None and len(bom) == unit and buffer.startswith(bom):
-            fixed, buffer = wide, buffer[len(bom):]
+            fixed, buffer = wide, buffer[len(bom) :]
     fixed = fixed or f"{codec}-le"
     newline = "\n".encode(fixed)
     number, done = 0, False

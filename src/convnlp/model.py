@@ -16,12 +16,22 @@ class Model(nn.Module):
     (``batch["features"]``, (B, T, F) ids, ``convnlp.data.features``) are summed into each
     symbol's embedding from one table of that many rows."""
 
-    def __init__(self, vocab_size: int, embedding_dim: int, embedding_dropout: float,
-                 encoder: nn.Module, head: nn.Module, token_dropout: float, feature_rows: int):
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        embedding_dropout: float,
+        encoder: nn.Module,
+        head: nn.Module,
+        token_dropout: float,
+        feature_rows: int,
+    ):
         super().__init__()
         self.token_dropout = token_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
-        self.features = nn.EmbeddingBag(feature_rows, embedding_dim, mode="sum", padding_idx=0) if feature_rows else None
+        self.features = (
+            nn.EmbeddingBag(feature_rows, embedding_dim, mode="sum", padding_idx=0) if feature_rows else None
+        )
         self.dropout = nn.Dropout(embedding_dropout)
         self.encoder = encoder
         self.head = head
@@ -31,13 +41,13 @@ class Model(nn.Module):
         if self.training and self.token_dropout > 0:  # word dropout: symbols become <unk>
             drop = (torch.rand(ids.shape, device=ids.device) < self.token_dropout) & batch["mask"]
             ids = ids.masked_fill(drop, UNK_ID)
-        x = self.embedding(ids)                          # (B, T, E)
-        features = batch.get("features")                 # (B, T, F); F = 0 when every input is empty
+        x = self.embedding(ids)  # (B, T, E)
+        features = batch.get("features")  # (B, T, F); F = 0 when every input is empty
         if self.features is not None and features.shape[-1]:
             x = x + self.feature_sum(features).view_as(x)
         x = self.dropout(x)
-        h = self.encoder(x, batch["mask"])               # (B, T, C)
-        return self.head(h, batch["mask"], batch)        # task-shaped scores
+        h = self.encoder(x, batch["mask"])  # (B, T, C)
+        return self.head(h, batch["mask"], batch)  # task-shaped scores
 
     def feature_sum(self, features: torch.Tensor) -> torch.Tensor:
         """The sum of each symbol's feature rows, id 0 (padding) left out."""
@@ -59,8 +69,15 @@ def build_model(task: dict, encoder: dict, vocab_size: int, num_labels: int) -> 
     enc = build_encoder(encoder, input_dim=cfg.embedding_dim)
     head = entry.target.build_head(cfg, enc.output_dim, num_labels, task.get("decoder"))
     features = from_task(task)
-    return Model(vocab_size, cfg.embedding_dim, cfg.embedding_dropout, enc, head, token_dropout=cfg.token_dropout,
-                 feature_rows=features.table_rows if features else 0)
+    return Model(
+        vocab_size,
+        cfg.embedding_dim,
+        cfg.embedding_dropout,
+        enc,
+        head,
+        token_dropout=cfg.token_dropout,
+        feature_rows=features.table_rows if features else 0,
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

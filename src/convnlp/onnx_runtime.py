@@ -64,9 +64,10 @@ def load_exported(directory: str | Path, threads: int = 0) -> checkpoint.Checkpo
         directory = directory / "onnx"  # a training run's directory, exported to its onnx/
     if directory.is_dir() and not (directory / "model.onnx").is_file():
         exported = sorted(directory.glob("*/model.onnx")) + sorted(directory.parent.glob("onnx*/model.onnx"))
-        raise UserError(f"{directory}: no model.onnx here; runtime=onnx runs an exported model: "
-                        + (f"give {exported[0].parent}" if exported else
-                           f"convnlp export checkpoint={directory} writes one"))
+        raise UserError(
+            f"{directory}: no model.onnx here; runtime=onnx runs an exported model: "
+            + (f"give {exported[0].parent}" if exported else f"convnlp export checkpoint={directory} writes one")
+        )
     loaded = checkpoint.read(directory, ("model.onnx", "config.json", "tokenizer.json", "labels.json"))
     loaded.model = OnnxModel(loaded.directory / "model.onnx", threads)
     return loaded

@@ -18,11 +18,15 @@ class AdamwConfig:
     name: str = "adamw"
     lr: float = option(2e-3, positive(), help="the peak learning rate (not scaled with the global batch)")
     weight_decay: float = option(0.01, zero_or_more())
-    betas: list[float] = option([0.9, 0.98], Check(lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
-                                                   "must be two numbers in [0, 1)"))
+    betas: list[float] = option(
+        [0.9, 0.98], Check(lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two numbers in [0, 1)")
+    )
     warmup_steps: int = option(200, zero_or_more(), help="linear warmup from 0")
-    schedule: str = option("linear", choices=("linear", "cosine", "constant"),
-                           help="the decay after warmup, over the planned steps or the time budget")
+    schedule: str = option(
+        "linear",
+        choices=("linear", "cosine", "constant"),
+        help="the decay after warmup, over the planned steps or the time budget",
+    )
 
 
 OPTIMIZERS.add(AdamwConfig)
@@ -45,9 +49,11 @@ def ema_average(decay: float):
     """``avg_fn`` of torch's AveragedModel for ``trainer.ema``: the running mean of the weights
     until 1 / (1 - decay) of them are in, then an exponential moving average, so that a short run
     is not evaluated on an average of its first, untrained weights."""
+
     def average(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         rate = torch.clamp(1.0 / (n + 1), min=1.0 - decay)  # n: weights averaged so far
         return averaged + (current - averaged) * rate
+
     return average
 
 
@@ -63,5 +69,4 @@ def moving_average(model: nn.Module, decay: float) -> AveragedModel | None:
 
 
 def adamw(model: nn.Module, optim) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=tuple(optim.betas),
-                             weight_decay=optim.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)

@@ -57,8 +57,9 @@ class SpacyTagger:
     name = "spacy"
     measures = ("infer", "latency")
 
-    def __init__(self, train_tokens: list[list[str]], train_tags: list[list[str]], model: str | None = None,
-                 lang: str = "en"):
+    def __init__(
+        self, train_tokens: list[list[str]], train_tags: list[list[str]], model: str | None = None, lang: str = "en"
+    ):
         import spacy
         from spacy.tokens import Doc
         from spacy.training import Example
@@ -73,8 +74,10 @@ class SpacyTagger:
             except Exception as error:  # a garbled config.cfg, an unknown language, missing weights...
                 raise UserError(f"bench.spacy_model={model}: spaCy cannot load it: {_first_line(error)}") from None
             if not {"tagger", "morphologizer"} & set(self.nlp.pipe_names):
-                raise UserError(f"bench.spacy_model={model}: the pipeline has no tagger or morphologizer "
-                                f"(its components: {', '.join(self.nlp.pipe_names) or 'none'})")
+                raise UserError(
+                    f"bench.spacy_model={model}: the pipeline has no tagger or morphologizer "
+                    f"(its components: {', '.join(self.nlp.pipe_names) or 'none'})"
+                )
             self.nlp.select_pipes(enable=[p for p in self.nlp.pipe_names if p in TAGGING_PIPES])
             self.description = f"spaCy {spacy.__version__}, trained pipeline {model}"
         else:
@@ -84,10 +87,14 @@ class SpacyTagger:
                 config = init_config(lang=lang, pipeline=["tagger"], optimize="efficiency", gpu=False)
                 self.nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
             except Exception as error:  # an unknown language, or one whose extra packages are missing
-                raise UserError(f"bench.spacy_lang={lang}: spaCy cannot make a pipeline for it: "
-                                f"{_first_line(error)}") from None
-            examples = [Example.from_dict(Doc(self.nlp.vocab, words=list(words)), {"tags": [str(t) for t in tags]})
-                        for words, tags in zip(train_tokens, train_tags) if words]
+                raise UserError(
+                    f"bench.spacy_lang={lang}: spaCy cannot make a pipeline for it: {_first_line(error)}"
+                ) from None
+            examples = [
+                Example.from_dict(Doc(self.nlp.vocab, words=list(words)), {"tags": [str(t) for t in tags]})
+                for words, tags in zip(train_tokens, train_tags)
+                if words
+            ]
             if not examples:
                 raise UserError("bench: spaCy's tagger needs training sentences to learn its tag set; there are none")
             quiet = logging.getLogger("spacy")  # its own handler repeats every line of initialize()
@@ -97,13 +104,20 @@ class SpacyTagger:
                 self.nlp.initialize(lambda: examples)
             finally:
                 quiet.setLevel(level)
-            self.description = (f"spaCy {spacy.__version__}, untrained efficiency tok2vec + tagger "
-                                f"(lang={lang}), initialized on {len(examples)} training sentences")
+            self.description = (
+                f"spaCy {spacy.__version__}, untrained efficiency tok2vec + tagger "
+                f"(lang={lang}), initialized on {len(examples)} training sentences"
+            )
         self.trained = bool(model)
         self.batch_size = self.nlp.batch_size
-        self.parameters = sum(node.get_param(p).size for _, pipe in self.nlp.pipeline
-                              if hasattr(pipe, "model") for node in pipe.model.walk()
-                              for p in node.param_names if node.has_param(p))
+        self.parameters = sum(
+            node.get_param(p).size
+            for _, pipe in self.nlp.pipeline
+            if hasattr(pipe, "model")
+            for node in pipe.model.walk()
+            for p in node.param_names
+            if node.has_param(p)
+        )
         self.flops_per_symbol = None  # not counted for a peer
 
     def docs(self, sentences: list[list[str]]) -> list:

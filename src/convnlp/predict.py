@@ -55,12 +55,18 @@ def predict_command(cfg: DictConfig) -> None:
         lines = read_lines(source, "<stdin>" if cfg.input == "-" else cfg.input, cfg.encoding)
         while chunk := list(islice(lines, cfg.batch_sentences)):
             threads.update()
-            stop = next((i for i, line in enumerate(chunk) if isinstance(line, BadLine)), None) \
-                if cfg.on_error == "stop" else None
+            stop = (
+                next((i for i, line in enumerate(chunk) if isinstance(line, BadLine)), None)
+                if cfg.on_error == "stop"
+                else None
+            )
             readable = [task.read_input(line) for line in chunk[:stop] if not isinstance(line, BadLine)]
             empty += sum(not x for x in readable)
-            records = iter(task.predict_records(loaded.model, loaded.tokenizer, loaded.labels, readable, device,
-                                                task_cfg) if readable else [])
+            records = iter(
+                task.predict_records(loaded.model, loaded.tokenizer, loaded.labels, readable, device, task_cfg)
+                if readable
+                else []
+            )
             for line in chunk[:stop]:
                 if isinstance(line, BadLine):
                     bad, first_bad = bad + 1, first_bad or line
@@ -71,10 +77,16 @@ def predict_command(cfg: DictConfig) -> None:
             out.flush()
             if stop is not None:
                 line = chunk[stop]
-                raise UserError(f"{line.where}: {line.problem}; the predictions of the lines before it are "
-                                "written (on_error=record gives such a line an error record and goes on)")
+                raise UserError(
+                    f"{line.where}: {line.problem}; the predictions of the lines before it are "
+                    "written (on_error=record gives such a line an error record and goes on)"
+                )
     if empty:
         log.warning("%d empty input line(s): each has an empty result", empty)
     if bad:
-        log.warning("%d input line(s) could not be read, each has an error record (first: %s: %s)",
-                    bad, first_bad.where, first_bad.problem)
+        log.warning(
+            "%d input line(s) could not be read, each has an error record (first: %s: %s)",
+            bad,
+            first_bad.where,
+            first_bad.problem,
+        )

@@ -32,6 +32,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Check:
     """A constraint on a setting: ``ok(value)`` holds, or the error says ``<key>=<value> <requirement>``."""
+
     ok: Callable[[Any], bool]
     requirement: str
 
@@ -72,12 +73,13 @@ def odd() -> Check:
 
 def whole(check: Check) -> Check:
     """``check`` on a whole number (a command's own settings, which have no typed group)."""
-    return Check(lambda v: isinstance(v, int) and not isinstance(v, bool) and check.ok(v),
-                 f"must be a whole number, {check.requirement.removeprefix('must be ')}")
+    return Check(
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and check.ok(v),
+        f"must be a whole number, {check.requirement.removeprefix('must be ')}",
+    )
 
 
-def option(default: Any, check: Check | None = None, *, choices: tuple[str, ...] | None = None,
-           help: str = "") -> Any:
+def option(default: Any, check: Check | None = None, *, choices: tuple[str, ...] | None = None, help: str = "") -> Any:
     """A dataclass field with its default, its constraint (``check``) or its allowed words
     (``choices``), and a line of help."""
     metadata = {"check": check, "choices": choices, "help": help}
@@ -113,6 +115,7 @@ def from_dict(config: type, values: dict):
 class Entry:
     """One registered part: its option ``name``, its ``config`` dataclass, what it names
     (``target``: a class, a function or a module) and what else it declared (``info``)."""
+
     name: str
     config: type
     target: Any
@@ -131,9 +134,11 @@ class Registry:
     def register(self, config: type, name: str | None = None, **info) -> Callable:
         """Decorator: the class or function below is the option ``config.name`` (or ``name``)
         of this group."""
+
         def decorate(target):
             self.add(config, target, name, **info)
             return target
+
         return decorate
 
     def add(self, config: type, target: Any = None, name: str | None = None, **info) -> None:
@@ -197,5 +202,6 @@ TRAINERS = Registry("trainer", "convnlp.train.settings")
 OPTIMIZERS = Registry("optim", "convnlp.optimization")
 COMMANDS = Registry("command", "convnlp.commands")
 
-GROUPS: dict[str, Registry] = {r.group: r for r in (TASKS, ENCODERS, DECODERS, DATASETS, TOKENIZERS, TRAINERS,
-                                                      OPTIMIZERS)}
+GROUPS: dict[str, Registry] = {
+    r.group: r for r in (TASKS, ENCODERS, DECODERS, DATASETS, TOKENIZERS, TRAINERS, OPTIMIZERS)
+}

@@ -57,8 +57,10 @@ def find_runs(directory: Path) -> list[Path]:
         raise UserError(f"{directory}: no such directory")
     if (directory / "metrics.json").is_file() or (directory / ".hydra").is_dir():
         return [directory]
-    runs = sorted({p.parent for p in directory.rglob(".hydra") if p.is_dir()} |
-                  {p.parent for p in directory.rglob("metrics.json") if p.parent.name not in ("best", "last")})
+    runs = sorted(
+        {p.parent for p in directory.rglob(".hydra") if p.is_dir()}
+        | {p.parent for p in directory.rglob("metrics.json") if p.parent.name not in ("best", "last")}
+    )
     return runs
 
 
@@ -114,8 +116,10 @@ def collect(runs: list[Path], sort: str) -> list[dict]:
         rows.append(row)
     scored = [r for r in rows if isinstance(r["score"], (int, float)) and not math.isnan(r["score"])]
     if not scored and rows:
-        raise UserError(f"report: no run has {sort!r} in its metrics.json (sort=... names a key such as "
-                        "validation.accuracy or test.wer)")
+        raise UserError(
+            f"report: no run has {sort!r} in its metrics.json (sort=... names a key such as "
+            "validation.accuracy or test.wer)"
+        )
     lower_is_better = sort.rsplit(".", 1)[-1] in (*LOWER_IS_BETTER, "train_seconds")
     scored.sort(key=lambda r: r["score"], reverse=not lower_is_better)
     for r in rows:
@@ -144,7 +148,9 @@ def summary(rows: list[dict], keys: list[tuple[str, str, str]], sort: str) -> li
         if not values or key in ("parameters", "receptive_field"):  # the model's, not a measurement
             cells.append("")
         elif key == "epochs":
-            cells.append(f"{statistics.mean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""))
+            cells.append(
+                f"{statistics.mean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
+            )
         elif key == "train_seconds":
             cells.append(f"{sum(values) / 60:.1f} in all")
         elif len(values) > 1:
@@ -200,14 +206,23 @@ def study_tables(path: Path) -> str:
         done = [t for t in trials if t.value is not None]
         done.sort(key=lambda t: t.value, reverse=maximize)
         names = sorted({name for t in trials for name in t.params})
-        lines = [f"study {study.study_name!r} ({'maximize' if maximize else 'minimize'}): {len(trials)} trials, "
-                 f"{len(done)} complete" + (f"; best: trial {done[0].number}, value {done[0].value:.4f}" if done else ""),
-                 "", "| | trial | state | value | " + " | ".join(names) + " |", "|" + "---|" * (4 + len(names))]
+        lines = [
+            f"study {study.study_name!r} ({'maximize' if maximize else 'minimize'}): {len(trials)} trials, "
+            f"{len(done)} complete" + (f"; best: trial {done[0].number}, value {done[0].value:.4f}" if done else ""),
+            "",
+            "| | trial | state | value | " + " | ".join(names) + " |",
+            "|" + "---|" * (4 + len(names)),
+        ]
         for t in done + [t for t in trials if t.value is None]:
-            cells = ["*" if done and t is done[0] else "", str(t.number), t.state.name,
-                     "" if t.value is None else f"{t.value:.4f}"]
-            cells += [f"{t.params[n]:.4g}" if isinstance(t.params.get(n), float) else str(t.params.get(n, ""))
-                      for n in names]
+            cells = [
+                "*" if done and t is done[0] else "",
+                str(t.number),
+                t.state.name,
+                "" if t.value is None else f"{t.value:.4f}",
+            ]
+            cells += [
+                f"{t.params[n]:.4g}" if isinstance(t.params.get(n), float) else str(t.params.get(n, "")) for n in names
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
@@ -236,8 +251,11 @@ def report_command(cfg: DictConfig, run_dir: Path) -> list[dict]:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "report.md").write_text(table)
     with open(run_dir / "report.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["best", "run", "overrides", "score", "status",
-                                               *[key for _, key, _ in COLUMNS]], extrasaction="ignore")
+        writer = csv.DictWriter(
+            f,
+            fieldnames=["best", "run", "overrides", "score", "status", *[key for _, key, _ in COLUMNS]],
+            extrasaction="ignore",
+        )
         writer.writeheader()
         writer.writerows(rows)
     print(table, end="")  # standard output holds the table alone, for pipes; the files are in run_dir

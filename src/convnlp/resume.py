@@ -46,9 +46,13 @@ def _with_defaults(group: str, values: dict) -> dict:
         return values
 
 
-def config_difference(saved: dict, current: dict, names: tuple[str, str] = ("there", "now"),
-                      groups: tuple[str, ...] = MODEL_GROUPS,
-                      not_compared: dict[str, set[str]] = RESUME_NOT_COMPARED) -> str | None:
+def config_difference(
+    saved: dict,
+    current: dict,
+    names: tuple[str, str] = ("there", "now"),
+    groups: tuple[str, ...] = MODEL_GROUPS,
+    not_compared: dict[str, set[str]] = RESUME_NOT_COMPARED,
+) -> str | None:
     """The first model-defining key of ``groups`` where two run configs differ, or None; ``names``
     say where each value is from; ``not_compared`` the keys of a group left out."""
     saved, current = with_earlier_defaults(saved), with_earlier_defaults(current)
@@ -97,9 +101,14 @@ def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
         path = Path(str(resume))
         last = _resumable(path) or _resumable_checkpoint(path)
         if last is None:
-            raise UserError(f"trainer.resume={resume}: no resumable checkpoint (last/training_state.pt) there"
-                            + ("; the run stopped before its first checkpoint (trainer.checkpoint_minutes)"
-                               if (path / ".hydra").is_dir() else ""))
+            raise UserError(
+                f"trainer.resume={resume}: no resumable checkpoint (last/training_state.pt) there"
+                + (
+                    "; the run stopped before its first checkpoint (trainer.checkpoint_minutes)"
+                    if (path / ".hydra").is_dir()
+                    else ""
+                )
+            )
         return last
     candidates, finished = [], []
     for run in run_dir.parent.iterdir():
@@ -115,11 +124,16 @@ def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
             (finished if done else candidates).append(last)
     if not candidates:
         newest = max(finished, key=lambda p: p.stat().st_mtime).parent if finished else None
-        raise UserError(f"trainer.resume=true: no unfinished run of this config with a last/ checkpoint "
-                        f"in {run_dir.parent}" + (
-                            f"; the newest run of this config, {newest}, has finished (to train it further, raise "
-                            f"its limit and give trainer.resume={newest})" if newest else
-                            "; give its path instead: trainer.resume=DIR"))
+        raise UserError(
+            f"trainer.resume=true: no unfinished run of this config with a last/ checkpoint "
+            f"in {run_dir.parent}"
+            + (
+                f"; the newest run of this config, {newest}, has finished (to train it further, raise "
+                f"its limit and give trainer.resume={newest})"
+                if newest
+                else "; give its path instead: trainer.resume=DIR"
+            )
+        )
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
@@ -149,6 +163,7 @@ class Start:
     """A new run (all None), a resumed one (``resume_dir``: its last/, whose vocabularies the
     saved weights were trained with) or a fine-tuned one (``init_dir``: its weights and
     vocabularies, ``init_model``)."""
+
     resume_dir: Path | None = None
     init_dir: Path | None = None
     tokenizer: object | None = None
@@ -171,8 +186,9 @@ def starting_point(trainer, run_dir: Path, config: dict) -> Start:
     saved = checkpoint.load(init_dir)
     difference = config_difference(saved.config, config, ("there", "now"), INIT_GROUPS, INIT_NOT_COMPARED)
     if difference:
-        raise UserError(f"trainer.init: {init_dir} is another model ({difference}); set the model groups "
-                        "as it has them")
+        raise UserError(
+            f"trainer.init: {init_dir} is another model ({difference}); set the model groups as it has them"
+        )
     return Start(init_dir=init_dir, tokenizer=saved.tokenizer, labels=saved.labels, init_model=saved.model)
 
 
@@ -181,8 +197,10 @@ def check_init_labels(start: Start, needed: list[str]) -> None:
     known = set(start.labels)
     missing = [label for label in needed if label not in known]
     if missing:
-        raise UserError(f"trainer.init: the training data has {len(missing)} label(s) {start.init_dir} cannot "
-                        f"predict ({', '.join(missing[:5])})")
+        raise UserError(
+            f"trainer.init: the training data has {len(missing)} label(s) {start.init_dir} cannot "
+            f"predict ({', '.join(missing[:5])})"
+        )
 
 
 # ------------------------------------------------------------------ where training stands
@@ -192,6 +210,7 @@ def check_init_labels(start: Start, needed: list[str]) -> None:
 class TrainState:
     """The counters last/ saves (with the optimizer, the RNGs and the weights) and a resumed
     run goes on from. ``elapsed_before``: seconds trained by the runs this one continues."""
+
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
@@ -211,11 +230,15 @@ class TrainState:
     def saved(self, model, ema, optimizer, scaler, device: torch.device) -> dict:
         """last/'s training_state.pt: these counters, the optimizer, the RNGs and the loss scaler;
         with ``trainer.ema`` the trained weights too (the checkpoint's weights are the average)."""
-        state = {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.compare},
-                 "elapsed": self.elapsed(), "optimizer": optimizer.state_dict(),
-                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-                 "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                 "scaler": scaler.state_dict()}
+        state = {
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.compare},
+            "elapsed": self.elapsed(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "scaler": scaler.state_dict(),
+        }
         del state["elapsed_before"]
         if ema is not None:
             state["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -225,12 +248,25 @@ class TrainState:
 
 def rng_state(device: torch.device) -> dict:
     """This process's random number generators (each rank of a data-parallel run has its own)."""
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
 
 
-def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, device: torch.device,
-            world=None, accumulate: int = 1, seed: int = 0) -> TrainState:
+def restore(
+    resume_dir: Path,
+    run_dir: Path,
+    model,
+    ema,
+    optimizer,
+    scaler,
+    device: torch.device,
+    world=None,
+    accumulate: int = 1,
+    seed: int = 0,
+) -> TrainState:
     """Load a resumed run's weights, optimizer and RNGs from ``resume_dir`` (a last/), carry its
     best/ over (this run's best/ is the best of both) and mark it as resumed by ``run_dir``
     (rank 0 of several processes; each rank takes its own RNGs). The global batch (processes x
@@ -251,15 +287,24 @@ def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, devi
         torch.set_rng_state(saved["torch_rng"])
         random.setstate(saved["python_rng"])
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise UserError(f"{resume_dir / 'training_state.pt'}: does not fit this model and optimizer "
-                        f"({str(e).splitlines()[0]})") from None
+        raise UserError(
+            f"{resume_dir / 'training_state.pt'}: does not fit this model and optimizer ({str(e).splitlines()[0]})"
+        ) from None
     if device.type == "cuda" and saved["cuda_rng"] and not world.distributed:
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
     scaler.load_state_dict(saved["scaler"])
-    state = TrainState(step=saved["step"], epoch=saved["epoch"], batch_in_epoch=saved["batch_in_epoch"],
-                       best_score=saved["best_score"], best_step=saved["best_step"], bad_evals=saved["bad_evals"],
-                       select=saved.get("select", "accuracy"), elapsed_before=saved["elapsed"],
-                       micro_batches=saved.get("micro_batches", 1), world_size=saved.get("world_size", 1))
+    state = TrainState(
+        step=saved["step"],
+        epoch=saved["epoch"],
+        batch_in_epoch=saved["batch_in_epoch"],
+        best_score=saved["best_score"],
+        best_step=saved["best_step"],
+        bad_evals=saved["bad_evals"],
+        select=saved.get("select", "accuracy"),
+        elapsed_before=saved["elapsed"],
+        micro_batches=saved.get("micro_batches", 1),
+        world_size=saved.get("world_size", 1),
+    )
     now, saved_world = world.size * accumulate, state.world_size
     if state.micro_batches != now:  # another global batch: another schedule, other steps; not a continuation
         raise UserError(
@@ -267,7 +312,8 @@ def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, devi
             f"{saved_world} x {state.micro_batches // saved_world}), this run {now} ({world.size} x {accumulate}); keep "
             f"the global batch (e.g. trainer.accumulate={max(state.micro_batches // world.size, 1)} with {world.size} "
             f"process{'es' * (world.size > 1)}), or start from its weights with a new schedule: "
-            f"trainer.init={resume_dir.parent}")
+            f"trainer.init={resume_dir.parent}"
+        )
     rank_rngs = saved.get("rank_rngs") or []
     if world.distributed and len(rank_rngs) == world.size:
         mine = rank_rngs[world.rank]
@@ -278,8 +324,12 @@ def restore(resume_dir: Path, run_dir: Path, model, ema, optimizer, scaler, devi
     elif saved_world != world.size:  # each process's random numbers cannot be mapped to the others'
         seed_rank(seed, world.rank, state.step)
         if world.main:
-            log.warning("trainer.resume: the run it continues had %d process(es), this one %d: the same global batch "
-                        "and schedule, new random numbers for dropout", saved_world, world.size)
+            log.warning(
+                "trainer.resume: the run it continues had %d process(es), this one %d: the same global batch "
+                "and schedule, new random numbers for dropout",
+                saved_world,
+                world.size,
+            )
     if not world.main:
         return state
     try:

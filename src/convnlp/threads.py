@@ -56,8 +56,7 @@ class ThreadPolicy:
     """``setting`` > 0: that many threads, always. 0: the free cores, checked every ``interval``
     seconds by ``update()`` (call it as often as convenient; it returns at once in between)."""
 
-    def __init__(self, setting: int, interval: float = 30.0, cpus: list[int] | None = None,
-                 stat: str = "/proc/stat"):
+    def __init__(self, setting: int, interval: float = 30.0, cpus: list[int] | None = None, stat: str = "/proc/stat"):
         self.stat = stat  # the kernel's CPU counters (a test gives a file of its own)
         self.cpus = cpus or _cpus()
         self.initial = torch.get_num_threads()
@@ -101,8 +100,13 @@ class ThreadPolicy:
             want = min(self.cap, math.floor(free + 0.25))
         if want != current or not self.history:
             if want != current:
-                log.info("threads: %d -> %d (other processes keep %.1f of %d cores busy)", current, want, others,
-                         len(self.cpus))
+                log.info(
+                    "threads: %d -> %d (other processes keep %.1f of %d cores busy)",
+                    current,
+                    want,
+                    others,
+                    len(self.cpus),
+                )
             torch.set_num_threads(want)
             self.history.append((round(time.monotonic() - self._start, 1), want))
         return want
@@ -110,8 +114,14 @@ class ThreadPolicy:
     def start(self, level: int = logging.INFO) -> int:
         """The first choice, from the load since the policy was made (the data loading)."""
         threads = self.update(force=True)
-        log.log(level, "threads: %d%s", threads, " (threads=0: the cores other processes leave free, checked "
-                 f"every {self.interval:g} s)" if self.auto else "")
+        log.log(
+            level,
+            "threads: %d%s",
+            threads,
+            f" (threads=0: the cores other processes leave free, checked every {self.interval:g} s)"
+            if self.auto
+            else "",
+        )
         return threads
 
     def summary(self) -> dict:

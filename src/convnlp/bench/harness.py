@@ -24,6 +24,7 @@ def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
+
 def matmul_gflops(device: torch.device, n: int = 1024, seconds: float = 0.2, trials: int = 5) -> float:
     """The machine's fp32 matrix-multiply rate at the current thread count (the 'peak'): the
     best of ``trials`` timings of ``seconds`` each (a single timing was seen 40% low)."""
@@ -40,6 +41,7 @@ def matmul_gflops(device: torch.device, n: int = 1024, seconds: float = 0.2, tri
         rates.append(2 * n**3 * calls / (time.perf_counter() - start) / 1e9)
     return max(rates)
 
+
 NEIGHBOUR = """
 import os, torch
 torch.set_num_threads(1)
@@ -50,6 +52,7 @@ while os.getppid() == parent:  # stops with bench, even when bench is killed
         a @ a
 """
 
+
 @contextmanager
 def neighbours(count: int):
     """``count`` busy processes beside the measurement, one thread each, computing without pause
@@ -57,8 +60,14 @@ def neighbours(count: int):
     procs = []
     try:
         for _ in range(count):
-            procs.append(subprocess.Popen([sys.executable, "-c", NEIGHBOUR], stdout=subprocess.PIPE, text=True,
-                                          env={**os.environ, "OMP_NUM_THREADS": "1"}))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", NEIGHBOUR],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "OMP_NUM_THREADS": "1"},
+                )
+            )
         for proc in procs:
             if proc.stdout.readline().strip() != "ready":
                 try:
@@ -72,13 +81,16 @@ def neighbours(count: int):
             proc.kill()
             proc.wait()
 
+
 def _runs(subject, measure: str) -> bool:
     return subject.measures is None or measure in subject.measures
+
 
 def _work(measure: str) -> str:
     """The inputs a measurement runs on: infer, latency, train, or @T for infer@T and train@T."""
     kind, _, length = measure.partition("@")
     return f"@{length}" if length else kind
+
 
 def _timed(run, work: list[tuple], seconds: float) -> tuple[float, int, int]:
     """Run ``run`` over the (input, symbols) pairs of ``work`` (once at least, cycling until
@@ -91,6 +103,7 @@ def _timed(run, work: list[tuple], seconds: float) -> tuple[float, int, int]:
         done += 1
     return time.perf_counter() - start, symbols, done
 
+
 def measure_once(subject, measure: str, seconds: float) -> dict:
     work = subject.work[_work(measure)]
     if measure == "latency":
@@ -100,14 +113,25 @@ def measure_once(subject, measure: str, seconds: float) -> dict:
             subject.infer(sentence)
             times.append(1000 * (time.perf_counter() - start))
         times.sort()
-        return {"latency_p50_ms": statistics.median(times),
-                "latency_p95_ms": times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)]}
+        return {
+            "latency_p50_ms": statistics.median(times),
+            "latency_p95_ms": times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)],
+        }
     run = subject.train if measure.startswith("train") else subject.infer
     elapsed, symbols, batches = _timed(run, work, seconds)
     return {"symbols_per_s": symbols / elapsed, "batches": batches, "seconds": elapsed}
 
-def run_setting(subjects: list, measures: list[str], threads: int, n_neighbours: int, b, words_per_symbol: float,
-                raw: list[dict], bar) -> None:
+
+def run_setting(
+    subjects: list,
+    measures: list[str],
+    threads: int,
+    n_neighbours: int,
+    b,
+    words_per_symbol: float,
+    raw: list[dict],
+    bar,
+) -> None:
     """Every repetition of every measurement at one setting, the subjects interleaved from a
     rotating first one; rows appended to ``raw``."""
     for rep in range(b.repetitions):
@@ -119,8 +143,15 @@ def run_setting(subjects: list, measures: list[str], threads: int, n_neighbours:
                     continue
                 bar.set_postfix_str(f"{measure} {subject.name}")
                 bar.update(1)
-                row = {"threads": threads, "neighbours": n_neighbours, "repetition": rep, "measure": measure,
-                       "encoder": subject.name, "order": order, **measure_once(subject, measure, b.seconds)}
+                row = {
+                    "threads": threads,
+                    "neighbours": n_neighbours,
+                    "repetition": rep,
+                    "measure": measure,
+                    "encoder": subject.name,
+                    "order": order,
+                    **measure_once(subject, measure, b.seconds),
+                }
                 if measure == "infer":
                     row["words_per_s"] = row["symbols_per_s"] * words_per_symbol
                 raw.append(row)

@@ -37,9 +37,11 @@ def size_key(name: str) -> str:
     """The setting that sizes an encoder family (``size`` where it registers; else its width)."""
     return ENCODERS[name].info.get("size", "width")
 
+
 def encoder_flops(encoder: torch.nn.Module, input_dim: int) -> int:
     """Forward FLOPs per symbol of an encoder, as `inspect` counts them."""
     return sum(r["flops_per_position"] for r in layer_table(encoder, input_dim))
+
 
 def matched(name: str, target: int, by: str, task_cfg: dict, vocab_size: int, num_labels: int) -> dict:
     """The encoder ``name`` resized (the setting it registered as its ``size``, else its width) so that its own parameters
@@ -59,13 +61,24 @@ def matched(name: str, target: int, by: str, task_cfg: dict, vocab_size: int, nu
         low, high = (middle, high) if cost(middle) < target else (low, middle)
     return {**base, key: min((low, high), key=lambda size: abs(cost(size) - target))}
 
+
 class Subject:
     """One encoder in the common model; it runs every measurement."""
 
     measures = None  # all
 
-    def __init__(self, name: str, encoder: dict, task, task_cfg: dict, vocab_size: int, num_labels: int,
-                 device: torch.device, lr: float, amp: bool):
+    def __init__(
+        self,
+        name: str,
+        encoder: dict,
+        task,
+        task_cfg: dict,
+        vocab_size: int,
+        num_labels: int,
+        device: torch.device,
+        lr: float,
+        amp: bool,
+    ):
         self.name, self.encoder = name, encoder
         self.model = build_model(task_cfg, encoder, vocab_size, num_labels).to(device)
         self.parameters = count_parameters(self.model)
@@ -95,6 +108,7 @@ class Subject:
         self.optimizer.step()
         synchronize(self.device)
 
+
 class Trained:
     """A trained checkpoint as a bench subject: inputs in, predictions out, as `convnlp predict`
     runs it (tokenization, word features, batching, the network, the labels), so its speed and
@@ -102,15 +116,24 @@ class Trained:
 
     measures = ("infer", "latency")
 
-    def __init__(self, path: str, task_name: str, device: torch.device, batch_tokens: int, runtime: str = "torch",
-                 exported: Path | None = None, calibration: list | None = None):
-
+    def __init__(
+        self,
+        path: str,
+        task_name: str,
+        device: torch.device,
+        batch_tokens: int,
+        runtime: str = "torch",
+        exported: Path | None = None,
+        calibration: list | None = None,
+    ):
 
         loaded = checkpoint.load(path, device)
         self.model, config, self.tokenizer, self.labels = loaded.model, loaded.config, loaded.tokenizer, loaded.labels
         if config["task"]["name"] != task_name:
-            raise UserError(f"bench.checkpoints: {path} is a task={config['task']['name']} checkpoint; "
-                            f"this bench is task={task_name}")
+            raise UserError(
+                f"bench.checkpoints: {path} is a task={config['task']['name']} checkpoint; "
+                f"this bench is task={task_name}"
+            )
         self.model.eval()
         self.task, self.task_cfg, self.device = get_task(task_name), task_config(config), device
         self.batch_tokens = batch_tokens
@@ -119,24 +142,26 @@ class Trained:
         self.parameters = count_parameters(self.model)
         self.flops_per_symbol = None  # the whole prediction is timed, not the encoder alone
         features = self.task_cfg.get("features") or []
-        self.description = (f"checkpoint {path}: encoder={config['encoder']['name']}, "
-                            f"tokenizer={tok.kind_of(self.tokenizer)}"
-                            + (f", word features [{','.join(features)}]" if features else ""))
+        self.description = (
+            f"checkpoint {path}: encoder={config['encoder']['name']}, "
+            f"tokenizer={tok.kind_of(self.tokenizer)}" + (f", word features [{','.join(features)}]" if features else "")
+        )
         self.runtime = runtime
         if runtime != "torch":  # exported here, then run by ONNX Runtime
-
-
             if device.type != "cpu":
                 raise UserError(f"bench.runtimes: {runtime} runs on the CPU; set bench.device=cpu")
             int8 = runtime == "onnx-int8"
-            info = export.export(path, exported, quantized="int8" if int8 else None,
-                                 calibration=calibration if int8 else None)
+            info = export.export(
+                path, exported, quantized="int8" if int8 else None, calibration=calibration if int8 else None
+            )
             self.model = OnnxModel(exported / "model.onnx")
             self.name += f"/{runtime}"
-            self.description += (f"; ONNX Runtime {info['onnxruntime']}, opset {info['opset']}" + (
+            self.description += f"; ONNX Runtime {info['onnxruntime']}, opset {info['opset']}" + (
                 f", static int8 calibrated on {len(calibration or [])} examples of the bench's training split, "
                 f"agreeing with float32 on {info['int8_agreement_with_float32']:.2%} of their predictions"
-                if int8 else ", float32"))
+                if int8
+                else ", float32"
+            )
 
     def set_threads(self, threads: int) -> None:
         """ONNX Runtime: a session with ``threads`` intra-op threads (fixed when it is made)."""
@@ -145,16 +170,16 @@ class Trained:
 
     def infer(self, inputs: list) -> list:
         with torch.inference_mode():
-            return self.task.predict_records(self.model, self.tokenizer, self.labels, inputs, self.device,
-                                             self.task_cfg, self.batch_tokens)
+            return self.task.predict_records(
+                self.model, self.tokenizer, self.labels, inputs, self.device, self.task_cfg, self.batch_tokens
+            )
 
     def batches(self, inputs: list) -> list[tuple[dict, int]]:
         """The batches `predict` makes of ``inputs`` (tagging), with their symbol counts."""
 
-
-
-        encoded, indices = prediction_batches(self.tokenizer, inputs, features.from_task(self.task_cfg),
-                                              self.batch_tokens)
+        encoded, indices = prediction_batches(
+            self.tokenizer, inputs, features.from_task(self.task_cfg), self.batch_tokens
+        )
         return [(self.task.make_batch(encoded, i), sum(len(encoded["ids"][k]) for k in i)) for i in indices]
 
     def network(self, batch: dict) -> torch.Tensor:
@@ -180,17 +205,23 @@ class Trained:
 
     def accuracy(self, split) -> float:
         with torch.inference_mode():
-            return self.task.evaluate(self.model, self.tokenizer, self.labels, split, self.task_cfg, self.device,
-                                      self.batch_tokens)["accuracy"]
+            return self.task.evaluate(
+                self.model, self.tokenizer, self.labels, split, self.task_cfg, self.device, self.batch_tokens
+            )["accuracy"]
+
 
 def _peers(cfg: DictConfig, work: Workload, device: torch.device) -> tuple[list, dict]:
     """The peers that can run (built on the workload's sentences), and a line for each one
     requested: its description, or why it is absent."""
     subjects, lines = [], {}
     for name in cfg.bench.peers:
-        reason = (f"{name} is a CPU peer, not run on {device.type}" if device.type != "cpu" else
-                  f"{name} is a tagging peer, not run for task={cfg.task.name}" if cfg.task.name != "tagging" else
-                  peers.missing(name))
+        reason = (
+            f"{name} is a CPU peer, not run on {device.type}"
+            if device.type != "cpu"
+            else f"{name} is a tagging peer, not run for task={cfg.task.name}"
+            if cfg.task.name != "tagging"
+            else peers.missing(name)
+        )
         if reason:
             lines[name] = reason
             log.warning("bench: %s", reason)
@@ -201,24 +232,36 @@ def _peers(cfg: DictConfig, work: Workload, device: torch.device) -> tuple[list,
         lines[name] = peer.description
         if peer.trained:
             peer.accuracy_on_eval = peer.accuracy(work.eval_full["tokens"], work.eval_full["tags"])
-            lines[name] += (f"; tagging accuracy {peer.accuracy_on_eval:.2%} on the {len(work.eval_full)} "
-                            f"{work.eval_name} sentences (gold tokens)")
+            lines[name] += (
+                f"; tagging accuracy {peer.accuracy_on_eval:.2%} on the {len(work.eval_full)} "
+                f"{work.eval_name} sentences (gold tokens)"
+            )
         subjects.append(peer)
     return subjects, lines
+
 
 def _trained(cfg: DictConfig, work: Workload, device: torch.device, run_dir: Path) -> tuple[list, dict]:
     """``bench.checkpoints`` under each of ``bench.runtimes`` as subjects, each with its accuracy
     on the evaluated split (ONNX: exported to the run directory's onnx/)."""
     subjects, lines = [], {}
     for k, (path, runtime) in enumerate((p, r) for p in cfg.bench.checkpoints for r in cfg.bench.runtimes):
-        subject = Trained(str(path), cfg.task.name, device, cfg.bench.batch_tokens, runtime,
-                          run_dir / "onnx" / f"{k + 1}-{runtime}", list(work.train[work.input_column][:1000]))
+        subject = Trained(
+            str(path),
+            cfg.task.name,
+            device,
+            cfg.bench.batch_tokens,
+            runtime,
+            run_dir / "onnx" / f"{k + 1}-{runtime}",
+            list(work.train[work.input_column][:1000]),
+        )
         if subject.name in lines or subject.name in cfg.bench.encoders:
             subject.name = f"{subject.name}#{len(subjects) + 1}"
         subject.work = work.sentence_work(cfg.bench.batch_sentences)
         subject.accuracy_on_eval = subject.accuracy(work.eval_full)
-        lines[subject.name] = (f"{subject.description}; accuracy {subject.accuracy_on_eval:.2%} on the "
-                               f"{len(work.eval_full)} {work.eval_name} examples")
+        lines[subject.name] = (
+            f"{subject.description}; accuracy {subject.accuracy_on_eval:.2%} on the "
+            f"{len(work.eval_full)} {work.eval_name} examples"
+        )
         log.info("bench: %s: %s", subject.name, lines[subject.name])
         subjects.append(subject)
     return subjects, lines

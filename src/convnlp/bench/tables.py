@@ -13,8 +13,10 @@ log = logging.getLogger("convnlp.bench")
 
 LOWER_IS_BETTER = ("latency_p50_ms", "latency_p95_ms")
 
+
 def _key(r: dict) -> tuple:
     return r["threads"], r.get("neighbours", 0), r["measure"], r["encoder"]
+
 
 def summarize(raw: list[dict], baseline: str) -> list[dict]:
     """Median, min and max of every (threads, neighbours, measurement, encoder) over the
@@ -37,11 +39,23 @@ def summarize(raw: list[dict], baseline: str) -> list[dict]:
                 if base is not None and base.get(metric, 0) > 0 and r[metric] > 0:
                     ratio = r[metric] / base[metric]
                     ratios.append(1 / ratio if metric in LOWER_IS_BETTER else ratio)
-            rows.append({"threads": key[0], "neighbours": key[1], "measure": key[2], "encoder": key[3],
-                         "metric": metric, "median": statistics.median(values), "min": min(values),
-                         "max": max(values), "ratio_to_baseline": statistics.median(ratios) if ratios else None,
-                         "ratios": ratios, "repetitions": len(values)})
+            rows.append(
+                {
+                    "threads": key[0],
+                    "neighbours": key[1],
+                    "measure": key[2],
+                    "encoder": key[3],
+                    "metric": metric,
+                    "median": statistics.median(values),
+                    "min": min(values),
+                    "max": max(values),
+                    "ratio_to_baseline": statistics.median(ratios) if ratios else None,
+                    "ratios": ratios,
+                    "repetitions": len(values),
+                }
+            )
     return rows
+
 
 def gflops(symbols_per_s: float, measure: str, flops_per_symbol: int | None) -> float | None:
     """The encoder's achieved rate: forward FLOPs per symbol, x3 for training (backward ~ 2x forward)."""
@@ -49,24 +63,36 @@ def gflops(symbols_per_s: float, measure: str, flops_per_symbol: int | None) -> 
         return None
     return symbols_per_s * (3 if measure.startswith("train") else 1) * flops_per_symbol / 1e9
 
+
 def _setting(threads: int, neighbours: int) -> str:
     busy = f", beside {neighbours} busy neighbour process{'es' if neighbours > 1 else ''}" if neighbours else ""
     return f"{threads} thread(s){busy}"
 
+
 def table(rows: list[dict], subjects: dict, peaks: dict, baseline: str) -> str:
-    lines = [f"| threads | neighbours | measurement | encoder | median | min - max | × {baseline} | "
-             "GFLOP/s (share of peak) |", "|---:|---:|---|---|---:|---:|---:|---:|"]
+    lines = [
+        f"| threads | neighbours | measurement | encoder | median | min - max | × {baseline} | "
+        "GFLOP/s (share of peak) |",
+        "|---:|---:|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        unit = {"symbols_per_s": "symbols/s", "words_per_s": "words/s", "latency_p50_ms": "ms p50",
-                "latency_p95_ms": "ms p95"}[r["metric"]]
+        unit = {
+            "symbols_per_s": "symbols/s",
+            "words_per_s": "words/s",
+            "latency_p50_ms": "ms p50",
+            "latency_p95_ms": "ms p95",
+        }[r["metric"]]
         flops = ""
         rate = gflops(r["median"], r["measure"], subjects[r["encoder"]]["flops_per_symbol"])
         if r["metric"] == "symbols_per_s" and rate is not None:  # the peak was measured alone
             flops = f"{rate:.2f}" + (f" ({rate / peaks[r['threads']]:.1%})" if not r.get("neighbours") else "")
         ratio = f"{r['ratio_to_baseline']:.2f}" if r["ratio_to_baseline"] is not None else ""
-        lines.append(f"| {r['threads']} | {r.get('neighbours', 0)} | {r['measure']} | {r['encoder']} | "
-                     f"{r['median']:,.1f} {unit} | {r['min']:,.1f} - {r['max']:,.1f} | {ratio} | {flops} |")
+        lines.append(
+            f"| {r['threads']} | {r.get('neighbours', 0)} | {r['measure']} | {r['encoder']} | "
+            f"{r['median']:,.1f} {unit} | {r['min']:,.1f} - {r['max']:,.1f} | {ratio} | {flops} |"
+        )
     return "\n".join(lines) + "\n"
+
 
 def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
     """One compact table per setting (thread count, busy neighbours): a subject per row;
@@ -88,11 +114,25 @@ def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
         measures = list(dict.fromkeys(r["measure"] for r in rows if _key(r)[:2] == setting))
         lengths = [m.partition("@")[2] for m in measures if m.startswith("infer@")]
         scored = any(info[e].get("accuracy") is not None for e in encoders)
-        head = ["encoder", "parameters", *(["accuracy"] if scored else []), "FLOPs/symbol", "infer words/s", "latency p50 ms", "train symbols/s",
-                *[f"infer T={t}" for t in lengths], *[f"train T={t}" for t in lengths], "infer GFLOP/s (peak share)"]
-        out += [f"{_setting(*setting)}; symbols/s unless said, ({baseline} = 1.00×); fp32 matmul peak "
-                f"{peaks[threads]:.0f} GFLOP/s" + (" (alone)" if setting[1] else ""), "", "| " + " | ".join(head) + " |",
-                "|---" + "|---:" * (len(head) - 1) + "|"]
+        head = [
+            "encoder",
+            "parameters",
+            *(["accuracy"] if scored else []),
+            "FLOPs/symbol",
+            "infer words/s",
+            "latency p50 ms",
+            "train symbols/s",
+            *[f"infer T={t}" for t in lengths],
+            *[f"train T={t}" for t in lengths],
+            "infer GFLOP/s (peak share)",
+        ]
+        out += [
+            f"{_setting(*setting)}; symbols/s unless said, ({baseline} = 1.00×); fp32 matmul peak "
+            f"{peaks[threads]:.0f} GFLOP/s" + (" (alone)" if setting[1] else ""),
+            "",
+            "| " + " | ".join(head) + " |",
+            "|---" + "|---:" * (len(head) - 1) + "|",
+        ]
         for e in encoders:
             speed = find.get((*setting, "infer", e, "symbols_per_s"))
             if speed is None:
@@ -101,21 +141,29 @@ def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
             flops = info[e]["flops_per_symbol"]
             size = f" ({info[e]['size']})" if "@" in e else ""
             accuracy = info[e].get("accuracy")
-            cells = [f"`{e}`{size}", f"{info[e]['parameters']:,}",
-                     *([f"{accuracy:.2%}" if accuracy is not None else ""] if scored else []),
-                     "" if flops is None else f"{flops:,}",
-                     cell(setting, "infer", e, "words_per_s"), cell(setting, "latency", e, "latency_p50_ms", "{:.1f}"),
-                     cell(setting, "train", e, "symbols_per_s"),
-                     *[cell(setting, f"infer@{t}", e, "symbols_per_s") for t in lengths],
-                     *[cell(setting, f"train@{t}", e, "symbols_per_s") for t in lengths],
-                     "" if rate is None else f"{rate:.1f}" + ("" if setting[1] else f" ({rate / peaks[threads]:.1%})")]
+            cells = [
+                f"`{e}`{size}",
+                f"{info[e]['parameters']:,}",
+                *([f"{accuracy:.2%}" if accuracy is not None else ""] if scored else []),
+                "" if flops is None else f"{flops:,}",
+                cell(setting, "infer", e, "words_per_s"),
+                cell(setting, "latency", e, "latency_p50_ms", "{:.1f}"),
+                cell(setting, "train", e, "symbols_per_s"),
+                *[cell(setting, f"infer@{t}", e, "symbols_per_s") for t in lengths],
+                *[cell(setting, f"train@{t}", e, "symbols_per_s") for t in lengths],
+                "" if rate is None else f"{rate:.1f}" + ("" if setting[1] else f" ({rate / peaks[threads]:.1%})"),
+            ]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     busy = [s for s in dict.fromkeys(_key(r)[:2] for r in rows) if s[1] > 0]
     if busy:
         head = ["encoder", *[f"{m} {t} thr. + {n}" for t, n in busy for m in ("infer", "train")]]
-        out += ["Beside busy neighbours: symbols/s (share of the same thread count alone)", "",
-                "| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+        out += [
+            "Beside busy neighbours: symbols/s (share of the same thread count alone)",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|---" + "|---:" * (len(head) - 1) + "|",
+        ]
         for e in encoders:
             cells = []
             for threads, n in busy:
@@ -128,18 +176,42 @@ def overview(rows: list[dict], info: dict, peaks: dict, baseline: str) -> str:
         out.append("")
     return "\n".join(out)
 
-def _plots(run_dir: Path, rows: list[dict], threads_list: list[int], encoders: list[str], lengths: list[int],
-           base: str) -> None:
+
+def _plots(
+    run_dir: Path, rows: list[dict], threads_list: list[int], encoders: list[str], lengths: list[int], base: str
+) -> None:
     find = {(*_key(r), r["metric"]): r for r in rows}
     if not any(r["neighbours"] == 0 for r in rows):
         return  # inputs of length T are measured alone only
     for threads in threads_list if lengths else []:
-        curves = {name: (lengths, [find[(threads, 0, f"infer@{t}", name, "symbols_per_s")]["median"] for t in lengths])
-                  for name in encoders}
-        plot_curves(run_dir / f"length_{threads}threads.png", f"inference, {threads} thread(s)",
-                    "input length T (symbols)", "symbols/s", curves, log_y=True, log_x=True)
-        ratios = {name: (lengths, [find[(threads, 0, f"infer@{t}", name, "symbols_per_s")]["ratio_to_baseline"] or 0.0
-                                   for t in lengths]) for name in encoders if name != base}
+        curves = {
+            name: (lengths, [find[(threads, 0, f"infer@{t}", name, "symbols_per_s")]["median"] for t in lengths])
+            for name in encoders
+        }
+        plot_curves(
+            run_dir / f"length_{threads}threads.png",
+            f"inference, {threads} thread(s)",
+            "input length T (symbols)",
+            "symbols/s",
+            curves,
+            log_y=True,
+            log_x=True,
+        )
+        ratios = {
+            name: (
+                lengths,
+                [find[(threads, 0, f"infer@{t}", name, "symbols_per_s")]["ratio_to_baseline"] or 0.0 for t in lengths],
+            )
+            for name in encoders
+            if name != base
+        }
         if ratios:
-            plot_curves(run_dir / f"ratio_{threads}threads.png", f"inference speed / {base}, {threads} thread(s)",
-                        "input length T (symbols)", f"times {base}'s symbols/s", ratios, log_y=True, log_x=True)
+            plot_curves(
+                run_dir / f"ratio_{threads}threads.png",
+                f"inference speed / {base}, {threads} thread(s)",
+                "input length T (symbols)",
+                f"times {base}'s symbols/s",
+                ratios,
+                log_y=True,
+                log_x=True,
+            )

@@ -19,6 +19,7 @@ def _words(task_name: str, split, i: int) -> int:
         return len(split["tokens"][i])
     return max(1, len(str(split["text" if task_name == "classification" else "source"][i]).split()))
 
+
 def joined(split: dict, task_name: str, symbols: int, count: int) -> dict:
     """``count`` examples of about ``symbols`` characters each, made by joining real examples
     (tagging: sentences, their tags kept; classification: texts, the first label)."""
@@ -45,6 +46,7 @@ def joined(split: dict, task_name: str, symbols: int, count: int) -> dict:
             out["label"].append(label)
     return out
 
+
 def _batches(task, encoded: dict, batch_tokens: int, device: torch.device) -> list[tuple[dict, int]]:
     lengths = [len(ids) for ids in encoded["ids"]]
     out = []
@@ -52,6 +54,7 @@ def _batches(task, encoded: dict, batch_tokens: int, device: torch.device) -> li
         batch = {k: v.to(device) for k, v in task.make_batch(encoded, indices).items()}
         out.append((batch, int(batch["mask"].sum())))
     return out
+
 
 class Workload:
     """The same data, tokenizer and labels for every encoder: batches of real sentences for
@@ -76,16 +79,19 @@ class Workload:
         self.symbols = sum(self.symbols_per_sentence)
         self.latency_count = min(b.latency_sentences, len(self.symbols_per_sentence))
         single = [task.make_batch(eval_encoded, [i]) for i in range(self.latency_count)]
-        self.work = {"infer": _batches(task, eval_encoded, b.batch_tokens, device),
-                     "train": _batches(task, train_encoded, b.batch_tokens, device),
-                     "latency": [({k: v.to(device) for k, v in batch.items()}, 0) for batch in single]}
+        self.work = {
+            "infer": _batches(task, eval_encoded, b.batch_tokens, device),
+            "train": _batches(task, train_encoded, b.batch_tokens, device),
+            "latency": [({k: v.to(device) for k, v in batch.items()}, 0) for batch in single],
+        }
         self.lengths = list(b.lengths) if task_name in ("tagging", "classification") else []
         if b.lengths and not self.lengths:
             log.warning("bench: inputs of a fixed length are for tagging and classification, not %s", task_name)
         for length in self.lengths:
             count = max(2, b.length_tokens // length)
-            encoded = task.encode(joined(self.train, task_name, length, count), self.tokenizer, self.labels,
-                                  f"T={length}", task_cfg)
+            encoded = task.encode(
+                joined(self.train, task_name, length, count), self.tokenizer, self.labels, f"T={length}", task_cfg
+            )
             self.work[f"@{length}"] = _batches(task, encoded, max(b.length_tokens, length + 2), device)
 
     def sentence_work(self, batch_size: int) -> dict[str, list]:
@@ -93,7 +99,9 @@ class Workload:
         batches of ``batch_size`` with their symbol counts (as the bench's tokenizer counts them),
         and single ones."""
         tokens, sizes = self.eval[self.input_column], self.symbols_per_sentence
-        chunks = [(tokens[i:i + batch_size], sum(sizes[i:i + batch_size])) for i in range(0, len(tokens), batch_size)]
+        chunks = [
+            (tokens[i : i + batch_size], sum(sizes[i : i + batch_size])) for i in range(0, len(tokens), batch_size)
+        ]
         return {"infer": chunks, "latency": [([tokens[i]], sizes[i]) for i in range(self.latency_count)]}
 
 

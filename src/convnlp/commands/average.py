@@ -17,8 +17,13 @@ class AverageCommand:
     output: str = option("???", help="the directory of the averaged checkpoint")
 
 
-@COMMANDS.register(AverageCommand, name="average", order=5, summary="mean weights of checkpoints of one model",
-                   examples=("convnlp average checkpoints=[<run>/best,<resumed run>/best] output=<dir>",))
+@COMMANDS.register(
+    AverageCommand,
+    name="average",
+    order=5,
+    summary="mean weights of checkpoints of one model",
+    examples=("convnlp average checkpoints=[<run>/best,<resumed run>/best] output=<dir>",),
+)
 def run(cfg: DictConfig, run_dir: Path | None, given: set[str]):
     # imported when it runs: `convnlp --help` does not load torch
     from convnlp.average import average_command

@@ -45,9 +45,15 @@ class BenchCommand:
     bench: BenchSettings = field(default_factory=BenchSettings)
 
 
-@COMMANDS.register(BenchCommand, name="bench", order=7, run_dir=True, summary="speed, side by side",
-                   groups=("task", "decoder", "data", "tokenizer"),
-                   examples=("convnlp bench task=tagging data=ud_ewt bench.threads=[1,2]",))
+@COMMANDS.register(
+    BenchCommand,
+    name="bench",
+    order=7,
+    run_dir=True,
+    summary="speed, side by side",
+    groups=("task", "decoder", "data", "tokenizer"),
+    examples=("convnlp bench task=tagging data=ud_ewt bench.threads=[1,2]",),
+)
 def run(cfg: DictConfig, run_dir: Path, given: set[str]):
     # imported when it runs: `convnlp --help` does not load torch
     from convnlp.bench.command import bench_command

@@ -13,8 +13,10 @@ from convnlp.registry import COMMANDS, Check, option
 DEVICES = ("auto", "cpu", "cuda")
 RUNTIMES = ("torch", "onnx")
 BATCH = Check(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "must be a whole number, at least 1")
-THREADS = Check(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                "must be a whole number: 0 (the free cores) or more")
+THREADS = Check(
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "must be a whole number: 0 (the free cores) or more",
+)
 
 
 @dataclass
@@ -26,10 +28,18 @@ class EvalCommand:
     threads: int = option(0, THREADS)
 
 
-@COMMANDS.register(EvalCommand, name="eval", order=1, run_dir=True, summary="evaluate a checkpoint",
-                   groups=("data",),
-                   examples=("convnlp eval checkpoint=outputs/train/<run>/best data.split=test",
-                             "convnlp eval checkpoint=[<run1>/best,<run2>/best] (an ensemble)"))
+@COMMANDS.register(
+    EvalCommand,
+    name="eval",
+    order=1,
+    run_dir=True,
+    summary="evaluate a checkpoint",
+    groups=("data",),
+    examples=(
+        "convnlp eval checkpoint=outputs/train/<run>/best data.split=test",
+        "convnlp eval checkpoint=[<run1>/best,<run2>/best] (an ensemble)",
+    ),
+)
 def run(cfg: DictConfig, run_dir: Path, given: set[str]):
     # imported when it runs: `convnlp --help` does not load torch
     from convnlp.evaluate import evaluate_checkpoint

@@ -24,8 +24,13 @@ class ExportCommand:
     encoding: str = "utf-8"
 
 
-@COMMANDS.register(ExportCommand, name="export", order=3, summary="to ONNX, to serve",
-                   examples=("convnlp export checkpoint=outputs/train/<run> format=onnx",))
+@COMMANDS.register(
+    ExportCommand,
+    name="export",
+    order=3,
+    summary="to ONNX, to serve",
+    examples=("convnlp export checkpoint=outputs/train/<run> format=onnx",),
+)
 def run(cfg: DictConfig, run_dir: Path | None, given: set[str]):
     # imported when it runs: `convnlp --help` does not load torch
     from convnlp.export import export_command

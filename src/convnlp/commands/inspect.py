@@ -23,12 +23,21 @@ class InspectCommand:
     checkpoint: Optional[str] = option(None, help="inspect a trained model instead of the configured one")
     effective_rf: bool = option(False, help="measure the effective receptive field (gradients)")
     gradient_flow: bool = option(False, help="measure the first layer's gradient over the last one's, by depth")
-    families: list[str] = option(["plain", "residual", "dense", "dilated"],
-                                 Check(_families, "must list encoder families that can be built at any depth "
-                                                  "(convolutional ones): plain, residual, dense, dilated, ..."))
-    depths: list[int] = option([4, 8, 16, 32], Check(
-        lambda v: len(v) >= 1 and all(isinstance(d, int) and d >= 4 and d % 4 == 0 for d in v),
-        "must be a list of multiples of 4 (the dilated schedule is 1-2-4-8 per block)"))
+    families: list[str] = option(
+        ["plain", "residual", "dense", "dilated"],
+        Check(
+            _families,
+            "must list encoder families that can be built at any depth "
+            "(convolutional ones): plain, residual, dense, dilated, ...",
+        ),
+    )
+    depths: list[int] = option(
+        [4, 8, 16, 32],
+        Check(
+            lambda v: len(v) >= 1 and all(isinstance(d, int) and d >= 4 and d % 4 == 0 for d in v),
+            "must be a list of multiples of 4 (the dilated schedule is 1-2-4-8 per block)",
+        ),
+    )
     width: int = 64
     norm: str = option("none", choices=("layer", "none"), help="gradient_flow: with or without LayerNorm")
     length: int = option(256, BATCH, help="positions of the measured inputs")
@@ -36,10 +45,18 @@ class InspectCommand:
     seed: int = 0
 
 
-@COMMANDS.register(InspectCommand, name="inspect", order=4, run_dir=True, summary="layers, receptive field",
-                   groups=("task", "encoder", "decoder"),
-                   examples=("convnlp inspect encoder=dilated effective_rf=true gradient_flow=true",
-                             "convnlp inspect task=generation (the decoder's length arithmetic)"))
+@COMMANDS.register(
+    InspectCommand,
+    name="inspect",
+    order=4,
+    run_dir=True,
+    summary="layers, receptive field",
+    groups=("task", "encoder", "decoder"),
+    examples=(
+        "convnlp inspect encoder=dilated effective_rf=true gradient_flow=true",
+        "convnlp inspect task=generation (the decoder's length arithmetic)",
+    ),
+)
 def run(cfg: DictConfig, run_dir: Path, given: set[str]):
     # imported when it runs: `convnlp --help` does not load torch
     from convnlp.inspect import inspect_command

@@ -27,9 +27,16 @@ class PredictCommand:
     threads: int = option(0, THREADS)
 
 
-@COMMANDS.register(PredictCommand, name="predict", order=2, summary="label or generate",
-                   examples=("convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl",
-                             "convnlp predict checkpoint=<run>/onnx runtime=onnx (an exported model)"))
+@COMMANDS.register(
+    PredictCommand,
+    name="predict",
+    order=2,
+    summary="label or generate",
+    examples=(
+        "convnlp predict checkpoint=<dir> < sentences.txt > predictions.jsonl",
+        "convnlp predict checkpoint=<run>/onnx runtime=onnx (an exported model)",
+    ),
+)
 def run(cfg: DictConfig, run_dir: Path | None, given: set[str]):
     # imported when it runs: `convnlp --help` does not load torch
     from convnlp.predict import predict_command

@@ -17,8 +17,14 @@ class ReportCommand:
     sort: str = option("auto", help="a metric to sort by; auto: the validation metric runs selected by")
 
 
-@COMMANDS.register(ReportCommand, name="report", order=6, run_dir=True, summary="runs side by side",
-                   examples=("convnlp report outputs/train-multirun/<sweep> [sort=test.accuracy]",))
+@COMMANDS.register(
+    ReportCommand,
+    name="report",
+    order=6,
+    run_dir=True,
+    summary="runs side by side",
+    examples=("convnlp report outputs/train-multirun/<sweep> [sort=test.accuracy]",),
+)
 def run(cfg: DictConfig, run_dir: Path, given: set[str]):
     from convnlp.report import report_command
 

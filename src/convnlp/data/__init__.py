@@ -47,11 +47,13 @@ def check_task(data_name: str, task: str) -> None:
     serves = DATASETS[data_name].info["tasks"] if data_name in DATASETS else ()
     if task not in serves:
         fitting = [e.name for e in DATASETS.entries() if task in e.info["tasks"]]
-        raise UserError(f"data={data_name} is {' and '.join(serves) or 'unknown'} data; task={task} "
-                        f"needs one of: {', '.join(fitting)}")
+        raise UserError(
+            f"data={data_name} is {' and '.join(serves) or 'unknown'} data; task={task} "
+            f"needs one of: {', '.join(fitting)}"
+        )
 
 
-def load_splits(cfg, splits: tuple[str, ...] = SPLITS, task: str = "tagging") -> "datasets.DatasetDict":
+def load_splits(cfg, splits: tuple[str, ...] = SPLITS, task: str = "tagging") -> datasets.DatasetDict:
     """Load the requested splits of the configured data set (``cfg``: the ``data`` group, typed
     or a DictConfig). Splits a file-based config leaves empty (``data.test: null``) are left
     out, except ``train``."""

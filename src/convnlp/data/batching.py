@@ -70,18 +70,23 @@ def lengths_to_mask(lengths: list[int], width: int) -> torch.Tensor:
     return torch.arange(width)[None, :] < torch.as_tensor(lengths)[:, None]
 
 
-def collate(ids: list[list[int]], firsts: list[list[int]], lasts: list[list[int]],
-            tags: list[list[int]] | None = None, features: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
+def collate(
+    ids: list[list[int]],
+    firsts: list[list[int]],
+    lasts: list[list[int]],
+    tags: list[list[int]] | None = None,
+    features: list[list[int]] | None = None,
+) -> dict[str, torch.Tensor]:
     """Pad one batch. Word positions of padding words point at symbol 0 and are masked out."""
     batch = {
-        "ids": pad(ids, PAD_ID),                   # (B, T)
-        "first": pad(firsts, 0),                   # (B, W)
-        "last": pad(lasts, 0),                     # (B, W)
+        "ids": pad(ids, PAD_ID),  # (B, T)
+        "first": pad(firsts, 0),  # (B, W)
+        "last": pad(lasts, 0),  # (B, W)
     }
-    batch["mask"] = lengths_to_mask([len(s) for s in ids], batch["ids"].shape[1])        # (B, T)
+    batch["mask"] = lengths_to_mask([len(s) for s in ids], batch["ids"].shape[1])  # (B, T)
     batch["word_mask"] = lengths_to_mask([len(f) for f in firsts], batch["first"].shape[1])  # (B, W)
     if tags is not None:
-        batch["tags"] = pad(tags, IGNORE)          # (B, W)
+        batch["tags"] = pad(tags, IGNORE)  # (B, W)
     if features is not None:
         batch["features"] = pad_features(features, ids)  # (B, T, F)
     return batch

@@ -21,8 +21,11 @@ from convnlp.registry import DATASETS, Check, option
 class CmudictG2PConfig:
     name: str = "cmudict_g2p"
     split: str = split_option()
-    validation_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"),
-                                     help="words (by a hash of the spelling) in the validation split")
+    validation_percent: int = option(
+        5,
+        Check(lambda v: 0 <= v < 100, "must be in [0, 100)"),
+        help="words (by a hash of the spelling) in the validation split",
+    )
     test_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"))
 
 
@@ -37,9 +40,12 @@ def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[
     return out
 
 
-@DATASETS.register(CmudictG2PConfig, tasks=("generation",),
-                   description='CMUdict grapheme to phoneme (spelling -> ARPAbet with stress), offline; for your'
-                               ' own pairs use data=parallel')
+@DATASETS.register(
+    CmudictG2PConfig,
+    tasks=("generation",),
+    description="CMUdict grapheme to phoneme (spelling -> ARPAbet with stress), offline; for your"
+    " own pairs use data=parallel",
+)
 def load_cmudict_g2p(cfg: CmudictG2PConfig, splits, task: str) -> dict:
     raw = load(cfg.validation_percent, cfg.test_percent)
     return {s: raw[s] for s in splits}

@@ -20,8 +20,11 @@ from convnlp.registry import DATASETS, Check, option
 class CmudictStressConfig:
     name: str = "cmudict_stress"
     split: str = split_option()
-    validation_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"),
-                                     help="words (by a hash of the spelling) in the validation split")
+    validation_percent: int = option(
+        5,
+        Check(lambda v: 0 <= v < 100, "must be in [0, 100)"),
+        help="words (by a hash of the spelling) in the validation split",
+    )
     test_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"))
 
 
@@ -47,9 +50,12 @@ def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[
     return out
 
 
-@DATASETS.register(CmudictStressConfig, tasks=("tagging",),
-                   description="CMUdict lexical stress (phonemes -> stress digit per vowel), offline; for real text "
-                               "use data=ud_ewt, data=conllu or data=conll")
+@DATASETS.register(
+    CmudictStressConfig,
+    tasks=("tagging",),
+    description="CMUdict lexical stress (phonemes -> stress digit per vowel), offline; for real text "
+    "use data=ud_ewt, data=conllu or data=conll",
+)
 def load_cmudict_stress(cfg: CmudictStressConfig, splits, task: str) -> dict:
     raw = load(cfg.validation_percent, cfg.test_percent)
     return {s: raw[s] for s in splits}

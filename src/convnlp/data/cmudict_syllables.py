@@ -21,8 +21,11 @@ from convnlp.registry import DATASETS, Check, option
 class CmudictSyllablesConfig:
     name: str = "cmudict_syllables"
     split: str = split_option()
-    validation_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"),
-                                     help="words (by a hash of the spelling) in the validation split")
+    validation_percent: int = option(
+        5,
+        Check(lambda v: 0 <= v < 100, "must be in [0, 100)"),
+        help="words (by a hash of the spelling) in the validation split",
+    )
     test_percent: int = option(5, Check(lambda v: 0 <= v < 100, "must be in [0, 100)"))
 
 
@@ -37,9 +40,12 @@ def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[
     return out
 
 
-@DATASETS.register(CmudictSyllablesConfig, tasks=("classification",),
-                   description='CMUdict syllable counts (spelling -> number of syllables), offline; for real tex'
-                               't use data=sst2, data=mr, data=csv, data=jsonl or data=hub')
+@DATASETS.register(
+    CmudictSyllablesConfig,
+    tasks=("classification",),
+    description="CMUdict syllable counts (spelling -> number of syllables), offline; for real tex"
+    "t use data=sst2, data=mr, data=csv, data=jsonl or data=hub",
+)
 def load_cmudict_syllables(cfg: CmudictSyllablesConfig, splits, task: str) -> dict:
     raw = load(cfg.validation_percent, cfg.test_percent)
     return {s: raw[s] for s in splits}

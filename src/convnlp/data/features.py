@@ -31,14 +31,19 @@ FEATURE_NAME = re.compile(r"^(lower|shape|prefix[1-9]|suffix[1-9])$")
 
 def features_option():
     """``task.features``: the hashed word features to add (empty: none)."""
-    return option([], Check(lambda v: all(isinstance(n, str) and FEATURE_NAME.match(n) for n in v)
-                            and len(set(v)) == len(v),
-                            "must list word features, each once: lower, shape, prefixN, suffixN (N = 1..9)"),
-                  help="hashed word features: lower, shape, prefixN, suffixN")
+    return option(
+        [],
+        Check(
+            lambda v: all(isinstance(n, str) and FEATURE_NAME.match(n) for n in v) and len(set(v)) == len(v),
+            "must list word features, each once: lower, shape, prefixN, suffixN (N = 1..9)",
+        ),
+        help="hashed word features: lower, shape, prefixN, suffixN",
+    )
 
 
 def feature_rows_option():
     return option(5000, at_least(2, "row 0 is padding"), help="rows of the feature table")
+
 
 CACHE_LIMIT = 500_000  # word types remembered; the cache starts over beyond this
 
@@ -67,8 +72,10 @@ def check(names, rows: int, where: str = "task.features") -> None:
     """One line for a feature name that is not known, a repeated one, or too few rows."""
     for name in names:
         if not isinstance(name, str) or not FEATURE_NAME.match(name):
-            raise UserError(f"{where}: {name!r} is not a word feature; use lower, shape, prefixN or suffixN "
-                            "(N = 1..9), e.g. [lower,prefix1,suffix3,shape]")
+            raise UserError(
+                f"{where}: {name!r} is not a word feature; use lower, shape, prefixN or suffixN "
+                "(N = 1..9), e.g. [lower,prefix1,suffix3,shape]"
+            )
     repeated = sorted({n for n in names if list(names).count(n) > 1})
     if repeated:
         raise UserError(f"{where}: {', '.join(repeated)} given more than once")
@@ -96,8 +103,11 @@ class WordFeatures:
             if len(self._cache) >= CACHE_LIMIT:
                 self._cache.clear()
             ids = self._cache[word] = tuple(
-                k * self.rows + 1 + zlib.crc32(f"{name}\x1f{value(name, word)}".encode("utf-8", "surrogatepass"))
-                % (self.rows - 1) for k, name in enumerate(self.names))
+                k * self.rows
+                + 1
+                + zlib.crc32(f"{name}\x1f{value(name, word)}".encode("utf-8", "surrogatepass")) % (self.rows - 1)
+                for k, name in enumerate(self.names)
+            )
         return ids
 
     def symbols(self, words: list[str], firsts: list[int], lasts: list[int], length: int) -> list[int]:
@@ -110,7 +120,7 @@ class WordFeatures:
             return out
         owner = [-1] * length  # the word each symbol belongs to; a word with no symbol of its own
         for i, (a, b) in enumerate(zip(firsts, lasts)):  # points at the next word's first one,
-            owner[a:b + 1] = [i] * (b + 1 - a)           # which that next word then takes back
+            owner[a : b + 1] = [i] * (b + 1 - a)  # which that next word then takes back
         for i in owner:
             out += self.none if i < 0 else self.word(words[i])
         return out

@@ -85,28 +85,42 @@ def _table_records(path, lines: list[str], delimiter: str, quoting: str):
     # Fed line by line, so line_num counts physical lines. A lone \r is a character of its line
     # (as Python's own csv writer leaves it, unquoted); csv would take it for a line break, so it
     # passes the parser as a character the file does not hold.
-    carriage = "\r" if not any("\r" in line for line in lines) else \
-        next(c for c in map(chr, range(0xE000, 0xF900)) if not any(c in line for line in lines))
+    carriage = (
+        "\r"
+        if not any("\r" in line for line in lines)
+        else next(c for c in map(chr, range(0xE000, 0xF900)) if not any(c in line for line in lines))
+    )
     reader = csv.reader((line.replace("\r", carriage) + "\n" for line in lines), delimiter=delimiter, strict=True)
     start = 1
     try:
         for fields in reader:
             fields = [field.replace(carriage, "\r") for field in fields] if carriage != "\r" else fields
             if reader.line_num > start and quoting != "multiline":
-                raise UserError(f"{path}:{start}: malformed {name}: a quoted field that starts on this line runs on "
-                                f"to line {reader.line_num}; close the quote on its line and double a quote inside "
-                                f"a quoted field (\"\"), or set data.quoting=multiline if texts hold line breaks"
-                                f"{', or data.quoting=none to read quotes as text' if name == 'TSV' else ''}")
+                raise UserError(
+                    f"{path}:{start}: malformed {name}: a quoted field that starts on this line runs on "
+                    f"to line {reader.line_num}; close the quote on its line and double a quote inside "
+                    f'a quoted field (""), or set data.quoting=multiline if texts hold line breaks'
+                    f"{', or data.quoting=none to read quotes as text' if name == 'TSV' else ''}"
+                )
             yield start, reader.line_num, fields if len(fields) > 1 or "".join(fields).strip() else []
             start = reader.line_num + 1
     except csv.Error as e:
-        raise UserError(f"{path}:{start}: malformed {name}: a quoted field that starts on this line is not closed "
-                        f"properly ({e}, at line {reader.line_num}); double a quote inside a quoted field (\"\")"
-                        f"{', or set data.quoting=none to read quotes as text' if name == 'TSV' else ''}") from None
+        raise UserError(
+            f"{path}:{start}: malformed {name}: a quoted field that starts on this line is not closed "
+            f'properly ({e}, at line {reader.line_num}); double a quote inside a quoted field ("")'
+            f"{', or set data.quoting=none to read quotes as text' if name == 'TSV' else ''}"
+        ) from None
 
 
-def read_table(path: str | Path, text_column: str, label_column: str, delimiter: str = ",",
-               encoding: str = "utf-8", skip_empty: bool = False, quoting: str = "auto") -> Texts:
+def read_table(
+    path: str | Path,
+    text_column: str,
+    label_column: str,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    skip_empty: bool = False,
+    quoting: str = "auto",
+) -> Texts:
     """A CSV or TSV file with a header row naming the columns. ``quoting`` (see _table_records):
     ``auto`` is ``csv`` for commas and ``none`` for tabs."""
     if quoting not in QUOTING:
@@ -117,14 +131,16 @@ def read_table(path: str | Path, text_column: str, label_column: str, delimiter:
     lines = read_lines(path, encoding)  # checks the file and names an undecodable byte's line
     records = _table_records(path, lines, delimiter, quoting)
     header, header_line = [], 0
-    for header_line, _, fields in records:
+    for header_line, _, fields in records:  # noqa: B007 (read after the loop)
         if fields:
             header = [field.strip() for field in fields]
             break
     for role, column in (("text", text_column), ("label", label_column)):
         if column not in header:
-            raise UserError(f"{path}:{max(header_line, 1)}: no {role} column {column!r}; the header has: "
-                            f"{', '.join(header)} (set data.{role}_column=...)")
+            raise UserError(
+                f"{path}:{max(header_line, 1)}: no {role} column {column!r}; the header has: "
+                f"{', '.join(header)} (set data.{role}_column=...)"
+            )
     text_at, label_at = header.index(text_column), header.index(label_column)
     rows, spanning, looks_quoted = _Rows(path, skip_empty, len(lines) - header_line), [], []
     for number, last, fields in records:
@@ -140,38 +156,66 @@ def read_table(path: str | Path, text_column: str, label_column: str, delimiter:
             spanning.append(number)
         if quoting == "none" and len(text) > 1 and text[0] == text[-1] == '"':
             looks_quoted.append(number)
-        rows.add(text, label, f"line {number}", f"{path}:{number}: empty text in column "
-                 f"{text_column!r} (remove the row, or set data.skip_empty=true)", last - number + 1)
+        rows.add(
+            text,
+            label,
+            f"line {number}",
+            f"{path}:{number}: empty text in column {text_column!r} (remove the row, or set data.skip_empty=true)",
+            last - number + 1,
+        )
     if spanning:
-        log.warning("%s: %d row(s) have a quoted field with a line break inside (first at line %d)",
-                    path, len(spanning), spanning[0])
+        log.warning(
+            "%s: %d row(s) have a quoted field with a line break inside (first at line %d)",
+            path,
+            len(spanning),
+            spanning[0],
+        )
     if looks_quoted:
-        log.warning("%s: %d text(s) begin and end with a quote, which is kept as text (first at line %d); if the "
-                    "file was written with CSV quoting, set data.quoting=csv", path, len(looks_quoted), looks_quoted[0])
+        log.warning(
+            "%s: %d text(s) begin and end with a quote, which is kept as text (first at line %d); if the "
+            "file was written with CSV quoting, set data.quoting=csv",
+            path,
+            len(looks_quoted),
+            looks_quoted[0],
+        )
     return rows.finish()
 
 
-def read_jsonl(path: str | Path, text_column: str, label_column: str, encoding: str = "utf-8",
-               skip_empty: bool = False) -> Texts:
+def read_jsonl(
+    path: str | Path, text_column: str, label_column: str, encoding: str = "utf-8", skip_empty: bool = False
+) -> Texts:
     """One JSON object per line; blank lines are allowed between objects."""
     rows = _Rows(path, skip_empty, 0)
     for number, row in json_objects(path, encoding, rows):
         if text_column not in row:
-            raise UserError(f"{path}:{number}: no text field {text_column!r}; the object has: "
-                            f"{', '.join(row)} (set data.text_column=...)")
+            raise UserError(
+                f"{path}:{number}: no text field {text_column!r}; the object has: "
+                f"{', '.join(row)} (set data.text_column=...)"
+            )
         label = _label(row.get(label_column))
         if label is None:
             raise UserError(f"{path}:{number}: no label in field {label_column!r}")
         text = row[text_column]
         if not isinstance(text, str):
             raise UserError(f"{path}:{number}: field {text_column!r} is {type(text).__name__}, not text")
-        rows.add(text, label, f"line {number}", f"{path}:{number}: empty text in field {text_column!r} "
-                 "(remove the row, or set data.skip_empty=true)")
+        rows.add(
+            text,
+            label,
+            f"line {number}",
+            f"{path}:{number}: empty text in field {text_column!r} (remove the row, or set data.skip_empty=true)",
+        )
     return rows.finish()
 
 
-def read_hf(path: str, subset: str | None, split: str, text_column: str, label_column: str,
-            revision: str | None = None, skip_empty: bool = False) -> Texts:
+def read_hf(
+    path: str,
+    subset: str | None,
+    split: str,
+    text_column: str,
+    label_column: str,
+    revision: str | None = None,
+    skip_empty: bool = False,
+) -> Texts:
     """A split of a HuggingFace dataset: a hub id (``stanfordnlp/imdb``) or a local directory
     that ``datasets.load_dataset`` reads. Integer class labels become their names."""
     import datasets
@@ -185,8 +229,10 @@ def read_hf(path: str, subset: str | None, split: str, text_column: str, label_c
         raise UserError(f"{where}: cannot reach the HuggingFace hub ({e})") from None
     for role, column in (("text", text_column), ("label", label_column)):
         if column not in dataset.column_names:
-            raise UserError(f"{where}: no {role} column {column!r}; columns: {', '.join(dataset.column_names)} "
-                            f"(set data.{role}_column=...)")
+            raise UserError(
+                f"{where}: no {role} column {column!r}; columns: {', '.join(dataset.column_names)} "
+                f"(set data.{role}_column=...)"
+            )
     feature = dataset.features[label_column]
     names = feature.names if isinstance(feature, datasets.ClassLabel) else None
     rows = _Rows(where, skip_empty, dataset.num_rows)
@@ -195,9 +241,13 @@ def read_hf(path: str, subset: str | None, split: str, text_column: str, label_c
         label = label if names is not None else _label(raw_label)
         if label is None:
             raise UserError(f"{where}: row {number}: no label in column {label_column!r} ({raw_label!r})")
-        rows.add(text if isinstance(text, str) else "", label, f"row {number}",
-                 f"{where}: row {number}: empty text in column {text_column!r} "
-                 "(set data.skip_empty=true to leave such rows out)")
+        rows.add(
+            text if isinstance(text, str) else "",
+            label,
+            f"row {number}",
+            f"{where}: row {number}: empty text in column {text_column!r} "
+            "(set data.skip_empty=true to leave such rows out)",
+        )
     return rows.finish()
 
 
@@ -252,8 +302,13 @@ class HubConfig:
 
 
 def _table(cfg: CsvConfig, splits, delimiter: str) -> dict:
-    return per_split(cfg, splits, lambda path: read_table(path, cfg.text_column, cfg.label_column, delimiter,
-                                                          cfg.encoding, cfg.skip_empty, cfg.quoting))
+    return per_split(
+        cfg,
+        splits,
+        lambda path: read_table(
+            path, cfg.text_column, cfg.label_column, delimiter, cfg.encoding, cfg.skip_empty, cfg.quoting
+        ),
+    )
 
 
 @DATASETS.register(CsvConfig, tasks=("classification",), description="CSV files with a header row")
@@ -268,13 +323,22 @@ def load_tsv(cfg: TsvConfig, splits, task: str) -> dict:
 
 @DATASETS.register(JsonlConfig, tasks=("classification",), description="JSON lines files")
 def load_jsonl(cfg: JsonlConfig, splits, task: str) -> dict:
-    return per_split(cfg, splits, lambda path: read_jsonl(path, cfg.text_column, cfg.label_column, cfg.encoding,
-                                                          cfg.skip_empty))
+    return per_split(
+        cfg, splits, lambda path: read_jsonl(path, cfg.text_column, cfg.label_column, cfg.encoding, cfg.skip_empty)
+    )
 
 
-@DATASETS.register(HubConfig, tasks=("classification",),
-                   description="a HuggingFace dataset (hub id or local directory)")
+@DATASETS.register(
+    HubConfig, tasks=("classification",), description="a HuggingFace dataset (hub id or local directory)"
+)
 def load_hub(cfg: HubConfig, splits, task: str) -> dict:
-    return per_split(cfg, splits, lambda name: read_hf(cfg.path, cfg.subset, name, cfg.text_column,
-                                                       cfg.label_column, cfg.revision, cfg.skip_empty),
-                     key="{split}_split", what="split", value="NAME")
+    return per_split(
+        cfg,
+        splits,
+        lambda name: read_hf(
+            cfg.path, cfg.subset, name, cfg.text_column, cfg.label_column, cfg.revision, cfg.skip_empty
+        ),
+        key="{split}_split",
+        what="split",
+        value="NAME",
+    )

@@ -35,8 +35,10 @@ def detect_format(path: str, source_suffix: str, target_suffix: str) -> str:
         return "jsonl"
     if Path(f"{path}.{source_suffix}").is_file() or Path(f"{path}.{target_suffix}").is_file():
         return "files"
-    raise UserError(f"{path}: cannot tell the format: not *.tsv or *.jsonl, and no {path}.{source_suffix} "
-                    f"and {path}.{target_suffix}; set data.format=tsv|jsonl|files")
+    raise UserError(
+        f"{path}: cannot tell the format: not *.tsv or *.jsonl, and no {path}.{source_suffix} "
+        f"and {path}.{target_suffix}; set data.format=tsv|jsonl|files"
+    )
 
 
 class _Pairs(RowCollector):
@@ -47,8 +49,11 @@ class _Pairs(RowCollector):
 
     def add(self, source: str, target: str, place: str) -> None:
         source, target = source.strip(), target.strip()
-        error = None if source and target else \
-            f"{place}: empty {'source' if not source else 'target'} (remove the pair, or set data.skip_empty=true)"
+        error = (
+            None
+            if source and target
+            else f"{place}: empty {'source' if not source else 'target'} (remove the pair, or set data.skip_empty=true)"
+        )
         super().add(source, target, place, error)
 
 
@@ -63,27 +68,33 @@ def read_tsv(path: str, encoding: str = "utf-8", skip_empty: bool = False) -> Pa
     return pairs.finish()
 
 
-def read_jsonl(path: str, source_column: str, target_column: str, encoding: str = "utf-8",
-               skip_empty: bool = False) -> Pairs:
+def read_jsonl(
+    path: str, source_column: str, target_column: str, encoding: str = "utf-8", skip_empty: bool = False
+) -> Pairs:
     pairs = _Pairs(path, skip_empty, 0)
     for number, row in json_objects(path, encoding, pairs):
         for role, column in (("source", source_column), ("target", target_column)):
             if column not in row:
-                raise UserError(f"{path}:{number}: no {role} field {column!r}; the object has: "
-                                f"{', '.join(row)} (set data.{role}_column=...)")
+                raise UserError(
+                    f"{path}:{number}: no {role} field {column!r}; the object has: "
+                    f"{', '.join(row)} (set data.{role}_column=...)"
+                )
             if not isinstance(row[column], str):
                 raise UserError(f"{path}:{number}: field {column!r} is {type(row[column]).__name__}, not text")
         pairs.add(row[source_column], row[target_column], f"{path}:{number}")
     return pairs.finish()
 
 
-def read_files(path: str, source_suffix: str, target_suffix: str, encoding: str = "utf-8",
-               skip_empty: bool = False) -> Pairs:
+def read_files(
+    path: str, source_suffix: str, target_suffix: str, encoding: str = "utf-8", skip_empty: bool = False
+) -> Pairs:
     source_path, target_path = f"{path}.{source_suffix}", f"{path}.{target_suffix}"
     sources, targets = read_lines(source_path, encoding), read_lines(target_path, encoding)
     if len(sources) != len(targets):
-        raise UserError(f"{source_path} has {len(sources)} lines but {target_path} has {len(targets)}: "
-                        "the files must be line-aligned")
+        raise UserError(
+            f"{source_path} has {len(sources)} lines but {target_path} has {len(targets)}: "
+            "the files must be line-aligned"
+        )
     pairs = _Pairs(f"{source_path} / {target_path}", skip_empty, len(sources))
     for number, (source, target) in enumerate(zip(sources, targets), start=1):
         place = f"{target_path}:{number}" if source.strip() else f"{source_path}:{number}"
@@ -91,8 +102,16 @@ def read_files(path: str, source_suffix: str, target_suffix: str, encoding: str 
     return pairs.finish()
 
 
-def read(path: str, fmt: str, source_column: str, target_column: str, source_suffix: str,
-         target_suffix: str, encoding: str = "utf-8", skip_empty: bool = False) -> Pairs:
+def read(
+    path: str,
+    fmt: str,
+    source_column: str,
+    target_column: str,
+    source_suffix: str,
+    target_suffix: str,
+    encoding: str = "utf-8",
+    skip_empty: bool = False,
+) -> Pairs:
     fmt = detect_format(path, source_suffix, target_suffix) if fmt == "auto" else fmt
     if fmt == "tsv":
         return read_tsv(path, encoding, skip_empty)
@@ -117,9 +136,23 @@ class ParallelConfig:
     skip_empty: bool = option(False, help="leave out pairs with an empty side (counted in the log)")
 
 
-@DATASETS.register(ParallelConfig, tasks=("generation",),
-                   description="parallel source/target files (TSV, JSON lines or two aligned text files)")
+@DATASETS.register(
+    ParallelConfig,
+    tasks=("generation",),
+    description="parallel source/target files (TSV, JSON lines or two aligned text files)",
+)
 def load_parallel(cfg: ParallelConfig, splits, task: str) -> dict:
-    return per_split(cfg, splits, lambda path: read(path, cfg.format, cfg.source_column, cfg.target_column,
-                                                    cfg.source_suffix, cfg.target_suffix, cfg.encoding,
-                                                    cfg.skip_empty))
+    return per_split(
+        cfg,
+        splits,
+        lambda path: read(
+            path,
+            cfg.format,
+            cfg.source_column,
+            cfg.target_column,
+            cfg.source_suffix,
+            cfg.target_suffix,
+            cfg.encoding,
+            cfg.skip_empty,
+        ),
+    )

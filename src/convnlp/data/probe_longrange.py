@@ -60,18 +60,19 @@ def generate_classification(count: int, length: int, distance: int, alphabet: in
     return texts, labels
 
 
-def load(distance: int, length: int, alphabet: int, train_size: int, eval_size: int, seed: int,
-         task: str = "tagging"):
+def load(distance: int, length: int, alphabet: int, train_size: int, eval_size: int, seed: int, task: str = "tagging"):
     """{split: (tokens, tags)} or, for classification, {split: (texts, labels)}; the three
     splits use different seeds, so they never overlap by design."""
     make = generate_classification if task == "classification" else generate
     sizes = {"train": train_size, "validation": eval_size, "test": eval_size}
-    return {split: make(n, length, distance, alphabet, seed * 3 + i)
-            for i, (split, n) in enumerate(sizes.items())}
+    return {split: make(n, length, distance, alphabet, seed * 3 + i) for i, (split, n) in enumerate(sizes.items())}
 
 
-@DATASETS.register(ProbeLongrangeConfig, tasks=("tagging", "classification"),
-                   description="synthetic long-range probe (depends on the token `distance` positions away)")
+@DATASETS.register(
+    ProbeLongrangeConfig,
+    tasks=("tagging", "classification"),
+    description="synthetic long-range probe (depends on the token `distance` positions away)",
+)
 def load_probe(cfg: ProbeLongrangeConfig, splits, task: str) -> dict:
     raw = load(cfg.distance, cfg.length, cfg.alphabet, cfg.train_size, cfg.eval_size, cfg.seed, task)
     return {s: raw[s] for s in splits}

@@ -57,14 +57,17 @@ class RowCollector:
 
     def finish(self) -> tuple[list, list]:
         if self.skipped:
-            log.warning("%s: left out %d %s (first at %s)", self.source, len(self.skipped), self.skipped_what,
-                        self.skipped[0])
+            log.warning(
+                "%s: left out %d %s (first at %s)", self.source, len(self.skipped), self.skipped_what, self.skipped[0]
+            )
         for what, places in self.ignored.items():
             log.debug("%s: %d %s (first at %s)", self.source, len(places), what, places[0])
         if self.accounted != self.lines:  # a reader bug, never the user's: refuse rather than lose rows
-            raise UserError(f"{self.source}: {self.lines} lines, but the {len(self.first)} rows read, "
-                            f"{len(self.skipped)} left out and the lines ignored account for {self.accounted}; "
-                            "please report this")
+            raise UserError(
+                f"{self.source}: {self.lines} lines, but the {len(self.first)} rows read, "
+                f"{len(self.skipped)} left out and the lines ignored account for {self.accounted}; "
+                "please report this"
+            )
         if not self.first:
             raise UserError(f"{self.source}: {self.nothing}")
         return self.first, self.second
@@ -89,8 +92,10 @@ def decode_lines(raw: bytes, name: str, encoding: str = "utf-8") -> list[str]:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise UserError(f"{name}:{line}: cannot decode byte {raw[e.start:e.start + 1]!r} at column "
-                        f"{column} as {encoding} (set the encoding option)") from None
+        raise UserError(
+            f"{name}:{line}: cannot decode byte {raw[e.start : e.start + 1]!r} at column "
+            f"{column} as {encoding} (set the encoding option)"
+        ) from None
     except LookupError:
         raise UserError(f"{name}: unknown encoding {encoding!r}") from None
     lines = text.removeprefix("\ufeff").split("\n")
@@ -175,9 +180,7 @@ def read_conllu(path: str | Path, tagset: str = "upos", encoding: str = "utf-8")
     return sentences.finish()
 
 
-def read_conll(
-    path: str | Path, token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8"
-) -> Sentences:
+def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8") -> Sentences:
     """Sentences of a whitespace-column file: blank lines end sentences, -DOCSTART- is ignored."""
     sentences, blocks = _sentence_blocks(path, encoding)
     width = None  # every token line of a file has the same number of columns
@@ -189,8 +192,10 @@ def read_conll(
                 continue
             if width is None:
                 width = len(columns)
-                if -width <= token_column < width and -width <= tag_column < width and (
-                    token_column % width == tag_column % width
+                if (
+                    -width <= token_column < width
+                    and -width <= tag_column < width
+                    and (token_column % width == tag_column % width)
                 ):
                     raise UserError(
                         f"{path}:{start + offset}: token column {token_column} and tag column "

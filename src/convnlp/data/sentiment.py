@@ -29,8 +29,10 @@ SST2_FILES = {  # split: (file name in the data directory, publisher's name, SHA
     "validation": ("dev.txt", "stsa.binary.dev", "02fedc82855dbdcabe82c65ed1af6c6570788eaac51073cdb35ee8c7784426d1"),
     "test": ("test.txt", "stsa.binary.test", "6a80dc9b9a0db2d3b37f2f809304febad31c90ab67a5b4157b7d9f881c53ef5b"),
 }
-MR_FILES = {"pos": "2da124ec187a9d5a29c9f04e91c540e02baed5af8868f550a26bd6fd4dbf8bf0",
-            "neg": "4ace77d558c3714723843f1d65b60c01e3417b208180f0728808d76ad0eeeaca"}
+MR_FILES = {
+    "pos": "2da124ec187a9d5a29c9f04e91c540e02baed5af8868f550a26bd6fd4dbf8bf0",
+    "neg": "4ace77d558c3714723843f1d65b60c01e3417b208180f0728808d76ad0eeeaca",
+}
 FOLDS = 10
 
 
@@ -47,8 +49,11 @@ class Sst2Config:
 class MrConfig:
     name: str = "mr"
     split: str = split_option()
-    fold: int = option(0, Check(lambda v: 0 <= v <= 9, "must be in 0..9 (10-fold cross-validation)"),
-                       help="tests on fold k, validates on fold k+1")
+    fold: int = option(
+        0,
+        Check(lambda v: 0 <= v <= 9, "must be in 0..9 (10-fold cross-validation)"),
+        help="tests on fold k, validates on fold k+1",
+    )
     data_dir: Optional[str] = option(None, help="where mr/ is (else $CONVNLP_DATA_DIR, else a download)")
     url: str = "https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-polaritydata.tar.gz"
     cache_dir: Optional[str] = None
@@ -67,8 +72,9 @@ def sst2_path(split: str, data_dir: str | None, url: str, cache: str | None) -> 
         for candidate in (directory / "sst2" / local, directory / local, directory / remote):
             if candidate.is_file():
                 return candidate
-    return download.fetch(url.format(file=remote), download.cache_dir(cache) / "sst2" / remote, sha256,
-                          local=f"sst2/{local}")
+    return download.fetch(
+        url.format(file=remote), download.cache_dir(cache) / "sst2" / remote, sha256, local=f"sst2/{local}"
+    )
 
 
 def load_sst2(data_dir: str | None, url: str, cache_dir: str | None, splits) -> dict[str, tuple[list, list]]:
@@ -114,8 +120,9 @@ def mr_folds(count: int) -> list[int]:
     return folds
 
 
-def load_mr(fold: int, data_dir: str | None, url: str, cache_dir: str | None, encoding: str,
-            splits) -> dict[str, tuple[list, list]]:
+def load_mr(
+    fold: int, data_dir: str | None, url: str, cache_dir: str | None, encoding: str, splits
+) -> dict[str, tuple[list, list]]:
     if not 0 <= fold < FOLDS:
         raise UserError(f"data.fold={fold} must be in 0..{FOLDS - 1}")
     paths = mr_paths(data_dir, url, cache_dir)
@@ -134,13 +141,15 @@ def load_mr(fold: int, data_dir: str | None, url: str, cache_dir: str | None, en
     return out
 
 
-@DATASETS.register(Sst2Config, tasks=("classification",),
-                   description="Stanford Sentiment Treebank, binary sentence split")
+@DATASETS.register(
+    Sst2Config, tasks=("classification",), description="Stanford Sentiment Treebank, binary sentence split"
+)
 def load_sst2_splits(cfg: Sst2Config, splits, task: str) -> dict:
     return load_sst2(cfg.data_dir, cfg.url, cfg.cache_dir, splits)
 
 
-@DATASETS.register(MrConfig, tasks=("classification",),
-                   description="MR sentence polarity (Pang & Lee), one of 10 folds")
+@DATASETS.register(
+    MrConfig, tasks=("classification",), description="MR sentence polarity (Pang & Lee), one of 10 folds"
+)
 def load_mr_splits(cfg: MrConfig, splits, task: str) -> dict:
     return load_mr(cfg.fold, cfg.data_dir, cfg.url, cfg.cache_dir, cfg.encoding, splits)

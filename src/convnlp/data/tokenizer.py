@@ -60,8 +60,11 @@ def _special_tokens():
 
 
 def _special_pattern():
-    return option("", Check(_regex, "is not a valid regular expression (Python's re)"),
-                  help="a regular expression: its matches in the training texts are special tokens")
+    return option(
+        "",
+        Check(_regex, "is not a valid regular expression (Python's re)"),
+        help="a regular expression: its matches in the training texts are special tokens",
+    )
 
 
 @dataclass
@@ -114,12 +117,26 @@ def special_tokens(texts: Sequence[str], tokens: Sequence[str] = (), pattern: st
 
 def build_from(cfg, examples: Sequence[str] | Sequence[list[str]]) -> Tokenizer:
     """``build`` with a ``tokenizer`` config group's settings."""
-    return build(cfg.name, examples, cfg.min_frequency, cfg.lowercase, cfg.max_vocab,
-                 list(cfg.special_tokens), cfg.special_pattern)
+    return build(
+        cfg.name,
+        examples,
+        cfg.min_frequency,
+        cfg.lowercase,
+        cfg.max_vocab,
+        list(cfg.special_tokens),
+        cfg.special_pattern,
+    )
 
 
-def build(kind: str, examples: Sequence[str] | Sequence[list[str]], min_frequency: int = 1,
-          lowercase: bool = False, max_vocab: int = 0, specials: Sequence[str] = (), special_pattern: str = "") -> Tokenizer:
+def build(
+    kind: str,
+    examples: Sequence[str] | Sequence[list[str]],
+    min_frequency: int = 1,
+    lowercase: bool = False,
+    max_vocab: int = 0,
+    specials: Sequence[str] = (),
+    special_pattern: str = "",
+) -> Tokenizer:
     """Train a vocabulary on the training split: tokenized sentences or raw texts.
 
     ``char`` and ``word`` vocabularies are counted here and handed to ``WordLevel`` with no
@@ -144,9 +161,13 @@ def build(kind: str, examples: Sequence[str] | Sequence[list[str]], min_frequenc
         tokenizer.decoder = decoders.BPEDecoder(suffix=END_OF_WORD)
         if normalizer:
             tokenizer.normalizer = normalizer
-        trainer = BpeTrainer(vocab_size=max_vocab or 8000, min_frequency=min_frequency,
-                             special_tokens=[PAD, UNK, *specials], end_of_word_suffix=END_OF_WORD,
-                             show_progress=False)
+        trainer = BpeTrainer(
+            vocab_size=max_vocab or 8000,
+            min_frequency=min_frequency,
+            special_tokens=[PAD, UNK, *specials],
+            end_of_word_suffix=END_OF_WORD,
+            show_progress=False,
+        )
         tokenizer.train_from_iterator(texts, trainer)
         return tokenizer
 
@@ -167,8 +188,10 @@ def build(kind: str, examples: Sequence[str] | Sequence[list[str]], min_frequenc
     else:
         for words in examples:
             counts.update(normalize(w) for w in words)
-    kept = sorted((s for s, n in counts.items() if n >= min_frequency and s not in (PAD, UNK) and s not in specials),
-                  key=lambda s: (-counts[s], s))
+    kept = sorted(
+        (s for s, n in counts.items() if n >= min_frequency and s not in (PAD, UNK) and s not in specials),
+        key=lambda s: (-counts[s], s),
+    )
     if max_vocab:
         kept = kept[:max_vocab]
     vocab = {s: i for i, s in enumerate([PAD, UNK, *specials, *kept])}  # PAD_ID is 0
@@ -234,8 +257,7 @@ def encode(tokenizer: Tokenizer, sentences: list[list[str]]) -> tuple[list, list
         firsts = [list(range(len(s))) for s in sentences]
         return ids, firsts, firsts
     if kind_of(tokenizer) == "word":
-        encodings = tokenizer.encode_batch([list(s) for s in sentences], is_pretokenized=True,
-                                           add_special_tokens=False)
+        encodings = tokenizer.encode_batch([list(s) for s in sentences], is_pretokenized=True, add_special_tokens=False)
         ids = [e.ids for e in encodings]
         for words, row in zip(sentences, ids):
             if len(row) != len(words):

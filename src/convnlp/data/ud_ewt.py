@@ -34,9 +34,11 @@ def resolve(split: str, data_dir: str | None, url: str, cache: str | None) -> Pa
     part, sha256 = FILES[split]
     data_dir = data_dir or os.environ.get("CONVNLP_DATA_DIR")
     if data_dir:
-        for candidate in (Path(data_dir) / "ud_en_ewt" / f"{part}.conllu",
-                          Path(data_dir) / f"en_ewt-ud-{part}.conllu",
-                          Path(data_dir) / "ud_en_ewt" / f"en_ewt-ud-{part}.conllu"):
+        for candidate in (
+            Path(data_dir) / "ud_en_ewt" / f"{part}.conllu",
+            Path(data_dir) / f"en_ewt-ud-{part}.conllu",
+            Path(data_dir) / "ud_en_ewt" / f"en_ewt-ud-{part}.conllu",
+        ):
             if candidate.is_file():
                 return candidate
     target = download.cache_dir(cache) / "ud_en_ewt" / f"en_ewt-ud-{part}.conllu"

@@ -25,5 +25,6 @@ def build_decoder(cfg, input_dim: int, num_labels: int) -> nn.Module:
 
 def output_lengths(cfg: dict, source_lengths: torch.Tensor) -> torch.Tensor:
     """(B,) output positions the decoder ``cfg`` gives sources of these lengths (in symbols)."""
-    return deconv_output_lengths(source_lengths, cfg["output_length"], cfg["max_length"], cfg["length_ratio"],
-                                 cfg["length_extra"])
+    return deconv_output_lengths(
+        source_lengths, cfg["output_length"], cfg["max_length"], cfg["length_ratio"], cfg["length_extra"]
+    )

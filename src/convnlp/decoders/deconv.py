@@ -50,8 +50,13 @@ def down_length(length: int) -> int:
     return (length + 2 - DOWN_KERNEL) // 2 + 1
 
 
-def output_lengths(source_lengths: torch.Tensor, output_length: str = "fixed", max_length: int = 64,
-                     length_ratio: int = 2, length_extra: int = 6) -> torch.Tensor:
+def output_lengths(
+    source_lengths: torch.Tensor,
+    output_length: str = "fixed",
+    max_length: int = 64,
+    length_ratio: int = 2,
+    length_extra: int = 6,
+) -> torch.Tensor:
     """The output positions of each source (a tensor of source lengths in symbols): all
     ``max_length`` (``fixed``), or ``length_ratio * n + length_extra`` at most ``max_length``
     (``source``)."""
@@ -77,8 +82,14 @@ def transposed_length(length: int, kernel: int, stride: int) -> int:
     return (length - 1) * stride - 2 * max((kernel - stride) // 2, 0) + kernel
 
 
-def upsampling_plan(code_length: int, max_length: int, stride: int = 2, kernel: int = 4,
-                    strides: list[int] | tuple = (), kernels: list[int] | tuple = ()) -> list[dict]:
+def upsampling_plan(
+    code_length: int,
+    max_length: int,
+    stride: int = 2,
+    kernel: int = 4,
+    strides: list[int] | tuple = (),
+    kernels: list[int] | tuple = (),
+) -> list[dict]:
     """The transposed convolutions from ``code_length`` to at least ``max_length`` positions.
 
     With no explicit ``strides``, layers of ``stride`` are added until the length reaches
@@ -91,61 +102,90 @@ def upsampling_plan(code_length: int, max_length: int, stride: int = 2, kernel: 
         while length < max_length:
             grown = transposed_length(length, kernel, stride)
             if grown <= length:
-                raise UserError(f"decoder.kernel={kernel} with decoder.stride={stride} does not grow the length "
-                                f"({length} -> {grown}); use a kernel of at least the stride")
+                raise UserError(
+                    f"decoder.kernel={kernel} with decoder.stride={stride} does not grow the length "
+                    f"({length} -> {grown}); use a kernel of at least the stride"
+                )
             strides.append(stride)
             length = grown
     kernels = list(kernels) or [kernel] * len(strides)
     if len(kernels) != len(strides):
-        raise UserError(f"decoder.kernels has {len(kernels)} entries but there are {len(strides)} upsampling "
-                        f"layers (decoder.strides={strides}); give one kernel per layer or none")
+        raise UserError(
+            f"decoder.kernels has {len(kernels)} entries but there are {len(strides)} upsampling "
+            f"layers (decoder.strides={strides}); give one kernel per layer or none"
+        )
     plan, length = [], code_length
     for k, s in zip(kernels, strides):
         out = transposed_length(length, k, s)
-        plan.append({"kernel": k, "stride": s, "padding": max((k - s) // 2, 0), "length_in": length,
-                     "length_out": out})
+        plan.append({"kernel": k, "stride": s, "padding": max((k - s) // 2, 0), "length_in": length, "length_out": out})
         length = out
     if length < max_length:
         arithmetic = " -> ".join([str(code_length)] + [str(p["length_out"]) for p in plan])
-        raise UserError(f"decoder.strides={strides} reach {length} positions ({arithmetic}), fewer than "
-                        f"decoder.max_length={max_length}; add layers or leave decoder.strides empty")
+        raise UserError(
+            f"decoder.strides={strides} reach {length} positions ({arithmetic}), fewer than "
+            f"decoder.max_length={max_length}; add layers or leave decoder.strides empty"
+        )
     return plan
 
 
 @dataclass
 class DeconvConfig:
     name: str = "deconv"
-    bottleneck: str = option("sequence", choices=("vector", "sequence"),
-                             help="sequence: the encoder positions, strided down to a short code; vector: one vector")
+    bottleneck: str = option(
+        "sequence",
+        choices=("vector", "sequence"),
+        help="sequence: the encoder positions, strided down to a short code; vector: one vector",
+    )
     source_length: int = option(32, at_least(1), help="sequence: longest source in symbols")
-    down: int = option(0, Check(lambda v: v >= 0, "must be 0 (the encoder positions themselves) or more"),
-                       help="sequence: stride-2 convolutions from the window to the code")
+    down: int = option(
+        0,
+        Check(lambda v: v >= 0, "must be 0 (the encoder positions themselves) or more"),
+        help="sequence: stride-2 convolutions from the window to the code",
+    )
     width: int = option(128, at_least(1), help="channels of the code and of every decoder layer")
     max_length: int = option(64, at_least(2), help="output positions: at least the longest target + 1")
     stride: int = option(2, at_least(2, "each upsampling layer must grow the length"))
     kernel: int = option(4, at_least(1))
-    strides: list[int] = option([], Check(lambda v: all(s >= 1 for s in v), "must be numbers >= 1"),
-                                help="explicit per-layer strides (they must reach max_length)")
-    kernels: list[int] = option([], Check(lambda v: all(k >= 1 for k in v), "must be numbers >= 1"),
-                                help="explicit per-layer kernels (empty: `kernel` for every layer)")
-    rest_dilations: list[int] = option([1, 2, 4, 8], Check(lambda v: all(d >= 1 for d in v),
-                                                           "must be numbers >= 1 (empty: no resting stack)"),
-                                       help="the resting stack: one residual length-preserving conv per entry")
+    strides: list[int] = option(
+        [],
+        Check(lambda v: all(s >= 1 for s in v), "must be numbers >= 1"),
+        help="explicit per-layer strides (they must reach max_length)",
+    )
+    kernels: list[int] = option(
+        [],
+        Check(lambda v: all(k >= 1 for k in v), "must be numbers >= 1"),
+        help="explicit per-layer kernels (empty: `kernel` for every layer)",
+    )
+    rest_dilations: list[int] = option(
+        [1, 2, 4, 8],
+        Check(lambda v: all(d >= 1 for d in v), "must be numbers >= 1 (empty: no resting stack)"),
+        help="the resting stack: one residual length-preserving conv per entry",
+    )
     rest_kernel: int = option(3, odd())
     activation: str = activation_option()
     norm: str = norm_option()
     dropout: float = dropout_option(0.0)
-    output_length: str = option("source", choices=("fixed", "source"),
-                                help="source: length_ratio x its symbols + length_extra; fixed: max_length")
+    output_length: str = option(
+        "source",
+        choices=("fixed", "source"),
+        help="source: length_ratio x its symbols + length_extra; fixed: max_length",
+    )
     length_ratio: int = option(2, at_least(1))
     length_extra: int = option(6, at_least(1, "room for the end symbol"))
-    too_long: str = option("error", choices=("error", "filter"),
-                           help="a training target longer than the decoder allows: error | filter")
+    too_long: str = option(
+        "error", choices=("error", "filter"), help="a training target longer than the decoder allows: error | filter"
+    )
 
     def check(self) -> None:
         """The length arithmetic adds up (one line naming the settings otherwise)."""
-        upsampling_plan(code_lengths(self.bottleneck, self.source_length, self.down)[-1], self.max_length,
-                        self.stride, self.kernel, list(self.strides), list(self.kernels))
+        upsampling_plan(
+            code_lengths(self.bottleneck, self.source_length, self.down)[-1],
+            self.max_length,
+            self.stride,
+            self.kernel,
+            list(self.strides),
+            list(self.kernels),
+        )
 
 
 @DECODERS.register(DeconvConfig)
@@ -155,8 +195,13 @@ class DeconvDecoder(nn.Module):
 
     def __init__(self, cfg: DeconvConfig, input_dim: int, num_labels: int):
         super().__init__()
-        bottleneck, source_length, down, width, max_length = (cfg.bottleneck, cfg.source_length, cfg.down,
-                                                               cfg.width, cfg.max_length)
+        bottleneck, source_length, down, width, max_length = (
+            cfg.bottleneck,
+            cfg.source_length,
+            cfg.down,
+            cfg.width,
+            cfg.max_length,
+        )
         norm, rest_kernel, output_length = cfg.norm, cfg.rest_kernel, cfg.output_length
         if bottleneck not in ("vector", "sequence"):
             raise ValueError(f"bottleneck must be vector or sequence, got {bottleneck!r}")
@@ -173,14 +218,16 @@ class DeconvDecoder(nn.Module):
             self.project = nn.Conv1d(input_dim, width, 1)
             self.down = nn.ModuleList(nn.Conv1d(width, width, DOWN_KERNEL, stride=2, padding=1) for _ in range(down))
             self.down_norms = nn.ModuleList(make_norm(norm, width) for _ in range(down))
-        self.plan = upsampling_plan(self.code_lengths[-1], max_length, cfg.stride, cfg.kernel, cfg.strides,
-                                    cfg.kernels)
-        self.up = nn.ModuleList(nn.ConvTranspose1d(width, width, p["kernel"], p["stride"], padding=p["padding"])
-                                for p in self.plan)
+        self.plan = upsampling_plan(self.code_lengths[-1], max_length, cfg.stride, cfg.kernel, cfg.strides, cfg.kernels)
+        self.up = nn.ModuleList(
+            nn.ConvTranspose1d(width, width, p["kernel"], p["stride"], padding=p["padding"]) for p in self.plan
+        )
         self.up_norms = nn.ModuleList(make_norm(norm, width) for _ in self.plan)
         self.positions = nn.Parameter(torch.zeros(width, max_length))
-        self.rest = nn.ModuleList(nn.Conv1d(width, width, rest_kernel, dilation=d, padding=d * (rest_kernel - 1) // 2)
-                                  for d in cfg.rest_dilations)
+        self.rest = nn.ModuleList(
+            nn.Conv1d(width, width, rest_kernel, dilation=d, padding=d * (rest_kernel - 1) // 2)
+            for d in cfg.rest_dilations
+        )
         self.rest_norms = nn.ModuleList(make_norm(norm, width) for _ in cfg.rest_dilations)
         self.final_norm = make_norm(norm, width)
         self.output = nn.Linear(width, num_labels)
@@ -198,19 +245,21 @@ class DeconvDecoder(nn.Module):
             rows.append((f"up[{i}] deconv k={p['kernel']} s={p['stride']} p={p['padding']}", p["length_out"]))
         rows.append(("crop to max_length", self.max_length))
         if self.output_length == "source":
-            rows.append((f"a source of n symbols: min({self.length_ratio}n + {self.length_extra}, max_length)",
-                         self.max_length))
+            rows.append(
+                (f"a source of n symbols: min({self.length_ratio}n + {self.length_extra}, max_length)", self.max_length)
+            )
         return rows
 
     def output_lengths(self, mask: torch.Tensor) -> torch.Tensor:
         """(B,) output positions of each source, from the encoder mask."""
-        return output_lengths(mask.sum(dim=1), self.output_length, self.max_length, self.length_ratio,
-                                self.length_extra)
+        return output_lengths(
+            mask.sum(dim=1), self.output_length, self.max_length, self.length_ratio, self.length_extra
+        )
 
     def encode(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The code (B, width, code_length) of the encoder output."""
         if self.bottleneck == "vector":
-            pooled = h.masked_fill(~mask[..., None], float("-inf")).amax(dim=1)       # (B, C)
+            pooled = h.masked_fill(~mask[..., None], float("-inf")).amax(dim=1)  # (B, C)
             pooled = pooled.masked_fill(~mask.any(dim=1, keepdim=True), 0.0)
             return self.code(pooled)[:, :, None]
         length = self.source_length
@@ -219,8 +268,8 @@ class DeconvDecoder(nn.Module):
                 longest = int(mask.sum(dim=1).max())
                 raise ValueError(f"a source of {longest} symbols does not fit decoder.source_length={length}")
             h, mask = h[:, :length], mask[:, :length]
-        x = h.transpose(1, 2) * mask[:, None, :].to(h.dtype)                          # (B, C, T)
-        x = F.pad(x, (0, length - x.shape[-1]))                                        # (B, C, S)
+        x = h.transpose(1, 2) * mask[:, None, :].to(h.dtype)  # (B, C, T)
+        x = F.pad(x, (0, length - x.shape[-1]))  # (B, C, S)
         m = F.pad(mask, (0, length - mask.shape[-1]))[:, None, :].to(x.dtype)
         x = self.project(x) * m
         for conv, norm in zip(self.down, self.down_norms):
@@ -231,7 +280,7 @@ class DeconvDecoder(nn.Module):
         x = self.encode(h, mask)
         for conv, norm in zip(self.up, self.up_norms):
             x = self.dropout(self.activation(norm(conv(x))))
-        x = x[:, :, : self.max_length] + self.positions                        # (B, W, max_length)
+        x = x[:, :, : self.max_length] + self.positions  # (B, W, max_length)
         keep = None
         if self.output_length == "source":
             lengths = self.output_lengths(mask)
@@ -241,4 +290,4 @@ class DeconvDecoder(nn.Module):
         for conv, norm in zip(self.rest, self.rest_norms):
             h = self.activation(norm(x))
             x = x + self.dropout(conv(h if keep is None else h * keep))
-        return self.output(self.final_norm(x).transpose(1, 2))                         # (B, L, V)
+        return self.output(self.final_norm(x).transpose(1, 2))  # (B, L, V)

@@ -27,8 +27,11 @@ class DenseConfig:
     blocks: int = option(2, at_least(1))
     kernel: int = option(3, odd())
     bottleneck: bool = option(True, help="a 1-wide convolution to 4 x growth before each kernel-wide one")
-    compression: float = option(0.5, Check(lambda v: 0 < v <= 1, "must be in (0, 1]"),
-                                help="transitions between blocks keep this share of the channels")
+    compression: float = option(
+        0.5,
+        Check(lambda v: 0 < v <= 1, "must be in (0, 1]"),
+        help="transitions between blocks keep this share of the channels",
+    )
     activation: str = activation_option()
     norm: str = norm_option()
     dropout: float = dropout_option(0.1)
@@ -36,16 +39,18 @@ class DenseConfig:
 
 def at_depth(depth: int, width: int, norm: str) -> DenseConfig:
     blocks = max(1, depth // 8)
-    return DenseConfig(width=width, growth=max(4, width // 4), layers_per_block=depth // blocks, blocks=blocks,
-                       norm=norm, dropout=0.0)
+    return DenseConfig(
+        width=width, growth=max(4, width // 4), layers_per_block=depth // blocks, blocks=blocks, norm=norm, dropout=0.0
+    )
 
 
 class DenseLayer(nn.Module):
     """norm -> activation -> [1-wide bottleneck to 4 * growth -> norm -> activation] -> conv to
     ``growth`` channels -> dropout; the caller concatenates the result to the input."""
 
-    def __init__(self, channels: int, growth: int, kernel: int, bottleneck: bool, activation: str,
-                 norm: str, dropout: float):
+    def __init__(
+        self, channels: int, growth: int, kernel: int, bottleneck: bool, activation: str, norm: str, dropout: float
+    ):
         super().__init__()
         self.norm = make_norm(norm, channels)
         self.bottleneck = MaskedConv1d(channels, 4 * growth, kernel=1) if bottleneck else None
@@ -81,8 +86,9 @@ class DenseEncoder(nn.Module):
         channels = cfg.width
         for block in range(cfg.blocks):
             for _ in range(cfg.layers_per_block):
-                self.layers.append(DenseLayer(channels, cfg.growth, cfg.kernel, cfg.bottleneck, cfg.activation,
-                                              cfg.norm, cfg.dropout))
+                self.layers.append(
+                    DenseLayer(channels, cfg.growth, cfg.kernel, cfg.bottleneck, cfg.activation, cfg.norm, cfg.dropout)
+                )
                 channels += cfg.growth
             if block < cfg.blocks - 1:
                 compressed = max(1, int(channels * cfg.compression))
@@ -97,7 +103,7 @@ class DenseEncoder(nn.Module):
         return 1 + sum(layer.conv.receptive_field_growth for layer in self.layers)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = mask[:, None, :].to(x.dtype)        # (B, 1, T)
+        m = mask[:, None, :].to(x.dtype)  # (B, 1, T)
         h = self.project(x.transpose(1, 2), m)  # (B, width, T)
         for i, layer in enumerate(self.layers):
             h = torch.cat([h, layer(h, m)], dim=1)  # (B, C + growth, T)

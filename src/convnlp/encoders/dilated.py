@@ -23,9 +23,11 @@ class DilatedConfig:
     name: str = "dilated"
     width: int = option(128, at_least(1), help="channels of every layer")
     kernel: int = option(3, odd())
-    dilations: list[int] = option([1, 2, 4, 8], Check(lambda v: len(v) >= 1 and min(v) >= 1,
-                                                      "must be a non-empty list of numbers >= 1"),
-                                  help="one residual conv layer per dilation")
+    dilations: list[int] = option(
+        [1, 2, 4, 8],
+        Check(lambda v: len(v) >= 1 and min(v) >= 1, "must be a non-empty list of numbers >= 1"),
+        help="one residual conv layer per dilation",
+    )
     blocks: int = option(2, at_least(1), help="the dilation schedule is repeated this many times")
     shared: bool = option(False, help="true: the blocks share one set of weights (ID-CNN)")
     activation: str = activation_option()
@@ -36,8 +38,9 @@ class DilatedConfig:
 def at_depth(depth: int, width: int, norm: str) -> DilatedConfig:
     """``depth`` kernel-wide layers: 1-2-4-8 per block (``convnlp inspect gradient_flow=true``)."""
     per_block = min(depth, 4)
-    return DilatedConfig(width=width, dilations=[2**i for i in range(per_block)], blocks=depth // per_block,
-                         norm=norm, dropout=0.0)
+    return DilatedConfig(
+        width=width, dilations=[2**i for i in range(per_block)], blocks=depth // per_block, norm=norm, dropout=0.0
+    )
 
 
 @ENCODERS.register(DilatedConfig, at_depth=at_depth)
@@ -73,7 +76,7 @@ class DilatedEncoder(nn.Module):
         return 1 + sum(self.convs[i].receptive_field_growth for i in self.order)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = mask[:, None, :].to(x.dtype)        # (B, 1, T)
+        m = mask[:, None, :].to(x.dtype)  # (B, 1, T)
         h = self.project(x.transpose(1, 2), m)  # (B, width, T)
         for i in self.order:
             h = h + self.dropout(self.convs[i](self.activation(self.norms[i](h)), m))

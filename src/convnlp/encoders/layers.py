@@ -47,8 +47,9 @@ class MaskedConv1d(nn.Conv1d):
         a depthwise convolution)."""
         if kernel % 2 != 1:
             raise ValueError(f"kernel must be odd to keep the length, got {kernel}")
-        super().__init__(in_channels, out_channels, kernel, dilation=dilation,
-                         padding=dilation * (kernel - 1) // 2, groups=groups)
+        super().__init__(
+            in_channels, out_channels, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2, groups=groups
+        )
 
     @property
     def receptive_field_growth(self) -> int:
@@ -59,8 +60,15 @@ class MaskedConv1d(nn.Conv1d):
         # x: (B, C, T), mask: (B, 1, T) with 1.0 for real positions; the output is channels-last
         x = (x * mask).unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, C, 1, T), no copy if
         weight = self.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # already channels-last
-        y = F.conv2d(x, weight, self.bias, stride=(1, self.stride[0]), padding=(0, self.padding[0]),
-                     dilation=(1, self.dilation[0]), groups=self.groups)
+        y = F.conv2d(
+            x,
+            weight,
+            self.bias,
+            stride=(1, self.stride[0]),
+            padding=(0, self.padding[0]),
+            dilation=(1, self.dilation[0]),
+            groups=self.groups,
+        )
         return y.squeeze(2)
 
 

@@ -60,7 +60,7 @@ class PlainEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask[:, None, :].to(x.dtype)  # (B, 1, T)
-        h = x.transpose(1, 2)             # (B, C_in, T)
+        h = x.transpose(1, 2)  # (B, C_in, T)
         for conv, norm in zip(self.convs, self.norms):
             h = self.dropout(self.activation(norm(conv(h, m))))
-        return (h * m).transpose(1, 2)    # (B, T, width)
+        return (h * m).transpose(1, 2)  # (B, T, width)

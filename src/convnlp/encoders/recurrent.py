@@ -47,8 +47,14 @@ class RecurrentEncoder(nn.Module):
     def __init__(self, cfg: BilstmConfig | LstmConfig, input_dim: int):
         """``encoder=lstm`` is this with ``bidirectional=False``, ``encoder=bilstm`` with True."""
         super().__init__()
-        self.lstm = nn.LSTM(input_dim, cfg.hidden, num_layers=cfg.layers, batch_first=True,
-                            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            input_dim,
+            cfg.hidden,
+            num_layers=cfg.layers,
+            batch_first=True,
+            bidirectional=cfg.bidirectional,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
         self.dropout = nn.Dropout(cfg.dropout)
         self.output_dim = cfg.hidden * (2 if cfg.bidirectional else 1)
 

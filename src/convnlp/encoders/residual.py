@@ -37,6 +37,16 @@ def residual_encoder(cfg: ResidualConfig, input_dim: int) -> DilatedEncoder:
     """
     if cfg.layers < 1:
         raise ValueError(f"layers must be at least 1, got {cfg.layers}")
-    return DilatedEncoder(DilatedConfig(width=cfg.width, kernel=cfg.kernel, dilations=[1] * cfg.layers, blocks=1,
-                                        shared=False, activation=cfg.activation, norm=cfg.norm,
-                                        dropout=cfg.dropout), input_dim)
+    return DilatedEncoder(
+        DilatedConfig(
+            width=cfg.width,
+            kernel=cfg.kernel,
+            dilations=[1] * cfg.layers,
+            blocks=1,
+            shared=False,
+            activation=cfg.activation,
+            norm=cfg.norm,
+            dropout=cfg.dropout,
+        ),
+        input_dim,
+    )

@@ -24,8 +24,13 @@ from convnlp.registry import ENCODERS, Check, at_least, option
 class WideConfig:
     name: str = "wide"
     width: int = option(100, at_least(1), help="filters per kernel size")
-    kernels: list[int] = option([3, 5, 7], Check(lambda v: len(v) >= 1 and all(odd_kernel(k) for k in v),
-                                                 "must be a non-empty list of odd numbers (the length is kept)"))
+    kernels: list[int] = option(
+        [3, 5, 7],
+        Check(
+            lambda v: len(v) >= 1 and all(odd_kernel(k) for k in v),
+            "must be a non-empty list of odd numbers (the length is kept)",
+        ),
+    )
     activation: str = activation_option()
     norm: str = norm_option("none")
     dropout: float = dropout_option(0.0)
@@ -60,6 +65,6 @@ class WideEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask[:, None, :].to(x.dtype)  # (B, 1, T)
-        h = x.transpose(1, 2)             # (B, C_in, T)
+        h = x.transpose(1, 2)  # (B, C_in, T)
         out = torch.cat([self.activation(norm(conv(h, m))) for conv, norm in zip(self.convs, self.norms)], dim=1)
         return (self.dropout(out) * m).transpose(1, 2)  # (B, T, width * len(kernels))

@@ -19,8 +19,10 @@ from convnlp.registry import TASKS
 
 @runtime_checkable
 class Task(Protocol):
-    COLUMNS: tuple[str, str]        # the data set's column names
-    OUTPUT_FIELDS: tuple[str, ...]  # the fields of a predict record (null, with "error", for a line that cannot be read)
+    COLUMNS: tuple[str, str]  # the data set's column names
+    OUTPUT_FIELDS: tuple[
+        str, ...
+    ]  # the fields of a predict record (null, with "error", for a line that cannot be read)
 
     def build_head(self, cfg, input_dim: int, num_labels: int, decoder: dict | None) -> nn.Module: ...
 
@@ -48,8 +50,9 @@ class Task(Protocol):
 
     def read_input(self, line: str) -> Any: ...  # one line of `convnlp predict` input
 
-    def predict_records(self, model, tokenizer, labels, inputs: list, device, task: dict,
-                        batch_tokens: int = 8000) -> list[dict]: ...  # JSON-ready, one per input
+    def predict_records(
+        self, model, tokenizer, labels, inputs: list, device, task: dict, batch_tokens: int = 8000
+    ) -> list[dict]: ...  # JSON-ready, one per input
 
 
 def get_task(name: str) -> Task:

@@ -76,15 +76,16 @@ class ConvReduction(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(
             nn.ModuleList([MaskedConv1d(width, width, kernel), MaskedConv1d(width, width, kernel)])
-            for _ in range(blocks))
+            for _ in range(blocks)
+        )
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = h.transpose(1, 2)                 # (B, C, T)
-        m = mask[:, None, :].to(x.dtype)      # (B, 1, T)
+        x = h.transpose(1, 2)  # (B, C, T)
+        m = mask[:, None, :].to(x.dtype)  # (B, 1, T)
         for i, (first, second) in enumerate(self.blocks):
             if i > 0:  # halve the length: a text of L positions keeps ceil(L / 2), as unpadded
                 x = F.max_pool1d(x.masked_fill(m == 0, float("-inf")), 3, stride=2, padding=1)
-                lengths = (m.sum(dim=-1) + 1) // 2                               # (B, 1)
+                lengths = (m.sum(dim=-1) + 1) // 2  # (B, 1)
                 m = (torch.arange(x.shape[-1], device=x.device) < lengths[..., None]).to(x.dtype)
                 x = x.masked_fill(m == 0, 0.0)
             x = (x + second(F.relu(first(F.relu(x), m)), m)) * m
@@ -111,8 +112,8 @@ class ClassificationHead(nn.Module):
 
     def pool(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, C), (B, T) -> (B, C); a text with no real position pools to zeros."""
-        real = mask[..., None]                                           # (B, T, 1)
-        any_real = mask.any(dim=1, keepdim=True)                         # (B, 1)
+        real = mask[..., None]  # (B, T, 1)
+        any_real = mask.any(dim=1, keepdim=True)  # (B, 1)
         if self.pooling == "max":
             pooled = h.masked_fill(~real, float("-inf")).amax(dim=1)
             return pooled.masked_fill(~any_real, 0.0)
@@ -172,8 +173,10 @@ def encode_texts(tokenizer, texts: list[str], features=None) -> dict[str, list]:
 def encode(split, tokenizer, labels: list[str], where: str, task: dict | None = None) -> dict[str, list]:
     index = {label: i for i, label in enumerate(labels)}
     report_unseen(split, labels, where)
-    return {**encode_texts(tokenizer, split["text"], feats.from_task(task)),
-            "label": [index.get(label, IGNORE) for label in split["label"]]}
+    return {
+        **encode_texts(tokenizer, split["text"], feats.from_task(task)),
+        "label": [index.get(label, IGNORE) for label in split["label"]],
+    }
 
 
 def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.Tensor]:
@@ -212,9 +215,13 @@ def metrics(gold: list[str], predicted: list[str], labels: list[str]) -> dict:
         gold_count = sum(confusion[i])
         predicted_count = sum(row[i] for row in confusion)
         f1s.append(2 * true_positive / (gold_count + predicted_count) if gold_count + predicted_count else 0.0)
-    return {"accuracy": sum(g == p for g, p in zip(gold, predicted)) / max(n, 1),
-            "macro_f1": sum(f1s) / max(len(f1s), 1), "examples": n,
-            "confusion": confusion, "confusion_labels": classes}
+    return {
+        "accuracy": sum(g == p for g, p in zip(gold, predicted)) / max(n, 1),
+        "macro_f1": sum(f1s) / max(len(f1s), 1),
+        "examples": n,
+        "confusion": confusion,
+        "confusion_labels": classes,
+    }
 
 
 def confusion_figure(confusion: list[list[int]], labels: list[str]):
@@ -235,8 +242,15 @@ def confusion_figure(confusion: list[list[int]], labels: list[str]):
         top = max((max(row) for row in confusion), default=0)
         for i, row in enumerate(confusion):
             for j, count in enumerate(row):
-                axes.text(j, i, str(count), ha="center", va="center",
-                          color="white" if count > top / 2 else "black", fontsize=8)
+                axes.text(
+                    j,
+                    i,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    color="white" if count > top / 2 else "black",
+                    fontsize=8,
+                )
     figure.tight_layout()
     return figure
 
@@ -245,16 +259,18 @@ def log_metrics(writer, prefix: str, result: dict, step: int) -> None:
     """Scalars and the confusion matrix image to TensorBoard."""
     log_scalars(writer, prefix, result, step)
     if result.get("confusion"):
-        writer.add_figure(f"{prefix}/confusion", confusion_figure(result["confusion"], result["confusion_labels"]),
-                          step, close=True)
+        writer.add_figure(
+            f"{prefix}/confusion", confusion_figure(result["confusion"], result["confusion_labels"]), step, close=True
+        )
 
 
 # ----------------------------------------------------------------------------- prediction
 
 
 @torch.no_grad()
-def probabilities(model: nn.Module, tokenizer, texts: list[str], device: torch.device,
-                  batch_tokens: int = 8000, features=None) -> torch.Tensor:
+def probabilities(
+    model: nn.Module, tokenizer, texts: list[str], device: torch.device, batch_tokens: int = 8000, features=None
+) -> torch.Tensor:
     """Class probabilities (N, num_labels) of every text, batched by symbol count
     (``features``: the model's ``WordFeatures``, if it reads any)."""
     model.eval()
@@ -285,11 +301,14 @@ def read_input(line: str) -> str:
     return line.strip()
 
 
-def predict_records(model, tokenizer, labels, inputs: list[str], device, task: dict,
-                    batch_tokens: int = 8000) -> list[dict]:
+def predict_records(
+    model, tokenizer, labels, inputs: list[str], device, task: dict, batch_tokens: int = 8000
+) -> list[dict]:
     """The label and class probabilities of each text; an empty text gets ``label: null``."""
     texts = [t for t in inputs if t]
-    probs = probabilities(model, tokenizer, texts, device, batch_tokens, feats.from_task(task)).tolist() if texts else []
+    probs = (
+        probabilities(model, tokenizer, texts, device, batch_tokens, feats.from_task(task)).tolist() if texts else []
+    )
     records, row = [], 0
     for text in inputs:
         if not text:
@@ -298,8 +317,9 @@ def predict_records(model, tokenizer, labels, inputs: list[str], device, task: d
         p = probs[row]
         row += 1
         best = max(range(len(labels)), key=p.__getitem__)
-        records.append({"text": text, "label": labels[best],
-                        "probabilities": {label: round(q, 6) for label, q in zip(labels, p)}})
+        records.append(
+            {"text": text, "label": labels[best], "probabilities": {label: round(q, 6) for label, q in zip(labels, p)}}
+        )
     return records
 
 

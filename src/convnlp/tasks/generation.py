@@ -117,8 +117,10 @@ def _available(source_ids: list[list[int]], task: dict) -> list[int]:
 def _length_rule(task: dict) -> str:
     decoder = task["decoder"]
     if decoder.get("output_length", "fixed") == "source":
-        return (f"min({decoder['length_ratio']} x source symbols + {decoder['length_extra']}, "
-                f"decoder.max_length={decoder['max_length']}) positions (decoder.output_length=source)")
+        return (
+            f"min({decoder['length_ratio']} x source symbols + {decoder['length_extra']}, "
+            f"decoder.max_length={decoder['max_length']}) positions (decoder.output_length=source)"
+        )
     return f"decoder.max_length={decoder['max_length']} positions"
 
 
@@ -133,13 +135,20 @@ def report_unseen(split, labels: list[str], where: str, task: dict, tokenizer=No
     and of targets longer than the decoder's output (given the ``tokenizer``), which can never be
     matched."""
     target_tokens = [split_target(target, task) for target in split["target"]]
-    unseen = count_unseen((t for tokens in target_tokens for t in tokens), labels[len(SPECIALS):], where,
-                          "target token(s)", "outputs can't contain them", log)
+    unseen = count_unseen(
+        (t for tokens in target_tokens for t in tokens),
+        labels[len(SPECIALS) :],
+        where,
+        "target token(s)",
+        "outputs can't contain them",
+        log,
+    )
     if tokenizer is not None:
         too_long = _too_long_targets(tok.encode_texts(tokenizer, split["source"]), target_tokens, task)
         if too_long:
-            log.warning("%s: %d target(s) need more than %s; they count as errors", where, len(too_long),
-                        _length_rule(task))
+            log.warning(
+                "%s: %d target(s) need more than %s; they count as errors", where, len(too_long), _length_rule(task)
+            )
     return unseen
 
 
@@ -177,25 +186,30 @@ def encode(split, tokenizer, labels: list[str], where: str, task: dict) -> dict[
     if long_targets:
         i = long_targets[0]
         longest = max(positions_needed(target_tokens[j], task["loss"]) for j in long_targets)
-        problems.append(f"{len(long_targets)} target(s) need more than {_length_rule(task)} "
-                        f"(up to {longest}; first: {sources[i]!r} -> {targets[i]!r})")
+        problems.append(
+            f"{len(long_targets)} target(s) need more than {_length_rule(task)} "
+            f"(up to {longest}; first: {sources[i]!r} -> {targets[i]!r})"
+        )
     if long_sources:
         i = long_sources[0]
-        problems.append(f"{len(long_sources)} source(s) are longer than decoder.source_length="
-                        f"{decoder['source_length']} symbols (up to {max(len(ids[j]) for j in long_sources)}; "
-                        f"first: {sources[i]!r})")
+        problems.append(
+            f"{len(long_sources)} source(s) are longer than decoder.source_length="
+            f"{decoder['source_length']} symbols (up to {max(len(ids[j]) for j in long_sources)}; "
+            f"first: {sources[i]!r})"
+        )
     keep = range(len(ids))
     if problems:
         if decoder["too_long"] != "filter":
-            raise UserError(f"{where}: {'; '.join(problems)}. Raise the limit, or set decoder.too_long=filter "
-                            "to leave these pairs out")
+            raise UserError(
+                f"{where}: {'; '.join(problems)}. Raise the limit, or set decoder.too_long=filter "
+                "to leave these pairs out"
+            )
         dropped = set(long_targets) | set(long_sources)
         log.warning("%s: left out %d pair(s) (decoder.too_long=filter): %s", where, len(dropped), "; ".join(problems))
         keep = [i for i in range(len(ids)) if i not in dropped]
         if not keep:
             raise UserError(f"{where}: no pairs left after leaving out those too long for the decoder")
-    return {"ids": [ids[i] for i in keep],
-            "target": [[index[t] for t in target_tokens[i]] + [END] for i in keep]}
+    return {"ids": [ids[i] for i in keep], "target": [[index[t] for t in target_tokens[i]] + [END] for i in keep]}
 
 
 def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.Tensor]:
@@ -204,7 +218,7 @@ def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.
     batch["mask"] = lengths_to_mask([len(s) for s in ids], batch["ids"].shape[1])
     if "target" in encoded:
         targets = [encoded["target"][i] for i in indices]
-        batch["target"] = pad(targets, PAD)                                           # (B, S)
+        batch["target"] = pad(targets, PAD)  # (B, S)
         batch["target_lengths"] = torch.as_tensor([len(t) for t in targets], dtype=torch.long)
     return batch
 
@@ -217,16 +231,17 @@ def loss(logits: torch.Tensor, batch: dict, task: dict) -> tuple[torch.Tensor, i
     """Mean loss over the batch's pairs, and how many there are. ``logits``: (B, L, V)."""
     target = batch["target"]
     count = target.shape[0]
-    lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1))              # (B,) positions
+    lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1))  # (B,) positions
     if task["loss"] == "ctc":
-        log_probs = logits.float().log_softmax(-1).transpose(0, 1)                    # (L, B, V)
-        value = F.ctc_loss(log_probs, target, lengths, batch["target_lengths"], blank=BLANK,
-                           reduction="mean", zero_infinity=True)
+        log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (L, B, V)
+        value = F.ctc_loss(
+            log_probs, target, lengths, batch["target_lengths"], blank=BLANK, reduction="mean", zero_infinity=True
+        )
         return value, count
     assert target.shape[1] <= logits.shape[1], "encode() leaves out targets longer than the output"
-    target = F.pad(target, (0, logits.shape[1] - target.shape[1]), value=PAD)        # (B, L)
+    target = F.pad(target, (0, logits.shape[1] - target.shape[1]), value=PAD)  # (B, L)
     beyond = torch.arange(logits.shape[1], device=target.device) >= lengths[:, None]
-    target = target.masked_fill(beyond, -100)   # past a source's own output: not predicted
+    target = target.masked_fill(beyond, -100)  # past a source's own output: not predicted
     return F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=-100), count
 
 
@@ -248,8 +263,15 @@ def decode_ids(row: list[int], loss_name: str) -> list[int]:
 
 
 @torch.no_grad()
-def generate(model: nn.Module, tokenizer, labels: list[str], sources: list[str], device: torch.device,
-             task: dict, batch_tokens: int = 8000) -> list[list[str] | None]:
+def generate(
+    model: nn.Module,
+    tokenizer,
+    labels: list[str],
+    sources: list[str],
+    device: torch.device,
+    task: dict,
+    batch_tokens: int = 8000,
+) -> list[list[str] | None]:
     """The output tokens of every source, in one parallel pass per batch; ``None`` for a source
     the decoder cannot read (longer than ``decoder.source_length`` with the sequence bottleneck)."""
     model.eval()
@@ -263,19 +285,28 @@ def generate(model: nn.Module, tokenizer, labels: list[str], sources: list[str],
         indices = [readable[j] for j in chunk]
         batch = {k: v.to(device) for k, v in make_batch({"ids": ids}, indices).items()}
         if members is None:
-            best = model(batch).argmax(-1).cpu().tolist()                            # (B, L)
+            best = model(batch).argmax(-1).cpu().tolist()  # (B, L)
             lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1)).tolist()
             rows = [decode_ids(row[:length], task["loss"]) for row, length in zip(best, lengths)]
         else:
-            rows = rescore_proposals([m(batch).float().log_softmax(-1) for m in members], configs,
-                                              batch["mask"].sum(dim=1))
+            rows = rescore_proposals(
+                [m(batch).float().log_softmax(-1) for m in members], configs, batch["mask"].sum(dim=1)
+            )
         for row, i in zip(rows, indices):
             out[i] = [labels[a] for a in row]
     return out
 
 
-def distill(split, teacher: nn.Module, tokenizer, labels: list[str], teacher_task: dict, task: dict,
-            device: torch.device, batch_tokens: int) -> tuple[dict[str, list], dict[str, int]]:
+def distill(
+    split,
+    teacher: nn.Module,
+    tokenizer,
+    labels: list[str],
+    teacher_task: dict,
+    task: dict,
+    device: torch.device,
+    batch_tokens: int,
+) -> tuple[dict[str, list], dict[str, int]]:
     """Sequence-level knowledge distillation (Kim and Rush, 2016): the training data with each
     distinct source once, its target the ``teacher``'s output (one model or an ensemble, with its
     own ``tokenizer``, ``labels`` and ``teacher_task``) in place of its references. A source the
@@ -304,8 +335,9 @@ def distill(split, teacher: nn.Module, tokenizer, labels: list[str], teacher_tas
     return {"source": sources, "target": targets}, {"sources": len(distinct), "changed": changed, "kept": kept}
 
 
-def sequence_log_likelihood(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]],
-                            loss_name: str) -> torch.Tensor:
+def sequence_log_likelihood(
+    log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]], loss_name: str
+) -> torch.Tensor:
     """log p(target) of each row under one model: ``log_probs`` (B, L, V), ``lengths`` (B,) output
     positions, ``targets`` target ids without the end symbol. CTC sums over alignments; ``ce``
     scores the target, the end symbol and padding up to the row's length."""
@@ -314,8 +346,9 @@ def sequence_log_likelihood(log_probs: torch.Tensor, lengths: torch.Tensor, targ
     if loss_name == "ctc":
         padded = pad(rows, PAD).to(device)
         target_lengths = torch.as_tensor([len(r) for r in rows], dtype=torch.long, device=device)
-        return -F.ctc_loss(log_probs.transpose(0, 1), padded, lengths, target_lengths, blank=BLANK,
-                           reduction="none")  # an impossible target: inf loss, -inf here
+        return -F.ctc_loss(
+            log_probs.transpose(0, 1), padded, lengths, target_lengths, blank=BLANK, reduction="none"
+        )  # an impossible target: inf loss, -inf here
     width = log_probs.shape[1]
     fits = torch.as_tensor([len(r) for r in rows], device=device) <= lengths.to(device)
     full = F.pad(pad([r[:width] for r in rows], PAD), (0, width), value=PAD)[:, :width].to(device)  # (B, L)
@@ -349,17 +382,25 @@ def metrics(predictions: list[list[str] | None], references: list[list[list[str]
         d, length = _closest(join_tokens(hypothesis, task), [join_tokens(r, task) for r in refs])
         char_errors, char_total = char_errors + d, char_total + length
     hypotheses = [join_tokens(p or [], task) for p in predictions]
-    streams = [[join_tokens(refs[k], task) if k < len(refs) else None for refs in references]
-               for k in range(max((len(r) for r in references), default=0))]
+    streams = [
+        [join_tokens(refs[k], task) if k < len(refs) else None for refs in references]
+        for k in range(max((len(r) for r in references), default=0))
+    ]
     # character targets (one word per output, as inflection or transliteration gives): BLEU over
     # characters, else it is 0 for any output short of the whole reference
     tokenize = "char" if task.get("target_tokens") == "char" else "13a"
     bleu = sacrebleu.corpus_bleu(hypotheses, streams, tokenize=tokenize).score if n else 0.0
     chrf = sacrebleu.corpus_chrf(hypotheses, streams).score if n else 0.0
-    return {"accuracy": 1 - wrong / max(n, 1), "wer": wrong / max(n, 1),
-            "per": token_errors / max(token_total, 1), "cer": char_errors / max(char_total, 1),
-            "bleu": bleu, "chrf": chrf, "examples": n,
-            "no_output": sum(p is None for p in predictions)}
+    return {
+        "accuracy": 1 - wrong / max(n, 1),
+        "wer": wrong / max(n, 1),
+        "per": token_errors / max(token_total, 1),
+        "cer": char_errors / max(char_total, 1),
+        "bleu": bleu,
+        "chrf": chrf,
+        "examples": n,
+        "no_output": sum(p is None for p in predictions),
+    }
 
 
 def group_references(split, task: dict) -> tuple[list[str], list[list[list[str]]]]:
@@ -381,8 +422,11 @@ def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: 
     seconds = time.perf_counter() - start
     unreadable = sum(p is None for p in predictions)
     if unreadable:
-        log.warning("%d source(s) longer than decoder.source_length=%d symbols get no output; they count "
-                    "as errors", unreadable, _source_limit(_member_configs(model, task)))
+        log.warning(
+            "%d source(s) longer than decoder.source_length=%d symbols get no output; they count as errors",
+            unreadable,
+            _source_limit(_member_configs(model, task)),
+        )
     result = metrics(predictions, references, task)
     result["sources_per_s"] = len(sources) / max(seconds, 1e-9)
     return result
@@ -399,8 +443,9 @@ def read_input(line: str) -> str:
     return line.strip()
 
 
-def predict_records(model, tokenizer, labels, inputs: list[str], device, task: dict,
-                    batch_tokens: int = 8000) -> list[dict]:
+def predict_records(
+    model, tokenizer, labels, inputs: list[str], device, task: dict, batch_tokens: int = 8000
+) -> list[dict]:
     """The generated sequence of each source, as text and as tokens; an empty source or one the
     decoder cannot read gets ``output: null`` and an ``error``."""
     sources = [s for s in inputs if s]
@@ -413,16 +458,23 @@ def predict_records(model, tokenizer, labels, inputs: list[str], device, task: d
         tokens = next(outputs)
         if tokens is None:
             length = len(tok.encode_texts(tokenizer, [source])[0])
-            records.append({"source": source, "output": None, "tokens": None,
-                            "error": f"source of {length} symbols is longer than decoder.source_length="
-                                     f"{_source_limit(_member_configs(model, task))}"})
+            records.append(
+                {
+                    "source": source,
+                    "output": None,
+                    "tokens": None,
+                    "error": f"source of {length} symbols is longer than decoder.source_length="
+                    f"{_source_limit(_member_configs(model, task))}",
+                }
+            )
             continue
         records.append({"source": source, "output": join_tokens(tokens, task), "tokens": tokens})
     return records
 
 
-def rescore_proposals(log_probs: list[torch.Tensor], configs: list[dict],
-                      source_lengths: torch.Tensor) -> list[list[int]]:
+def rescore_proposals(
+    log_probs: list[torch.Tensor], configs: list[dict], source_lengths: torch.Tensor
+) -> list[list[int]]:
     """An ensemble's output: every member's greedy output is a proposal; each row takes the
     proposal with the highest log-likelihood summed over the members (the first member's on a
     tie; CTC: the probability of the sequence summed over alignments; ``ce``: the sum over
@@ -431,13 +483,17 @@ def rescore_proposals(log_probs: list[torch.Tensor], configs: list[dict],
     all (longer than that member's output) scores -inf; if every proposal does, the first
     member's is kept. ``log_probs``: each member's (B, L, V); ``configs``: their task configs."""
     lengths = [output_lengths(c["decoder"], source_lengths) for c in configs]
-    proposals = []                                                                 # [member][row]
+    proposals = []  # [member][row]
     for lp, n, c in zip(log_probs, lengths, configs):
         best = lp.argmax(-1).tolist()
         proposals.append([decode_ids(row[:k], c["loss"]) for row, k in zip(best, n.tolist())])
-    scores = torch.stack([sum(sequence_log_likelihood(lp, n, candidates, c["loss"])
-                              for lp, n, c in zip(log_probs, lengths, configs))
-                          for candidates in proposals], dim=1)                     # (B, members)
+    scores = torch.stack(
+        [
+            sum(sequence_log_likelihood(lp, n, candidates, c["loss"]) for lp, n, c in zip(log_probs, lengths, configs))
+            for candidates in proposals
+        ],
+        dim=1,
+    )  # (B, members)
     choice = scores.argmax(dim=1).tolist()
     return [proposals[k][b] for b, k in enumerate(choice)]
 

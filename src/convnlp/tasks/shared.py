@@ -24,8 +24,9 @@ def log_scalars(writer, prefix: str, result: dict, step: int) -> None:
             writer.add_scalar(f"{prefix}/{key}", value, step)
 
 
-def count_unseen(items: Iterable[str], known: Iterable[str], where: str, what: str, consequence: str,
-                 log: logging.Logger) -> dict[str, int]:
+def count_unseen(
+    items: Iterable[str], known: Iterable[str], where: str, what: str, consequence: str, log: logging.Logger
+) -> dict[str, int]:
     """Counts of ``items`` (tags, labels, target tokens of an evaluation split) that are not in
     ``known`` (what training saw), most common first; warned about once, naming the five most
     common: they are never dropped, and ``consequence`` says what becomes of them."""
@@ -33,6 +34,5 @@ def count_unseen(items: Iterable[str], known: Iterable[str], where: str, what: s
     unseen = Counter(item for item in items if item not in known)
     if unseen:
         shown = ", ".join(f"{item} ({n})" for item, n in unseen.most_common(5))
-        log.warning("%s: %d %s never seen in training: %s; %s", where, sum(unseen.values()), what, shown,
-                    consequence)
+        log.warning("%s: %d %s never seen in training: %s; %s", where, sum(unseen.values()), what, shown, consequence)
     return dict(unseen.most_common())

@@ -48,8 +48,9 @@ class TaggingConfig:
     token_dropout: float = dropout_option(0.0, "symbols replaced by <unk> in training")
     features: list[str] = feats.features_option()
     feature_rows: int = feats.feature_rows_option()
-    pooling: str = option("first_last", choices=("first", "last", "mean", "first_last"),
-                          help="a word's vector from its symbols")
+    pooling: str = option(
+        "first_last", choices=("first", "last", "mean", "first_last"), help="a word's vector from its symbols"
+    )
     word_layers: int = option(3, zero_or_more(), help="dilated convolutions over the word vectors")
     word_kernel: int = option(3, odd())
     word_dropout: float = dropout_option(0.2)
@@ -67,9 +68,16 @@ class TaggingHead(nn.Module):
         pooled_dim = 2 * input_dim if cfg.pooling == "first_last" else input_dim
         self.context = None
         if cfg.word_layers > 0:
-            self.context = DilatedEncoder(DilatedConfig(width=input_dim, kernel=cfg.word_kernel,
-                                                        dilations=[2**i for i in range(cfg.word_layers)],
-                                                        blocks=1, dropout=cfg.word_dropout), pooled_dim)
+            self.context = DilatedEncoder(
+                DilatedConfig(
+                    width=input_dim,
+                    kernel=cfg.word_kernel,
+                    dilations=[2**i for i in range(cfg.word_layers)],
+                    blocks=1,
+                    dropout=cfg.word_dropout,
+                ),
+                pooled_dim,
+            )
         self.output = nn.Linear(input_dim if cfg.word_layers > 0 else pooled_dim, num_tags)
 
     def pool(self, h: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -86,15 +94,16 @@ class TaggingHead(nn.Module):
         running = F.pad(h.cumsum(dim=1), (0, 0, 1, 0))
         expand = (-1, -1, h.shape[-1])
         total = running.gather(1, (last + 1)[..., None].expand(*expand)) - running.gather(
-            1, first[..., None].expand(*expand))
+            1, first[..., None].expand(*expand)
+        )
         return total / (last - first + 1).clamp(min=1)[..., None].to(h.dtype)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, batch: dict) -> torch.Tensor:
         words = self.pool(h, batch["first"], batch["last"])  # (B, W, C')
         words = words * batch["word_mask"][..., None].to(words.dtype)
         if self.context is not None:
-            words = self.context(words, batch["word_mask"])   # (B, W, C)
-        return self.output(words)                             # (B, W, num_tags)
+            words = self.context(words, batch["word_mask"])  # (B, W, C)
+        return self.output(words)  # (B, W, num_tags)
 
 
 def build_head(cfg: TaggingConfig, input_dim: int, num_labels: int, decoder=None) -> TaggingHead:
@@ -105,8 +114,7 @@ def loss(logits: torch.Tensor, batch: dict, task: dict | None = None) -> tuple[t
     """Mean cross-entropy over real words with a known tag, and how many such words."""
     targets = batch["tags"]
     count = int((targets != IGNORE).sum())
-    value = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
-                            reduction="sum")
+    value = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum")
     return value / max(count, 1), count
 
 
@@ -115,8 +123,9 @@ def loss(logits: torch.Tensor, batch: dict, task: dict | None = None) -> tuple[t
 
 def report_unseen_tags(tags: list[list[str]], labels: list[str], where: str) -> dict[str, int]:
     """Counts of tags the label vocabulary lacks, warned about once; they count as errors."""
-    return count_unseen((t for sentence in tags for t in sentence), labels, where, "token(s) carry tags",
-                        "they count as errors", log)
+    return count_unseen(
+        (t for sentence in tags for t in sentence), labels, where, "token(s) carry tags", "they count as errors", log
+    )
 
 
 def encode_words(tokenizer, sentences: list[list[str]], features=None) -> dict[str, list]:
@@ -125,8 +134,9 @@ def encode_words(tokenizer, sentences: list[list[str]], features=None) -> dict[s
     ids, firsts, lasts = tok.encode(tokenizer, sentences)
     encoded = {"ids": ids, "first": firsts, "last": lasts}
     if features is not None:
-        encoded["features"] = [features.symbols(words, f, la, len(i))
-                               for words, i, f, la in zip(sentences, ids, firsts, lasts)]
+        encoded["features"] = [
+            features.symbols(words, f, la, len(i)) for words, i, f, la in zip(sentences, ids, firsts, lasts)
+        ]
     return encoded
 
 
@@ -137,8 +147,9 @@ def prediction_batches(tokenizer, sentences: list[list[str]], features, batch_to
     return encoded, token_batches([len(i) for i in encoded["ids"]], batch_tokens, shuffle=False)
 
 
-def encode_split(tokens: list[list[str]], tags: list[list[str]], tokenizer, labels: list[str],
-                 where: str, features=None) -> dict[str, list]:
+def encode_split(
+    tokens: list[list[str]], tags: list[list[str]], tokenizer, labels: list[str], where: str, features=None
+) -> dict[str, list]:
     """``encode_words`` and tag ids. Tags unknown to the label vocabulary are kept as IGNORE
     (they count as errors in evaluation) and reported once."""
     encoded = encode_words(tokenizer, tokens, features)
@@ -180,9 +191,17 @@ def describe(encoded: dict[str, list]) -> str:
 def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: int) -> dict:
     """Metrics of ``split`` (columns tokens, tags) and tagging speed in words/s."""
     start = time.perf_counter()
-    predicted = predict(model, tokenizer, labels, split["tokens"], device, batch_tokens=batch_tokens,
-                        max_chars=task["predict_max_chars"], context=task["predict_context_words"],
-                        features=feats.from_task(task))
+    predicted = predict(
+        model,
+        tokenizer,
+        labels,
+        split["tokens"],
+        device,
+        batch_tokens=batch_tokens,
+        max_chars=task["predict_max_chars"],
+        context=task["predict_context_words"],
+        features=feats.from_task(task),
+    )
     seconds = time.perf_counter() - start
     result = metrics(split["tags"], predicted)
     result["words_per_s"] = result["tokens"] / max(seconds, 1e-9)
@@ -197,11 +216,20 @@ def read_input(line: str) -> list[str]:
     return line.split()
 
 
-def predict_records(model, tokenizer, labels, inputs: list[list[str]], device, task: dict,
-                    batch_tokens: int = 8000) -> list[dict]:
-    tags = predict(model, tokenizer, labels, inputs, device, batch_tokens=batch_tokens,
-                   max_chars=task["predict_max_chars"], context=task["predict_context_words"],
-                   features=feats.from_task(task))
+def predict_records(
+    model, tokenizer, labels, inputs: list[list[str]], device, task: dict, batch_tokens: int = 8000
+) -> list[dict]:
+    tags = predict(
+        model,
+        tokenizer,
+        labels,
+        inputs,
+        device,
+        batch_tokens=batch_tokens,
+        max_chars=task["predict_max_chars"],
+        context=task["predict_context_words"],
+        features=feats.from_task(task),
+    )
     return [{"tokens": words, "tags": word_tags} for words, word_tags in zip(inputs, tags)]
 
 
@@ -223,8 +251,11 @@ def metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, floa
     if is_bio(g for g, _ in pairs):
         from seqeval.metrics import f1_score, precision_score, recall_score
 
-        result.update(precision=float(precision_score(gold, predicted)), recall=float(recall_score(gold, predicted)),
-                      f1=float(f1_score(gold, predicted)))
+        result.update(
+            precision=float(precision_score(gold, predicted)),
+            recall=float(recall_score(gold, predicted)),
+            f1=float(f1_score(gold, predicted)),
+        )
     return result
 
 
@@ -263,9 +294,17 @@ def windows(word_lengths: list[int], max_chars: int, context: int) -> list[tuple
 
 
 @torch.no_grad()
-def predict(model: nn.Module, tokenizer, labels: list[str], sentences: list[list[str]],
-            device: torch.device, batch_tokens: int = 8000, max_chars: int = 2000,
-            context: int = 16, features=None) -> list[list[str]]:
+def predict(
+    model: nn.Module,
+    tokenizer,
+    labels: list[str],
+    sentences: list[list[str]],
+    device: torch.device,
+    batch_tokens: int = 8000,
+    max_chars: int = 2000,
+    context: int = 16,
+    features=None,
+) -> list[list[str]]:
     """Tags for every word of every sentence, however long (``features``: the model's
     ``WordFeatures``, if it reads any)."""
     model.eval()

@@ -44,28 +44,54 @@ def train(cfg: DictConfig, run_dir: Path, given: set[str] = frozenset()) -> dict
     cfg, run_dir = given_budget(cfg, given), Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
 
-    env = setup.environment(cfg)                               # seed, processes, threads, device, precision
-    data = setup.data(cfg, config, env, run_dir)               # splits, vocabularies, encoded training set
-    net = setup.network(cfg, config, env, data)                # model, DDP, moving average, optimizer
+    env = setup.environment(cfg)  # seed, processes, threads, device, precision
+    data = setup.data(cfg, config, env, run_dir)  # splits, vocabularies, encoded training set
+    net = setup.network(cfg, config, env, data)  # model, DDP, moving average, optimizer
     steps_per_epoch, limits, warmup = setup.schedule(cfg, env, data, net)
-    state = setup.state(cfg, env, data, net, run_dir)          # new, or where a resumed run's last/ left it
+    state = setup.state(cfg, env, data, net, run_dir)  # new, or where a resumed run's last/ left it
     world = env.world
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if world.main else NullWriter()
-    checkpoints = Checkpoints(run_dir, config, data.tokenizer, data.labels, checkpoint.git_revision(), net.model,
-                              net.ema, net.optimizer, env.scaler, env.device, env.sync)
+    checkpoints = Checkpoints(
+        run_dir,
+        config,
+        data.tokenizer,
+        data.labels,
+        checkpoint.git_revision(),
+        net.model,
+        net.ema,
+        net.optimizer,
+        env.scaler,
+        env.device,
+        env.sync,
+    )
     if world.distributed or tc.accumulate > 1:
-        log.info("global batch: %d x %d symbols (trainer.batch_tokens=%d x %d processes x trainer.accumulate=%d); "
-                 "optim.lr=%g as given (not scaled)", state.micro_batches, tc.batch_tokens, tc.batch_tokens,
-                 world.size, tc.accumulate, cfg.optim.lr)
-    log.info("training: %d steps/epoch, up to %s on %s; best/ by validation %s; run directory %s",
-             steps_per_epoch, limits.describe(),
-             f"{world.size} processes ({world.backend}, {env.device.type})" if world.distributed else env.device,
-             net.metric if data.validation is not None else "(no validation data)", run_dir)
+        log.info(
+            "global batch: %d x %d symbols (trainer.batch_tokens=%d x %d processes x trainer.accumulate=%d); "
+            "optim.lr=%g as given (not scaled)",
+            state.micro_batches,
+            tc.batch_tokens,
+            tc.batch_tokens,
+            world.size,
+            tc.accumulate,
+            cfg.optim.lr,
+        )
+    log.info(
+        "training: %d steps/epoch, up to %s on %s; best/ by validation %s; run directory %s",
+        steps_per_epoch,
+        limits.describe(),
+        f"{world.size} processes ({world.backend}, {env.device.type})" if world.distributed else env.device,
+        net.metric if data.validation is not None else "(no validation data)",
+        run_dir,
+    )
 
     loop = Loop(cfg, env, data, net, state, limits, steps_per_epoch, warmup, checkpoints, writer)
     stop_reason = loop.run()
-    outcome = Outcome(stop_reason, state.elapsed(), loop.trained_symbols / max(time.perf_counter() - loop.start, 1e-9),
-                      steps_per_epoch)
+    outcome = Outcome(
+        stop_reason,
+        state.elapsed(),
+        loop.trained_symbols / max(time.perf_counter() - loop.start, 1e-9),
+        steps_per_epoch,
+    )
     log.info("stopped: %s after %d steps, %.1f min", stop_reason, state.step, outcome.train_seconds / 60)
 
     results = finish(cfg, env, data, net, state, checkpoints, writer, run_dir, outcome)

@@ -25,6 +25,7 @@ class Limits:
     ``patience``; neither the epoch limit nor patience stops a run before ``min_steps``.
     ``planned``: the steps the run is expected to take (the learning-rate schedule's length;
     0 when only time bounds it)."""
+
     steps: int
     epochs: int
     seconds: float
@@ -35,13 +36,21 @@ class Limits:
     metric: str = "accuracy"
 
     @classmethod
-    def of(cls, tc, steps_per_epoch: int, metric: str) -> "Limits":
-        epochs = tc.max_epochs if tc.max_epochs is not None else (
-            0 if tc.max_steps or tc.max_minutes else DEFAULT_EPOCHS)
+    def of(cls, tc, steps_per_epoch: int, metric: str) -> Limits:
+        epochs = (
+            tc.max_epochs if tc.max_epochs is not None else (0 if tc.max_steps or tc.max_minutes else DEFAULT_EPOCHS)
+        )
         planned = [n for n in (tc.max_steps, max(epochs * steps_per_epoch, tc.min_steps) if epochs else 0) if n]
-        return cls(steps=tc.max_steps, epochs=epochs, seconds=60.0 * tc.max_minutes, patience=tc.patience,
-                   min_steps=tc.min_steps, planned=min(planned) if planned else 0,
-                   epoch_steps=epochs * steps_per_epoch, metric=metric)
+        return cls(
+            steps=tc.max_steps,
+            epochs=epochs,
+            seconds=60.0 * tc.max_minutes,
+            patience=tc.patience,
+            min_steps=tc.min_steps,
+            planned=min(planned) if planned else 0,
+            epoch_steps=epochs * steps_per_epoch,
+            metric=metric,
+        )
 
     @property
     def min_steps_outlast_epochs(self) -> bool:
@@ -50,9 +59,11 @@ class Limits:
         return bool(self.epochs) and self.epoch_steps < self.min_steps
 
     def describe(self) -> str:
-        parts = [f"{self.steps} steps (max_steps)"] * bool(self.steps) + \
-                [f"{self.epochs} epochs (max_epochs)"] * bool(self.epochs) + \
-                [f"{self.seconds / 60:g} min (max_minutes)"] * bool(self.seconds)
+        parts = (
+            [f"{self.steps} steps (max_steps)"] * bool(self.steps)
+            + [f"{self.epochs} epochs (max_epochs)"] * bool(self.epochs)
+            + [f"{self.seconds / 60:g} min (max_minutes)"] * bool(self.seconds)
+        )
         text = " or ".join(parts) + ", whichever comes first" * (len(parts) > 1)
         if self.min_steps_outlast_epochs and (not self.steps or self.steps > self.epoch_steps):
             text += f", and at least {min(self.min_steps, self.steps or self.min_steps)} steps (min_steps)"
@@ -67,19 +78,27 @@ class Limits:
             return None
         if self.epochs and state.epoch >= self.epochs:
             if self.min_steps_outlast_epochs:
-                return (f"trainer.min_steps={self.min_steps} reached ({state.epoch} epochs: a training set this "
-                        f"small gets more than max_epochs={self.epochs})")
+                return (
+                    f"trainer.min_steps={self.min_steps} reached ({state.epoch} epochs: a training set this "
+                    f"small gets more than max_epochs={self.epochs})"
+                )
             return f"trainer.max_epochs={self.epochs} reached"
         if self.patience and state.bad_evals >= self.patience:
-            return f"trainer.patience={self.patience}: no better validation {self.metric} in {self.patience} evaluations"
+            return (
+                f"trainer.patience={self.patience}: no better validation {self.metric} in {self.patience} evaluations"
+            )
         return None
 
 
 def warmup_steps(setting: int, limits: Limits) -> int:
     """``optim.warmup_steps``, cut to a tenth of the planned steps when it is not below them."""
     if limits.planned and setting >= limits.planned:
-        log.warning("optim.warmup_steps=%d is not below the %d training steps; warming up for %d",
-                    setting, limits.planned, limits.planned // 10)
+        log.warning(
+            "optim.warmup_steps=%d is not below the %d training steps; warming up for %d",
+            setting,
+            limits.planned,
+            limits.planned // 10,
+        )
         return limits.planned // 10
     return setting
 
@@ -89,8 +108,10 @@ def selection_metric(setting: str, task_name: str, labels: list[str]) -> str:
     if setting == "auto":
         return "f1" if task_name == "tagging" and is_bio(labels) else "accuracy"
     if setting in ("f1", "precision", "recall") and task_name == "tagging" and not is_bio(labels):
-        raise UserError(f"trainer.select={setting} needs BIO entity tags (O, B-X, I-X, ...); the training tags "
-                        f"include {next(t for t in labels if not is_bio([t]))!r}")
+        raise UserError(
+            f"trainer.select={setting} needs BIO entity tags (O, B-X, I-X, ...); the training tags "
+            f"include {next(t for t in labels if not is_bio([t]))!r}"
+        )
     return setting
 
 
@@ -122,8 +143,11 @@ def given_budget(cfg: DictConfig, given: set[str]) -> DictConfig:
         return cfg
     cfg = cfg.copy()
     if lift_epochs:
-        log.info("trainer.max_steps / max_minutes given: no epoch limit (the config's max_epochs=%d is not "
-                 "applied; give trainer.max_epochs too to keep one)", tc.max_epochs)
+        log.info(
+            "trainer.max_steps / max_minutes given: no epoch limit (the config's max_epochs=%d is not "
+            "applied; give trainer.max_epochs too to keep one)",
+            tc.max_epochs,
+        )
         cfg.trainer.max_epochs = None
     if lift_min:
         cfg.trainer.min_steps = 0

@@ -18,8 +18,20 @@ class Checkpoints:
     several processes rank 0 writes; saving last/ is a step every rank takes (each rank's random
     state goes into it)."""
 
-    def __init__(self, run_dir: Path, config: dict, tokenizer, labels: list[str], revision: str | None,
-                 model: nn.Module, ema, optimizer, scaler, device: torch.device, sync: distributed.Sync):
+    def __init__(
+        self,
+        run_dir: Path,
+        config: dict,
+        tokenizer,
+        labels: list[str],
+        revision: str | None,
+        model: nn.Module,
+        ema,
+        optimizer,
+        scaler,
+        device: torch.device,
+        sync: distributed.Sync,
+    ):
         self.run_dir, self.config, self.tokenizer, self.labels = run_dir, config, tokenizer, labels
         self.revision = revision
         self.model, self.ema, self.optimizer, self.scaler, self.device = model, ema, optimizer, scaler, device
@@ -37,11 +49,13 @@ class Checkpoints:
             training_state = state.saved(self.model, self.ema, self.optimizer, self.scaler, self.device)
             if rank_rngs is not None:
                 training_state["rank_rngs"] = rank_rngs
-        meta = {**metrics, "step": state.step, "epoch": state.epoch, "finished": False,
-                "git_revision": self.revision}
-        checkpoint.save(self.run_dir / name, self.scored, self.config, self.tokenizer, self.labels, meta,
-                        training_state)
+        meta = {**metrics, "step": state.step, "epoch": state.epoch, "finished": False, "git_revision": self.revision}
+        checkpoint.save(
+            self.run_dir / name, self.scored, self.config, self.tokenizer, self.labels, meta, training_state
+        )
 
     def due(self, step: int, every: int, minutes: float) -> bool:
         """Whether last/ is due between evaluations: every ``every`` steps, or ``minutes`` after the last save."""
-        return bool((every and step % every == 0) or (minutes and time.perf_counter() - self.last_saved >= 60 * minutes))
+        return bool(
+            (every and step % every == 0) or (minutes and time.perf_counter() - self.last_saved >= 60 * minutes)
+        )

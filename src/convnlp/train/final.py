@@ -26,14 +26,24 @@ log = logging.getLogger("convnlp.train")
 class Outcome:
     """How the loop ended: why, after how long, how fast it trained (symbols per second of all
     processes, evaluations included: what a user waits), and the steps of an epoch."""
+
     stop_reason: str
     train_seconds: float
     train_symbols_per_s: float
     steps_per_epoch: int
 
 
-def finish(cfg: DictConfig, env: Environment, data: Data, net: Network, state: TrainState,
-           checkpoints: Checkpoints, writer, run_dir: Path, outcome: Outcome) -> dict:
+def finish(
+    cfg: DictConfig,
+    env: Environment,
+    data: Data,
+    net: Network,
+    state: TrainState,
+    checkpoints: Checkpoints,
+    writer,
+    run_dir: Path,
+    outcome: Outcome,
+) -> dict:
     """Save the end state (a larger budget continues from it: trainer.resume=DIR); rank 0
     evaluates the best weights (the last ones without validation data); the results."""
     tc, world, device, model = cfg.trainer, env.world, env.device, net.model
@@ -43,14 +53,26 @@ def finish(cfg: DictConfig, env: Environment, data: Data, net: Network, state: T
     if data.validation is None or not (run_dir / "best").is_dir():
         checkpoints.save("best", state, {})
     model.load_state_dict(load_file(run_dir / "best" / "model.safetensors", device=str(device)))
-    results = {"git_revision": checkpoints.revision, "stop_reason": outcome.stop_reason, "steps": state.step,
-               "epochs": round(state.epoch + state.batch_in_epoch / max(outcome.steps_per_epoch, 1), 2),
-               "best_step": state.best_step, "selected_by": net.metric, "train_seconds": outcome.train_seconds,
-               "parameters": net.parameters, "receptive_field": net.receptive_field,
-               "train_symbols_per_s": outcome.train_symbols_per_s, **env.threads.summary()}
+    results = {
+        "git_revision": checkpoints.revision,
+        "stop_reason": outcome.stop_reason,
+        "steps": state.step,
+        "epochs": round(state.epoch + state.batch_in_epoch / max(outcome.steps_per_epoch, 1), 2),
+        "best_step": state.best_step,
+        "selected_by": net.metric,
+        "train_seconds": outcome.train_seconds,
+        "parameters": net.parameters,
+        "receptive_field": net.receptive_field,
+        "train_symbols_per_s": outcome.train_symbols_per_s,
+        **env.threads.summary(),
+    }
     if world.distributed or tc.accumulate > 1:
-        results.update(processes=world.size, ddp_backend=world.backend, accumulate=tc.accumulate,
-                       global_batch_tokens=state.micro_batches * tc.batch_tokens)
+        results.update(
+            processes=world.size,
+            ddp_backend=world.backend,
+            accumulate=tc.accumulate,
+            global_batch_tokens=state.micro_batches * tc.batch_tokens,
+        )
     if data.start.init_dir is not None:
         results["init"] = str(data.start.init_dir.resolve())
     if data.distilled is not None:
@@ -58,8 +80,9 @@ def finish(cfg: DictConfig, env: Environment, data: Data, net: Network, state: T
     task, task_cfg = get_task(cfg.task.name), task_config(checkpoints.config)
     for name in ("validation", "test"):
         if name in data.splits:
-            results[name] = task.evaluate(model, data.tokenizer, data.labels, data.splits[name], task_cfg, device,
-                                          2 * tc.batch_tokens)
+            results[name] = task.evaluate(
+                model, data.tokenizer, data.labels, data.splits[name], task_cfg, device, 2 * tc.batch_tokens
+            )
             log.info("%s (best model): %s", name, format_metrics(results[name]))
             task.log_metrics(writer, f"final_{name}", results[name], state.step)
     best_meta = json.loads((run_dir / "best" / "metrics.json").read_text())

@@ -27,8 +27,17 @@ from convnlp.train.setup import Data, Environment, Network
 log = logging.getLogger("convnlp.train")
 
 
-def train_step(model: nn.Module, batches: list[dict], task, task_cfg: dict, optimizer, scaler, amp_dtype,
-               use_amp: bool, grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    model: nn.Module,
+    batches: list[dict],
+    task,
+    task_cfg: dict,
+    optimizer,
+    scaler,
+    amp_dtype,
+    use_amp: bool,
+    grad_clip: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on the mean gradient of ``batches`` (``trainer.accumulate`` of them;
     mixed precision on CUDA; under DDP averaged over the ranks too, synchronized once, at the
     last): the mean loss and the gradient norm."""
@@ -38,7 +47,7 @@ def train_step(model: nn.Module, batches: list[dict], task, task_cfg: dict, opti
         last = i == len(batches) - 1
         with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
             with torch.autocast(batch["mask"].device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(batch)                        # (B, W, num_labels) or (B, num_labels)
+                logits = model(batch)  # (B, W, num_labels) or (B, num_labels)
             loss, _ = task.loss(logits, batch, task_cfg)
             scaler.scale(loss / len(batches) if len(batches) > 1 else loss).backward()
         losses.append(loss.detach())
@@ -62,13 +71,15 @@ class RankZeroDecides:
         """Whether a resumed run near its time budget goes on, and the time trained so far."""
         return self.sync.from_main((stop, elapsed)) if self.world.distributed else (stop, elapsed)
 
-    def step(self, stop: str | None, save_due: bool, log_due: bool, elapsed: float, symbols: int,
-             loss: torch.Tensor) -> tuple[str | None, bool, bool, float, float, float | None]:
+    def step(
+        self, stop: str | None, save_due: bool, log_due: bool, elapsed: float, symbols: int, loss: torch.Tensor
+    ) -> tuple[str | None, bool, bool, float, float, float | None]:
         """After a step: rank 0's decisions and clock, the symbols of all ranks and their mean loss."""
         if not self.world.distributed:
             return stop, save_due, log_due, elapsed, symbols, None
         (stopped, save_due, log_due, elapsed), (symbols,), loss_value = self.sync.step(
-            [float(stop is not None), float(save_due), float(log_due), elapsed], [float(symbols)], loss)
+            [float(stop is not None), float(save_due), float(log_due), elapsed], [float(symbols)], loss
+        )
         stop = stop if self.world.main else ("rank 0 stopped" if stopped else None)
         return stop, bool(save_due), bool(log_due), elapsed, symbols, loss_value
 
@@ -76,15 +87,27 @@ class RankZeroDecides:
         """After rank 0's validation: its verdict (stop, best score and step, patience) on every rank."""
         if self.world.distributed:
             stop, state.best_score, state.best_step, state.bad_evals = self.sync.from_main(
-                (stop, state.best_score, state.best_step, state.bad_evals))
+                (stop, state.best_score, state.best_step, state.bad_evals)
+            )
         return stop
 
 
 class Loop:
     """The steps of one run, from its state to a reason to stop."""
 
-    def __init__(self, cfg: DictConfig, env: Environment, data: Data, net: Network, state: TrainState,
-                 limits: Limits, steps_per_epoch: int, warmup: int, checkpoints: Checkpoints, writer):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        env: Environment,
+        data: Data,
+        net: Network,
+        state: TrainState,
+        limits: Limits,
+        steps_per_epoch: int,
+        warmup: int,
+        checkpoints: Checkpoints,
+        writer,
+    ):
         self.cfg, self.tc, self.env, self.data, self.net, self.state = cfg, cfg.trainer, env, data, net, state
         self.limits, self.steps_per_epoch, self.warmup = limits, steps_per_epoch, warmup
         self.checkpoints, self.writer = checkpoints, writer
@@ -100,11 +123,13 @@ class Loop:
         self.env.threads.start()
         self.start = self.window_start = state.started = time.perf_counter()  # this run's time counts from here
         stop, self.elapsed = self.decides.start(self.limits.reached(state), state.elapsed())
-        self.progress = Progress(self.limits, self.steps_per_epoch, state, tc.progress and world.main,
-                                 tc.log_minutes if world.main else 0)
+        self.progress = Progress(
+            self.limits, self.steps_per_epoch, state, tc.progress and world.main, tc.log_minutes if world.main else 0
+        )
         while stop is None:
-            batches = token_batches(self.data.lengths, tc.batch_tokens, shuffle=True,
-                                    seed=self.cfg.seed * 1000 + state.epoch)
+            batches = token_batches(
+                self.data.lengths, tc.batch_tokens, shuffle=True, seed=self.cfg.seed * 1000 + state.epoch
+            )
             steps = distributed.shard(batches, world, tc.accumulate)  # this rank's micro-batches of each step
             self.net.trained.train()
             end_of_epoch = False
@@ -117,8 +142,10 @@ class Loop:
         """The schedule's rate at this step: warmup, then decay over the planned steps or the time budget."""
         state, limits, warmup = self.state, self.limits, self.warmup
         seconds = self.elapsed if self.env.world.distributed else state.elapsed()  # one schedule for all ranks
-        progress = max((state.step - warmup) / max(limits.planned - warmup, 1) if limits.planned else 0.0,
-                       seconds / limits.seconds if limits.seconds else 0.0)
+        progress = max(
+            (state.step - warmup) / max(limits.planned - warmup, 1) if limits.planned else 0.0,
+            seconds / limits.seconds if limits.seconds else 0.0,
+        )
         return self.cfg.optim.lr * lr_factor(state.step, progress, warmup, self.cfg.optim.schedule)
 
     def step(self, indices: list[list[int]], steps_in_epoch: int) -> tuple[str | None, bool]:
@@ -126,13 +153,24 @@ class Loop:
         to stop, if any, and whether the epoch ended."""
         state, tc, env, net = self.state, self.tc, self.env, self.net
         env.threads.update()
-        micro = [{k: v.to(env.device, non_blocking=True) for k, v in self.task.make_batch(self.data.encoded, i).items()}
-                 for i in indices]
+        micro = [
+            {k: v.to(env.device, non_blocking=True) for k, v in self.task.make_batch(self.data.encoded, i).items()}
+            for i in indices
+        ]
         lr = self.learning_rate()
         for group in net.optimizer.param_groups:
             group["lr"] = lr
-        loss, grad_norm = train_step(net.trained, micro, self.task, self.task_cfg, net.optimizer, env.scaler,
-                                     env.amp_dtype, env.use_amp, tc.grad_clip)
+        loss, grad_norm = train_step(
+            net.trained,
+            micro,
+            self.task,
+            self.task_cfg,
+            net.optimizer,
+            env.scaler,
+            env.amp_dtype,
+            env.use_amp,
+            tc.grad_clip,
+        )
         if net.ema is not None:
             net.ema.update_parameters(net.model)
         state.step += 1
@@ -143,9 +181,13 @@ class Loop:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
         stop = self.limits.reached(state)  # an epoch's end reaches the step limit as well
         stop, save_due, log_due, self.elapsed, symbols, loss_value = self.decides.step(
-            stop, self.checkpoints.due(state.step, tc.checkpoint_every, tc.checkpoint_minutes),
-            state.step % tc.log_every == 0 or state.step == 1 or self.progress.due(), state.elapsed(),
-            sum(int(batch["mask"].sum()) for batch in micro), loss)
+            stop,
+            self.checkpoints.due(state.step, tc.checkpoint_every, tc.checkpoint_minutes),
+            state.step % tc.log_every == 0 or state.step == 1 or self.progress.due(),
+            state.elapsed(),
+            sum(int(batch["mask"].sum()) for batch in micro),
+            loss,
+        )
         self.record(shown, symbols, loss, loss_value, log_due, lr, float(grad_norm))
         if (tc.eval_every and state.step % tc.eval_every == 0) or (not tc.eval_every and end_of_epoch) or stop:
             stop = self.validate(stop, state.epoch + state.batch_in_epoch / steps_in_epoch)
@@ -153,8 +195,16 @@ class Loop:
             self.checkpoints.save("last", state, self.last_metrics)
         return stop, end_of_epoch
 
-    def record(self, shown: TrainState, symbols: float, loss: torch.Tensor, loss_value: float | None,
-               log_due: bool, lr: float, grad_norm: float) -> None:
+    def record(
+        self,
+        shown: TrainState,
+        symbols: float,
+        loss: torch.Tensor,
+        loss_value: float | None,
+        log_due: bool,
+        lr: float,
+        grad_norm: float,
+    ) -> None:
         """Counts the step's symbols; TensorBoard's curves and the progress bar or line."""
         self.window_symbols += symbols
         self.trained_symbols += symbols
@@ -174,8 +224,14 @@ class Loop:
         metrics, validation = {}, self.data.validation
         if validation is not None and self.env.world.main:
             metrics = self.last_metrics = self.task.evaluate(
-                self.checkpoints.scored, self.data.tokenizer, self.data.labels, validation, self.task_cfg,
-                self.env.device, 2 * self.tc.batch_tokens)
+                self.checkpoints.scored,
+                self.data.tokenizer,
+                self.data.labels,
+                validation,
+                self.task_cfg,
+                self.env.device,
+                2 * self.tc.batch_tokens,
+            )
             self.task.log_metrics(self.writer, "validation", metrics, state.step)
             score = selection_score(metrics, metric)
             improved = score > state.best_score
@@ -184,9 +240,17 @@ class Loop:
                 self.checkpoints.save("best", state, metrics)
             else:
                 state.bad_evals += 1
-            log.info("step %d epoch %.2f: validation %s %.4f%s (best %.4f at step %d), %.1f min", state.step,
-                     epochs, metric, metrics[metric], " *" if improved else "", shown_score(state.best_score, metric),
-                     state.best_step, state.elapsed() / 60)
+            log.info(
+                "step %d epoch %.2f: validation %s %.4f%s (best %.4f at step %d), %.1f min",
+                state.step,
+                epochs,
+                metric,
+                metrics[metric],
+                " *" if improved else "",
+                shown_score(state.best_score, metric),
+                state.best_step,
+                state.elapsed() / 60,
+            )
             stop = stop or self.limits.reached(state)
         if validation is not None:
             stop = self.decides.validated(stop, state)

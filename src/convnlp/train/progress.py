@@ -25,8 +25,7 @@ class Progress:
         total = limits.planned or None
         self.bar = None
         if enabled and sys.stderr.isatty():
-            self.bar = tqdm(total=total, initial=state.step, desc=self._epoch(state), leave=False,
-                            dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=state.step, desc=self._epoch(state), leave=False, dynamic_ncols=True)
         self.last_line = time.perf_counter()
         self.start_step, self.start_time = state.step, time.perf_counter()
 
@@ -57,16 +56,31 @@ class Progress:
         elif loss is not None and self.due():
             self.last_line = time.perf_counter()
             total = f"/{self.limits.planned}" if self.limits.planned else ""
-            log.info("step %d%s, %s (%.0f%%): loss %.4f, %.0f symbols/s%s", state.step, total, self._epoch(state),
-                     100 * state.batch_in_epoch / max(self.steps_per_epoch, 1), loss, symbols_per_s, self._eta(state))
+            log.info(
+                "step %d%s, %s (%.0f%%): loss %.4f, %.0f symbols/s%s",
+                state.step,
+                total,
+                self._epoch(state),
+                100 * state.batch_in_epoch / max(self.steps_per_epoch, 1),
+                loss,
+                symbols_per_s,
+                self._eta(state),
+            )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def log_step(writer, step: int, loss: float, lr: float, grad_norm: float, tokens_per_s: float,
-             layer_weights: list[tuple[str, torch.Tensor]]) -> None:
+def log_step(
+    writer,
+    step: int,
+    loss: float,
+    lr: float,
+    grad_norm: float,
+    tokens_per_s: float,
+    layer_weights: list[tuple[str, torch.Tensor]],
+) -> None:
     """A point of TensorBoard's training curves, and the gradient norm of every layer."""
     writer.add_scalar("train/loss", loss, step)
     writer.add_scalar("train/lr", lr, step)
@@ -88,5 +102,8 @@ class NullWriter:
 
 
 def format_metrics(metrics: dict) -> str:
-    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
-                     if isinstance(v, (int, float)))
+    return ", ".join(
+        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in metrics.items()
+        if isinstance(v, (int, float))
+    )
