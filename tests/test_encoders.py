@@ -30,6 +30,11 @@ CONFIGS = {
         dict(width=12, kernel=5, dilations=(1, 3), blocks=3),
         dict(width=12, kernel=3, dilations=(1, 2, 4), blocks=3, shared=True),
     ],
+    "separable": [
+        dict(width=12, kernel=3, dilations=(1, 2, 4), blocks=1),
+        dict(width=12, kernel=5, dilations=(1, 3), blocks=2),
+        dict(width=12, kernel=3, dilations=(1, 2, 4, 8), blocks=2, norm="none"),
+    ],
     "wide": [
         dict(width=5, kernels=(3,)),
         dict(width=4, kernels=(1, 3, 5), norm="layer"),
@@ -99,6 +104,7 @@ def test_receptive_field_formulas():
     assert make("residual", dict(width=4, layers=8, kernel=3)).receptive_field == 17
     assert make("dense", dict(width=4, growth=2, layers_per_block=4, blocks=2)).receptive_field == 17
     assert make("dilated", dict(width=4, kernel=3, dilations=(1, 2, 4, 8), blocks=2)).receptive_field == 61
+    assert make("separable", dict(width=4, kernel=3, dilations=(1, 2, 4, 8), blocks=2)).receptive_field == 61
     assert make("wide", dict(width=4, kernels=(3, 5, 7))).receptive_field == 7
     assert make("wide", dict(width=4, kernels=(3, 5, 7))).output_dim == 12
     assert make("lstm", dict(hidden=4)).receptive_field == math.inf
@@ -143,3 +149,16 @@ def test_build_from_config_dict():
 def test_even_kernel_is_rejected():
     with pytest.raises(ValueError, match="odd"):
         make("plain", dict(width=4, layers=2, kernel=4))
+
+
+def test_separable_sees_as_far_as_dilated_for_a_third_of_its_flops():
+    from convnlp.inspect import layer_table
+
+    dilated, separable = (build_encoder({"name": name}, 64) for name in ("dilated", "separable"))
+    assert separable.receptive_field == dilated.receptive_field == 61  # the defaults: 1-2-4-8, twice
+    flops = [sum(r["flops_per_position"] for r in layer_table(e, 64)) for e in (dilated, separable)]
+    # per layer 2 * 128 * (3 + 128) against 2 * 3 * 128**2; the 1x1 input projection is shared
+    assert flops[1] == 2 * 64 * 128 + 8 * 2 * 128 * (3 + 128) and flops[0] > 2.8 * flops[1]
+    rows = layer_table(separable, 64)
+    assert [r["type"] for r in rows[1:3]] == ["conv k=3 d=1 dw", "conv k=1 d=1"]
+    assert rows[-1]["receptive_field"] == 61  # the table's field, layer by layer, ends at the exact one

@@ -17,6 +17,7 @@ from convnlp.errors import UserError  # noqa: E402
 from convnlp.export import OPSET, export  # noqa: E402
 from convnlp.model import build_model  # noqa: E402
 from convnlp.onnx_runtime import load_exported  # noqa: E402
+from convnlp.registry import ENCODERS  # noqa: E402
 from convnlp.tasks import get_task, task_config  # noqa: E402
 from tests.conftest import (
     TINY,
@@ -32,8 +33,7 @@ from tests.conftest import (
     spelling_rows,
 )
 
-FAMILIES = ["plain", "residual", "dense", "dilated", "wide", "lstm", "bilstm"]
-SMALL = {
+SMALL = {  # every registered encoder family, small
     "plain": ["encoder.width=16", "encoder.layers=2"],
     "residual": ["encoder.width=16", "encoder.layers=2"],
     "dense": ["encoder.width=16", "encoder.growth=8", "encoder.layers_per_block=2", "encoder.blocks=1"],
@@ -41,7 +41,9 @@ SMALL = {
     "wide": ["encoder.width=16"],
     "lstm": ["encoder.hidden=16"],
     "bilstm": ["encoder.hidden=8"],
+    "separable": ["encoder.width=16", "encoder.blocks=1"],
 }
+FAMILIES = ENCODERS.names()  # a family without a SMALL entry fails below: every encoder must export
 TASK_ARGS = {
     "tagging": ["task.embedding_dim=8", "task.word_layers=1"],
     "classification": ["task=classification", "task.embedding_dim=8"],
