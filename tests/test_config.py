@@ -231,7 +231,7 @@ def test_every_yaml_file_holds_its_schemas_keys_and_defaults():
 def test_no_group_reads_or_sets_another_groups_values():
     """No interpolation anywhere in the groups (Hydra's own run-directory names aside), and the
     group files set their own group only: what crosses groups lives in conf/experiment/. A task
-    may also set the batch size it wants on any data (README, Defaults)."""
+    may also set the batch size it wants on any data (docs/data.md, Defaults and the evidence)."""
     for group in SCHEMAS:
         for option in options(group):
             text = (CONF / group / f"{option}.yaml").read_text()

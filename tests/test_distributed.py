@@ -268,7 +268,9 @@ def test_a_rank_that_dies_is_named_by_rank_0_when_its_collective_fails_first(tmp
         os.kill(process.pid, signal.SIGCONT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
-    (line,) = _convnlp_errors(stderr)
+    lines = _convnlp_errors(stderr)
+    assert len(lines) == 1, stderr
+    (line,) = lines
     assert line.startswith("convnlp: error: rank 0 of 2: another process of this training is gone (gloo: "), stderr
     assert line.endswith("); torchrun names the one that failed; continue with trainer.resume=true"), stderr
     assert "Error executing job" not in stderr  # no traceback of convnlp's (torchrun prints its summary)
@@ -296,7 +298,9 @@ def test_a_rank_that_dies_is_named_by_rank_0_when_torchrun_stops_it_first(tmp_pa
         os.kill(ranks["0"], signal.SIGCONT)  # the pending SIGTERM is handled before anything else
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
-    (line,) = _convnlp_errors(stderr)
+    lines = _convnlp_errors(stderr)
+    assert len(lines) == 1, stderr
+    (line,) = lines
     assert line == (
         "convnlp: error: rank 0 of 2 stopped by SIGTERM (the job was stopped, or torchrun stopped all "
         "processes because one failed: then its error is above); continue with trainer.resume=true"

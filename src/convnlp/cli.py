@@ -102,7 +102,10 @@ def fail(message: str) -> None:
     if rank:  # most errors are every rank's: torchrun stops this one while rank 0 says it
         time.sleep(3)
         message = f"[rank {rank}] {message}"
-    print(f"convnlp: error: {message}", file=sys.stderr)
+    # one write, the newline included: print() writes the text and its newline apart, and a line of
+    # torchrun's or of another rank's written in between would break ours in two
+    sys.stderr.write(f"convnlp: error: {message}\n")
+    sys.stderr.flush()
     sys.exit(2)
 
 
@@ -282,17 +285,19 @@ def claim_run_dir(command: str, multirun: bool, root: Path = Path("outputs")) ->
 def terminated(command: str) -> None:
     """SIGTERM (a scheduler's preemption, `timeout`, `kill`): say so in the run's log and exit as
     a terminated process does (128 + 15); a checkpoint being written is left whole (the old one).
-    Rank 0 of several processes says it on standard error too: torchrun stops every process when
-    one of them fails."""
-    message = "terminated by SIGTERM" + ("; continue it with trainer.resume=true" if command == "train" else "")
-    _log_to_files(logging.ERROR, message)
+    Rank 0 of several processes says it on standard error too, first: torchrun stops every process
+    when one of them fails, and kills those still there 30 s later."""
     world = distributed.world()
     if world.distributed and world.main:
-        print(
+        # os.write, not print: this runs in a signal handler, which may have interrupted a write to
+        # sys.stderr (print would raise "reentrant call"), and one write keeps the line whole
+        line = (
             f"convnlp: error: rank 0 of {world.size} stopped by SIGTERM (the job was stopped, or torchrun stopped "
-            f"all processes because one failed: then its error is above); continue with trainer.resume=true",
-            file=sys.stderr,
+            f"all processes because one failed: then its error is above); continue with trainer.resume=true\n"
         )
+        os.write(sys.stderr.fileno(), line.encode())
+    message = "terminated by SIGTERM" + ("; continue it with trainer.resume=true" if command == "train" else "")
+    _log_to_files(logging.ERROR, message)
     sys.exit(143)
 
 

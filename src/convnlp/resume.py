@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 
 from convnlp import checkpoint
 from convnlp.config import validate_group, with_earlier_defaults
+from convnlp.distributed import SINGLE, seed_rank
 from convnlp.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -272,8 +273,6 @@ def restore(
     (rank 0 of several processes; each rank takes its own RNGs). The global batch (processes x
     ``trainer.accumulate``) must be the run's; with another number of processes the ranks'
     dropout gets new seeds."""
-    from convnlp.distributed import SINGLE, seed_rank
-
     world = world or SINGLE
     saved = checkpoint.load_training_state(resume_dir)
     weights = load_file(resume_dir / "model.safetensors", device=str(device))

@@ -17,6 +17,7 @@ from torch import nn
 from convnlp import distributed, resume
 from convnlp.data import load_splits
 from convnlp.data import tokenizer as tok
+from convnlp.data.batching import token_batches
 from convnlp.distill import relabel_with_teacher
 from convnlp.errors import UserError
 from convnlp.model import Model, build_model, count_parameters
@@ -197,8 +198,6 @@ def network(cfg: DictConfig, config: dict, env: Environment, d: Data) -> Network
 
 def schedule(cfg: DictConfig, env: Environment, d: Data, net: Network) -> tuple[int, Limits, int]:
     """Steps per epoch (of every process), the limits and the warmup steps."""
-    from convnlp.data.batching import token_batches
-
     tc = cfg.trainer
     steps_per_epoch = distributed.steps_per_epoch(
         len(token_batches(d.lengths, tc.batch_tokens, shuffle=False)), env.world, tc.accumulate
