@@ -275,6 +275,28 @@ def restore(
     dropout gets new seeds."""
     world = world or SINGLE
     saved = checkpoint.load_training_state(resume_dir)
+    _load_weights(resume_dir, saved, model, ema, optimizer, scaler, device, world)
+    state = TrainState(
+        step=saved["step"],
+        epoch=saved["epoch"],
+        batch_in_epoch=saved["batch_in_epoch"],
+        best_score=saved["best_score"],
+        best_step=saved["best_step"],
+        bad_evals=saved["bad_evals"],
+        select=saved.get("select", "accuracy"),
+        elapsed_before=saved["elapsed"],
+        micro_batches=saved.get("micro_batches", 1),
+        world_size=saved.get("world_size", 1),
+    )
+    _check_global_batch(resume_dir, state, world, accumulate)
+    _restore_rank_rngs(saved, state, world, device, seed)
+    if world.main:
+        _carry_over(resume_dir, run_dir)
+    return state
+
+
+def _load_weights(resume_dir: Path, saved: dict, model, ema, optimizer, scaler, device: torch.device, world) -> None:
+    """The weights, the optimizer's and the scaler's state and the random numbers of a last/."""
     weights = load_file(resume_dir / "model.safetensors", device=str(device))
     try:
         # with trainer.ema the checkpoint holds the average; the trained weights are in the state
@@ -292,20 +314,12 @@ def restore(
     if device.type == "cuda" and saved["cuda_rng"] and not world.distributed:
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
     scaler.load_state_dict(saved["scaler"])
-    state = TrainState(
-        step=saved["step"],
-        epoch=saved["epoch"],
-        batch_in_epoch=saved["batch_in_epoch"],
-        best_score=saved["best_score"],
-        best_step=saved["best_step"],
-        bad_evals=saved["bad_evals"],
-        select=saved.get("select", "accuracy"),
-        elapsed_before=saved["elapsed"],
-        micro_batches=saved.get("micro_batches", 1),
-        world_size=saved.get("world_size", 1),
-    )
+
+
+def _check_global_batch(resume_dir: Path, state: TrainState, world, accumulate: int) -> None:
+    """Another global batch is another schedule, other steps: not a continuation."""
     now, saved_world = world.size * accumulate, state.world_size
-    if state.micro_batches != now:  # another global batch: another schedule, other steps; not a continuation
+    if state.micro_batches != now:
         raise UserError(
             f"trainer.resume: {resume_dir} took {state.micro_batches} batches per step (processes x trainer.accumulate: "
             f"{saved_world} x {state.micro_batches // saved_world}), this run {now} ({world.size} x {accumulate}); keep "
@@ -313,6 +327,10 @@ def restore(
             f"process{'es' * (world.size > 1)}), or start from its weights with a new schedule: "
             f"trainer.init={resume_dir.parent}"
         )
+
+
+def _restore_rank_rngs(saved: dict, state: TrainState, world, device: torch.device, seed: int) -> None:
+    """Each rank takes its own random numbers back; with another number of processes, new seeds."""
     rank_rngs = saved.get("rank_rngs") or []
     if world.distributed and len(rank_rngs) == world.size:
         mine = rank_rngs[world.rank]
@@ -320,17 +338,20 @@ def restore(
         random.setstate(mine["python"])
         if device.type == "cuda" and mine.get("cuda") is not None:
             torch.cuda.set_rng_state(mine["cuda"], device)
-    elif saved_world != world.size:  # each process's random numbers cannot be mapped to the others'
+    elif state.world_size != world.size:  # each process's random numbers cannot be mapped to the others'
         seed_rank(seed, world.rank, state.step)
         if world.main:
             log.warning(
                 "trainer.resume: the run it continues had %d process(es), this one %d: the same global batch "
                 "and schedule, new random numbers for dropout",
-                saved_world,
+                state.world_size,
                 world.size,
             )
-    if not world.main:
-        return state
+
+
+def _carry_over(resume_dir: Path, run_dir: Path) -> None:
+    """Rank 0: the resumed run's best/ into this run, stale writes removed, and the resumed run
+    marked as continued by this one."""
     try:
         previous_best = checkpoint.existing(resume_dir.parent / "best")
     except UserError:
@@ -344,4 +365,3 @@ def restore(
             f.write(f"{run_dir.resolve()}\n")
     except OSError as e:
         raise UserError(f"cannot write {marker} ({e.strerror})") from None
-    return state
