@@ -91,12 +91,12 @@ def run_once(python: Path, clone: Path, kind: str, log: Path) -> dict:
     }
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], first: int = 1) -> str:
     lines = [
         "| run | kind | exit | passed | failed | skipped | seconds | failing tests |",
         "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
-    for i, r in enumerate(rows, 1):
+    for i, r in enumerate(rows, first):
         lines.append(
             f"| {i} | {r['kind']} | {r['exit']} | {r['passed']} | {r['failed']} | {r['skipped']} | "
             f"{r['seconds']} | {', '.join(r['failing']) or '-'} |"
@@ -121,7 +121,7 @@ def main() -> None:
     for kind, n in (("alone", a.runs), ("busy", a.busy), ("serial", a.serial)):
         for _ in range(n):
             rows.append(run_once(python, a.clone.resolve(), kind, logs / f"run-{len(rows) + 1}-{kind}.log"))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
+            print(table(rows[-1:], first=len(rows)).splitlines()[-1], flush=True)
     print(f"\ncommit {rev[:10]}, {time.strftime('%Y-%m-%d')}\n{table(rows)}")
     if a.out:
         a.out.write_text(json.dumps({"commit": rev, "date": time.strftime("%Y-%m-%d"), "runs": rows}, indent=1) + "\n")
