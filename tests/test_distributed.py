@@ -236,8 +236,11 @@ def _sigterm_pending(pid: int) -> bool:
     return any(int(status.get(key, "0"), 16) & bit for key in ("ShdPnd", "SigPnd"))
 
 
-def _convnlp_errors(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("convnlp: error:")]
+def _convnlp_error(stderr: str) -> str:
+    """The one line of convnlp's on standard error (the whole of it shown when there is not one)."""
+    lines = [line for line in stderr.splitlines() if line.startswith("convnlp: error:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
 
 
 # When one rank dies, rank 0 learns it one of two ways, whichever comes first: its next collective
@@ -268,9 +271,7 @@ def test_a_rank_that_dies_is_named_by_rank_0_when_its_collective_fails_first(tmp
         os.kill(process.pid, signal.SIGCONT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
-    lines = _convnlp_errors(stderr)
-    assert len(lines) == 1, stderr
-    (line,) = lines
+    line = _convnlp_error(stderr)
     assert line.startswith("convnlp: error: rank 0 of 2: another process of this training is gone (gloo: "), stderr
     assert line.endswith("); torchrun names the one that failed; continue with trainer.resume=true"), stderr
     assert "Error executing job" not in stderr  # no traceback of convnlp's (torchrun prints its summary)
@@ -298,9 +299,7 @@ def test_a_rank_that_dies_is_named_by_rank_0_when_torchrun_stops_it_first(tmp_pa
         os.kill(ranks["0"], signal.SIGCONT)  # the pending SIGTERM is handled before anything else
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
-    lines = _convnlp_errors(stderr)
-    assert len(lines) == 1, stderr
-    (line,) = lines
+    line = _convnlp_error(stderr)
     assert line == (
         "convnlp: error: rank 0 of 2 stopped by SIGTERM (the job was stopped, or torchrun stopped all "
         "processes because one failed: then its error is above); continue with trainer.resume=true"
