@@ -505,7 +505,7 @@ def test_help_lists_commands_and_groups(tmp_path):
         "data: cmudict_g2p, cmudict_stress, cmudict_syllables, conll, conllu, csv, hub, jsonl, mr, parallel, "
         "probe_longrange, sst2, tsv, ud_ewt" in groups
     )
-    assert "task: classification, generation, tagging" in groups and "decoder: deconv" in groups
+    assert "task: classification, generation, tagging" in groups and "decoder: convs2s, deconv, lstm" in groups
 
 
 def test_ud_ewt_and_the_default_data_train_through_the_cli(tmp_path, shared_datasets):

@@ -25,7 +25,7 @@ from omegaconf.errors import (
 
 from convnlp.data import check_task
 from convnlp.errors import UserError
-from convnlp.registry import DATASETS, GROUPS, TASKS, checks, from_dict
+from convnlp.registry import DATASETS, DECODERS, GROUPS, TASKS, checks, from_dict
 
 
 class _Schemas(Mapping):
@@ -58,9 +58,21 @@ def with_earlier_defaults(config: dict) -> dict:
     """A saved config with the earlier default of each key whose default changed, where it lacks
     the key (it was saved before the key existed), so a checkpoint or a resumed run keeps the
     model it was: ``decoder.output_length`` was ``fixed`` until 2026-12-02, or what the data group
-    said in the versions that kept it there (RETIRED)."""
-    decoder = config.get("decoder") if isinstance(config, dict) else None
-    if not isinstance(decoder, dict) or "output_length" in decoder:
+    said in the versions that kept it there (RETIRED). And generation's ``task.loss=auto`` (the
+    default since 2026-12-06, ``ctc`` before) as the loss it stands for, so the two compare equal."""
+    if not isinstance(config, dict):
+        return config
+    decoder = config.get("decoder")
+    task = config.get("task")
+    if (
+        isinstance(task, dict)
+        and isinstance(decoder, dict)
+        and task.get("loss") == "auto"
+        and decoder.get("name") in DECODERS
+    ):
+        autoregressive = getattr(DECODERS[decoder["name"]].target, "autoregressive", False)
+        config = {**config, "task": {**task, "loss": "ce" if autoregressive else "ctc"}}
+    if not isinstance(decoder, dict) or "output_length" in decoder or decoder.get("name") != "deconv":
         return config
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     return {**config, "decoder": {**decoder, "output_length": data.get("output_length", "fixed")}}

@@ -37,6 +37,11 @@ class Model(nn.Module):
         self.head = head
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.encode(batch), batch["mask"], batch)  # task-shaped scores
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The encoder's output (B, T, C): what the head reads (an autoregressive decoder reads it
+        once per source and then steps, ``convnlp.decoders.search``)."""
         ids = batch["ids"]
         if self.training and self.token_dropout > 0:  # word dropout: symbols become <unk>
             drop = (torch.rand(ids.shape, device=ids.device) < self.token_dropout) & batch["mask"]
@@ -46,8 +51,7 @@ class Model(nn.Module):
         if self.features is not None and features.shape[-1]:
             x = x + self.feature_sum(features).view_as(x)
         x = self.dropout(x)
-        h = self.encoder(x, batch["mask"])  # (B, T, C)
-        return self.head(h, batch["mask"], batch)  # task-shaped scores
+        return self.encoder(x, batch["mask"])  # (B, T, C)
 
     def feature_sum(self, features: torch.Tensor) -> torch.Tensor:
         """The sum of each symbol's feature rows, id 0 (padding) left out."""

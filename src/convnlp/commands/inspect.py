@@ -54,7 +54,7 @@ class InspectCommand:
     groups=("task", "encoder", "decoder"),
     examples=(
         "convnlp inspect encoder=dilated effective_rf=true gradient_flow=true",
-        "convnlp inspect task=generation (the decoder's length arithmetic)",
+        "convnlp inspect task=generation decoder=convs2s",
     ),
 )
 def run(cfg: DictConfig, run_dir: Path, given: set[str]):

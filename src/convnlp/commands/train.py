@@ -25,7 +25,7 @@ class TrainCommand:
     examples=(
         "convnlp train task=tagging encoder=dilated data=ud_ewt",
         "convnlp train task=classification data=sst2 tokenizer=word",
-        "convnlp train task=generation decoder=deconv",
+        "convnlp train task=generation decoder=convs2s",
         "convnlp train experiment=sst2_word (a published figure: conf/experiment/)",
         "convnlp train -m experiment=mr_word 'data.fold=range(10)'",
     ),

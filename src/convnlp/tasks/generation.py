@@ -1,10 +1,18 @@
 """Generation: a new sequence from the input (grapheme to phoneme, transliteration, short
 translation), of any length up to ``decoder.max_length``.
 
-The encoder reads the source symbols; the decoder (``convnlp/decoders``) compresses them to a
-code and grows it back to ``decoder.max_length`` positions (with ``decoder.output_length=source``,
-a source's own share of them: ``length_ratio * n + length_extra`` for n symbols), each scored
-over the target vocabulary. Decoding is one parallel pass (argmax at every position), then:
+The encoder reads the source symbols; the decoder (``convnlp/decoders``) writes the output:
+
+- **autoregressive** (``decoder=convs2s``, ``decoder=lstm``): one symbol after the other, each
+  scored from the source and the symbols before it; trained with teacher forcing and
+  cross-entropy (``decoder.label_smoothing``), decoded by greedy search (``task.beam=1``) or
+  beam search (``task.beam=N``, ``task.length_penalty``), batched over sources, until the end
+  symbol or the source's maximum output length (``convnlp.decoders.search``). An ensemble
+  averages its members' next-symbol log-probabilities at every step.
+- **deconvolutional** (``decoder=deconv``): compresses the source to a code and grows it back to
+  ``decoder.max_length`` positions (with ``decoder.output_length=source``, a source's own share
+  of them: ``length_ratio * n + length_extra`` for n symbols), each scored over the target
+  vocabulary. Decoding is one parallel pass (argmax at every position), then:
 
 - ``task.loss=ce``: the target is followed by the end symbol ``</s>`` and then ``<pad>`` to the
   source's last position; the model predicts all of it. The output is what comes before the first
@@ -12,6 +20,8 @@ over the target vocabulary. Decoding is one parallel pass (argmax at every posit
 - ``task.loss=ctc``: connectionist temporal classification over the positions with the
   ``<blank>`` symbol (the target is followed by ``</s>`` here too). Greedy decoding: merge
   repeated symbols, drop blanks, stop at ``</s>``.
+- ``task.loss=auto`` (the default): ``ctc`` with ``deconv``, ``ce`` with the autoregressive
+  decoders (the only loss they take).
 
 Targets are split into tokens by ``task.target_tokens``: ``word`` (whitespace: phonemes,
 words) or ``char``. The target vocabulary is the label list: three special symbols, then the
@@ -43,9 +53,9 @@ from torch.nn import functional as F
 
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import lengths_to_mask, pad, token_batches
-from convnlp.decoders import build_decoder, output_lengths
+from convnlp.decoders import build_decoder, is_autoregressive, output_lengths, search
 from convnlp.errors import UserError
-from convnlp.registry import TASKS, option
+from convnlp.registry import TASKS, at_least, option
 from convnlp.tasks.shared import (
     count_unseen,
     dropout_option,
@@ -69,13 +79,29 @@ class GenerationConfig:
     embedding_dropout: float = dropout_option(0.0)
     token_dropout: float = dropout_option(0.0, "symbols replaced by <unk> in training")
     target_tokens: str = option("word", choices=("word", "char"), help="targets split at whitespace or per character")
-    loss: str = option("ctc", choices=("ce", "ctc"))
+    loss: str = option("auto", choices=("auto", "ce", "ctc"), help="auto: ctc with decoder=deconv, else ce")
+    beam: int = option(5, at_least(1, "1 is greedy search"), help="autoregressive decoders: beam size")
+    length_penalty: float = option(
+        1.0, at_least(0), help="beam search ranks by log-probability / length ** length_penalty"
+    )
 
 
 def build_head(cfg: GenerationConfig, input_dim: int, num_labels: int, decoder: dict | None = None) -> nn.Module:
     if not decoder:
-        raise UserError("task=generation needs a decoder: add decoder=deconv")
+        raise UserError("task=generation needs a decoder: add decoder=convs2s (or deconv, lstm)")
+    if cfg.loss == "ctc" and is_autoregressive(decoder):
+        raise UserError(
+            f"task.loss=ctc is for decoder=deconv; decoder={decoder['name']} trains with cross-entropy "
+            "(task.loss=auto or ce)"
+        )
     return build_decoder(decoder, input_dim, num_labels)
+
+
+def loss_name(task: dict) -> str:
+    """The loss a run trains with: ``task.loss``, with ``auto`` resolved by the decoder."""
+    if task["loss"] != "auto":
+        return task["loss"]
+    return "ce" if is_autoregressive(task["decoder"]) else "ctc"
 
 
 # ------------------------------------------------------------------------------ targets
@@ -116,10 +142,11 @@ def _available(source_ids: list[list[int]], task: dict) -> list[int]:
 
 def _length_rule(task: dict) -> str:
     decoder = task["decoder"]
-    if decoder.get("output_length", "fixed") == "source":
+    if is_autoregressive(decoder) or decoder.get("output_length", "fixed") == "source":
         return (
             f"min({decoder['length_ratio']} x source symbols + {decoder['length_extra']}, "
-            f"decoder.max_length={decoder['max_length']}) positions (decoder.output_length=source)"
+            f"decoder.max_length={decoder['max_length']}) positions"
+            + ("" if is_autoregressive(decoder) else " (decoder.output_length=source)")
         )
     return f"decoder.max_length={decoder['max_length']} positions"
 
@@ -127,7 +154,8 @@ def _length_rule(task: dict) -> str:
 def _too_long_targets(source_ids: list[list[int]], target_tokens: list[list[str]], task: dict) -> list[int]:
     """Pairs whose target needs more output positions than the decoder gives their source."""
     available = _available(source_ids, task)
-    return [i for i, tokens in enumerate(target_tokens) if positions_needed(tokens, task["loss"]) > available[i]]
+    loss = loss_name(task)
+    return [i for i, tokens in enumerate(target_tokens) if positions_needed(tokens, loss) > available[i]]
 
 
 def report_unseen(split, labels: list[str], where: str, task: dict, tokenizer=None) -> dict[str, int]:
@@ -153,8 +181,9 @@ def report_unseen(split, labels: list[str], where: str, task: dict, tokenizer=No
 
 
 def _too_long_sources(ids: list[list[int]], task: dict) -> list[int]:
+    """Sources longer than ``decoder.source_length`` (none with deconv's vector bottleneck)."""
     decoder = task["decoder"]
-    if decoder["bottleneck"] != "sequence":
+    if decoder.get("bottleneck") == "vector":
         return []
     return [i for i, row in enumerate(ids) if len(row) > decoder["source_length"]]
 
@@ -165,8 +194,8 @@ def _member_configs(model: nn.Module, task: dict) -> list[dict]:
 
 
 def _source_limit(configs: list[dict]) -> int:
-    """The longest source every model can read (the sequence bottleneck's ``source_length``)."""
-    return min(c["decoder"]["source_length"] for c in configs if c["decoder"]["bottleneck"] == "sequence")
+    """The longest source every model can read (``decoder.source_length``)."""
+    return min(c["decoder"]["source_length"] for c in configs if c["decoder"].get("bottleneck") != "vector")
 
 
 def encode(split, tokenizer, labels: list[str], where: str, task: dict) -> dict[str, list]:
@@ -185,7 +214,7 @@ def encode(split, tokenizer, labels: list[str], where: str, task: dict) -> dict[
     problems = []
     if long_targets:
         i = long_targets[0]
-        longest = max(positions_needed(target_tokens[j], task["loss"]) for j in long_targets)
+        longest = max(positions_needed(target_tokens[j], loss_name(task)) for j in long_targets)
         problems.append(
             f"{len(long_targets)} target(s) need more than {_length_rule(task)} "
             f"(up to {longest}; first: {sources[i]!r} -> {targets[i]!r})"
@@ -228,11 +257,23 @@ def describe(encoded: dict[str, list]) -> str:
 
 
 def loss(logits: torch.Tensor, batch: dict, task: dict) -> tuple[torch.Tensor, int]:
-    """Mean loss over the batch's pairs, and how many there are. ``logits``: (B, L, V)."""
+    """Mean loss over the batch's pairs, and how many there are. ``logits``: (B, L, V); an
+    autoregressive decoder's (B, S, V): one position per target symbol, the end symbol included."""
     target = batch["target"]
     count = target.shape[0]
+    if is_autoregressive(task["decoder"]):  # cross-entropy per target symbol, padding left out
+        beyond = (
+            torch.arange(target.shape[1], device=target.device) >= batch["target_lengths"].to(target.device)[:, None]
+        )
+        value = F.cross_entropy(
+            logits.float().transpose(1, 2),
+            target.masked_fill(beyond, -100),
+            ignore_index=-100,
+            label_smoothing=task["decoder"]["label_smoothing"],
+        )
+        return value, count
     lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1))  # (B,) positions
-    if task["loss"] == "ctc":
+    if loss_name(task) == "ctc":
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (L, B, V)
         value = F.ctc_loss(
             log_probs, target, lengths, batch["target_lengths"], blank=BLANK, reduction="mean", zero_infinity=True
@@ -262,6 +303,31 @@ def decode_ids(row: list[int], loss_name: str) -> list[int]:
     return out
 
 
+def _autoregressive(configs: list[dict]) -> bool:
+    """Whether the models (an ensemble's members) decode autoregressively; a mix is an error."""
+    kinds = {is_autoregressive(c["decoder"]) for c in configs}
+    if len(kinds) > 1:
+        names = ", ".join(sorted({c["decoder"]["name"] for c in configs}))
+        raise UserError(
+            f"an ensemble of decoders {names}: the autoregressive decoders (convs2s, lstm) and deconv "
+            "decode differently; ensemble checkpoints of one kind"
+        )
+    return kinds.pop()
+
+
+def _search(models: list[nn.Module], batch: dict, configs: list[dict], task: dict, nbest: int) -> list:
+    """Autoregressive decoding of a batch: each row's output ids (greedy search with ``task.beam=1``,
+    else the best of beam search), or with ``nbest`` its ``nbest`` best hypotheses."""
+    source_lengths = batch["mask"].sum(dim=1)
+    limits = torch.stack([output_lengths(c["decoder"], source_lengths) for c in configs]).amin(dim=0)
+    members = search.Members(models, batch)
+    beam = max(task.get("beam", 1), nbest)
+    if beam == 1 and not nbest:
+        return search.greedy(members, limits)
+    hypotheses = search.beam_search(members, limits, beam, task.get("length_penalty", 1.0))
+    return [h[:nbest] for h in hypotheses] if nbest else [h[0].tokens for h in hypotheses]
+
+
 @torch.no_grad()
 def generate(
     model: nn.Module,
@@ -271,29 +337,39 @@ def generate(
     device: torch.device,
     task: dict,
     batch_tokens: int = 8000,
-) -> list[list[str] | None]:
-    """The output tokens of every source, in one parallel pass per batch; ``None`` for a source
-    the decoder cannot read (longer than ``decoder.source_length`` with the sequence bottleneck)."""
+    nbest: int = 0,
+) -> list:
+    """The output tokens of every source; ``None`` for a source the decoder cannot read (longer
+    than ``decoder.source_length``). With ``nbest`` (autoregressive decoders): each source's
+    ``nbest`` best outputs, ``(tokens, score)`` pairs best first (beam search, at least that wide)."""
     model.eval()
-    members = getattr(model, "members", None)  # an ensemble (convnlp.ensemble): rescored proposals
+    members = getattr(model, "members", None)  # an ensemble (convnlp.ensemble)
     configs = _member_configs(model, task)
+    autoregressive = _autoregressive(configs)
+    if nbest and not autoregressive:
+        raise UserError("nbest: n-best outputs come from beam search, which decoder=deconv (one pass) does not do")
     ids = tok.encode_texts(tokenizer, sources)
     unreadable = set().union(*(_too_long_sources(ids, c) for c in configs))
     readable = [i for i in range(len(ids)) if i not in unreadable]
-    out: list[list[str] | None] = [None] * len(sources)
+    out: list = [None] * len(sources)
     for chunk in token_batches([len(ids[i]) for i in readable], batch_tokens, shuffle=False):
         indices = [readable[j] for j in chunk]
         batch = {k: v.to(device) for k, v in make_batch({"ids": ids}, indices).items()}
-        if members is None:
+        if autoregressive:
+            rows = _search(list(members) if members is not None else [model], batch, configs, task, nbest)
+        elif members is None:
             best = model(batch).argmax(-1).cpu().tolist()  # (B, L)
             lengths = output_lengths(task["decoder"], batch["mask"].sum(dim=1)).tolist()
-            rows = [decode_ids(row[:length], task["loss"]) for row, length in zip(best, lengths)]
+            rows = [decode_ids(row[:length], loss_name(task)) for row, length in zip(best, lengths)]
         else:
             rows = rescore_proposals(
                 [m(batch).float().log_softmax(-1) for m in members], configs, batch["mask"].sum(dim=1)
             )
         for row, i in zip(rows, indices):
-            out[i] = [labels[a] for a in row]
+            if nbest:
+                out[i] = [([labels[a] for a in h.tokens], h.score) for h in row]
+            else:
+                out[i] = [labels[a] for a in row]
     return out
 
 
@@ -446,17 +522,19 @@ def read_input(line: str) -> str:
 def predict_records(
     model, tokenizer, labels, inputs: list[str], device, task: dict, batch_tokens: int = 8000
 ) -> list[dict]:
-    """The generated sequence of each source, as text and as tokens; an empty source or one the
-    decoder cannot read gets ``output: null`` and an ``error``."""
+    """The generated sequence of each source, as text and as tokens (with ``task["nbest"]`` set,
+    by ``predict nbest=N``: also ``nbest``, the N best outputs with their scores, best first); an
+    empty source or one the decoder cannot read gets ``output: null`` and an ``error``."""
+    nbest = task.get("nbest") or 0
     sources = [s for s in inputs if s]
-    outputs = iter(generate(model, tokenizer, labels, sources, device, task, batch_tokens) if sources else [])
+    outputs = iter(generate(model, tokenizer, labels, sources, device, task, batch_tokens, nbest) if sources else [])
     records = []
     for source in inputs:
         if not source:
             records.append({"source": source, "output": None, "tokens": None, "error": "empty text"})
             continue
-        tokens = next(outputs)
-        if tokens is None:
+        output = next(outputs)
+        if output is None:
             length = len(tok.encode_texts(tokenizer, [source])[0])
             records.append(
                 {
@@ -468,7 +546,13 @@ def predict_records(
                 }
             )
             continue
-        records.append({"source": source, "output": join_tokens(tokens, task), "tokens": tokens})
+        tokens = output[0][0] if nbest else output
+        record = {"source": source, "output": join_tokens(tokens, task), "tokens": tokens}
+        if nbest:
+            record["nbest"] = [
+                {"output": join_tokens(t, task), "tokens": t, "score": round(score, 4)} for t, score in output
+            ]
+        records.append(record)
     return records
 
 
@@ -486,10 +570,13 @@ def rescore_proposals(
     proposals = []  # [member][row]
     for lp, n, c in zip(log_probs, lengths, configs):
         best = lp.argmax(-1).tolist()
-        proposals.append([decode_ids(row[:k], c["loss"]) for row, k in zip(best, n.tolist())])
+        proposals.append([decode_ids(row[:k], loss_name(c)) for row, k in zip(best, n.tolist())])
     scores = torch.stack(
         [
-            sum(sequence_log_likelihood(lp, n, candidates, c["loss"]) for lp, n, c in zip(log_probs, lengths, configs))
+            sum(
+                sequence_log_likelihood(lp, n, candidates, loss_name(c))
+                for lp, n, c in zip(log_probs, lengths, configs)
+            )
             for candidates in proposals
         ],
         dim=1,
