@@ -22,6 +22,7 @@ from convnlp.checkpoint import Checkpoint
 from convnlp.device import pick_device
 from convnlp.errors import UserError
 from convnlp.onnx_runtime import load_exported
+from convnlp.tasks import with_decoding
 
 
 class Predictor:
@@ -45,9 +46,12 @@ class Predictor:
             f"{len(self.labels)} labels, device={self.device})"
         )
 
-    def predict(self, texts: str | Iterable[str], batch_size: int = 64) -> list[dict] | dict:
+    def predict(
+        self, texts: str | Iterable[str], batch_size: int = 64, beam: int | None = None, nbest: int = 0
+    ) -> list[dict] | dict:
         """The records of ``texts`` (a list of strings: a list of records; one string: its record),
-        ``batch_size`` texts at a time."""
+        ``batch_size`` texts at a time. Generation with an autoregressive decoder: ``beam``, the beam
+        width (None: the checkpoint's ``task.beam``); ``nbest``, also the N best outputs of each."""
         one = isinstance(texts, str)
         texts = [texts] if one else list(texts)
         for i, text in enumerate(texts):
@@ -55,12 +59,16 @@ class Predictor:
                 raise UserError(f"predict: texts[{i}] is {type(text).__name__} {text!r:.40}, not a str")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise UserError(f"predict: batch_size={batch_size!r} must be a whole number, at least 1")
+        for name, value, least in (("beam", beam, 1), ("nbest", nbest, 0)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+                raise UserError(f"predict: {name}={value!r} must be a whole number, at least {least}")
+        task_cfg = with_decoding(self._task_cfg, beam, nbest)
         records = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 inputs = [self._task.read_input(text) for text in texts[start : start + batch_size]]
                 records += self._task.predict_records(
-                    self.model, self.tokenizer, self.labels, inputs, self.device, self._task_cfg
+                    self.model, self.tokenizer, self.labels, inputs, self.device, task_cfg
                 )
         return records[0] if one else records
 

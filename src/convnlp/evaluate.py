@@ -13,6 +13,7 @@ from convnlp.api import load_model
 from convnlp.config import validate_group
 from convnlp.data import load_splits
 from convnlp.errors import UserError
+from convnlp.tasks import with_decoding
 from convnlp.threads import ThreadPolicy
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     if split not in data:  # e.g. data=hub with data.test_split=null
         raise UserError(f"data={data_cfg.name} has no {split} split configured")
     data = data[split]
-    unseen = task.report_unseen(data, loaded.labels, split, loaded.task_cfg, loaded.tokenizer)
-    metrics = task.evaluate(model, loaded.tokenizer, loaded.labels, data, loaded.task_cfg, device, cfg.batch_tokens)
+    task_cfg = with_decoding(loaded.task_cfg, cfg.get("beam"))
+    unseen = task.report_unseen(data, loaded.labels, split, task_cfg, loaded.tokenizer)
+    metrics = task.evaluate(model, loaded.tokenizer, loaded.labels, data, task_cfg, device, cfg.batch_tokens)
     # labels training never saw: each of their tokens or texts is an error
     named = [str(c) for c in cfg.checkpoint] if isinstance(cfg.checkpoint, ListConfig) else str(cfg.checkpoint)
     result = {

@@ -212,6 +212,11 @@ def export(
         raise UserError(f"output={output}: exists and is not an empty directory; choose a new directory")
     loaded = checkpoint.load(directory, "cpu")
     model, config, tokenizer, labels = loaded.model.eval(), loaded.config, loaded.tokenizer, loaded.labels
+    if getattr(model.head, "autoregressive", False):
+        raise UserError(
+            f"export: decoder={config['decoder']['name']} decodes step by step with a search over a growing "
+            "prefix, which one ONNX graph does not hold; serve it with runtime=torch (decoder=deconv exports)"
+        )
     inputs = calibrated_on = None
     if quantized:  # read (and checked) before anything is written
         inputs, calibrated_on = calibration_inputs(config, calibration, calibration_examples, encoding)

@@ -108,6 +108,44 @@ def format_table(rows: list[dict], encoder: nn.Module) -> str:
     return "\n".join(lines)
 
 
+def autoregressive_report(decoder: nn.Module, source_symbols: int) -> dict:
+    """An autoregressive decoder's layers, its receptive field over the target prefix, and its
+    FLOPs per output symbol (for a source of ``source_symbols``: the attention reads all of it)."""
+    layers = []
+    if hasattr(decoder, "convs"):
+        reach = 1
+        for i, conv in enumerate(decoder.convs):
+            kernel, dilation = conv.conv.kernel_size[0], conv.conv.dilation[0]
+            reach += (kernel - 1) * dilation
+            layers.append({"layer": f"conv[{i}] causal GLU k={kernel} d={dilation} + attention", "prefix_reach": reach})
+    else:
+        for i in range(decoder.lstm.num_layers):
+            layers.append({"layer": f"lstm[{i}] width {decoder.lstm.hidden_size}", "prefix_reach": "unbounded"})
+        layers.append({"layer": "attention (Luong, general)", "prefix_reach": "unbounded"})
+    field = decoder.receptive_field
+    flops = decoder.flops(source_symbols)
+    return {
+        "decoder": type(decoder).__name__,
+        "layers": layers,
+        "prefix_receptive_field": field if math.isfinite(field) else "unbounded",
+        "source_symbols": source_symbols,
+        "flops": [{"part": part, "flops": n} for part, n in flops],
+        "flops_per_symbol": sum(n for _, n in flops),
+        "parameters": sum(p.numel() for n, p in decoder.named_parameters() if not n.startswith("output.")),
+    }
+
+
+def format_autoregressive(report: dict) -> str:
+    lines = [f"decoder: {report['decoder']}, autoregressive; each layer and its reach over the target prefix"]
+    lines += [f"  {row['layer']:<44} {row['prefix_reach']!s:>9}" for row in report["layers"]]
+    lines.append(f"  receptive field over the prefix: {report['prefix_receptive_field']} symbols")
+    lines.append(f"  FLOPs per output symbol, for a source of {report['source_symbols']} symbols:")
+    lines += [f"    {row['part']:<42} {row['flops']:>11,}" for row in report["flops"]]
+    lines.append(f"    {'total (output layer: 1 target symbol here)':<42} {report['flops_per_symbol']:>11,}")
+    lines.append(f"  {report['parameters']:,} parameters (without the output layer, sized by the target vocabulary)")
+    return "\n".join(lines)
+
+
 def decoder_report(decoder: nn.Module) -> dict:
     """The deconvolutional decoder's length arithmetic (length after each stage), its resting
     stack's reach over output positions, and its parameters without the output layer."""
@@ -331,7 +369,11 @@ def inspect_command(cfg, run_dir: Path) -> dict:
     for row in rows:
         if math.isinf(row["receptive_field"]):
             row["receptive_field"] = "unbounded"
-    if decoder is not None:
+    if decoder is not None and getattr(decoder, "autoregressive", False):
+        report["decoder"] = autoregressive_report(decoder, cfg.get("source_symbols", 10))
+        print()
+        print(format_autoregressive(report["decoder"]))
+    elif decoder is not None:
         report["decoder"] = decoder_report(decoder)
         print()
         print(format_decoder(report["decoder"]))

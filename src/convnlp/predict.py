@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from convnlp.api import load_model
 from convnlp.errors import UserError
 from convnlp.inputs import BadLine, read_lines
+from convnlp.tasks import with_decoding
 from convnlp.threads import ThreadPolicy
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def predict_command(cfg: DictConfig) -> None:
     chosen = threads.start(logging.DEBUG)
     if getattr(loaded.model, "threads", None) == 0:  # ONNX Runtime: the threads the policy chose, fixed from here
         loaded.model.set_threads(chosen)
-    task, task_cfg = loaded.task, loaded.task_cfg
+    task, task_cfg = loaded.task, with_decoding(loaded.task_cfg, cfg.get("beam"), cfg.get("nbest", 0))
     empty, bad, first_bad = 0, 0, None
     with ExitStack() as stack:
         source = sys.stdin.buffer if cfg.input == "-" else _open(cfg.input, "rb", stack)

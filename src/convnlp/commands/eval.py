@@ -18,6 +18,15 @@ THREADS = Check(
     "must be a whole number: 0 (the free cores) or more",
 )
 
+BEAM = Check(
+    lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+    "must be a whole number, at least 1 (or null: the checkpoint's task.beam)",
+)
+NBEST = Check(
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "must be a whole number, 0 (no n-best list) or more",
+)
+
 
 @dataclass
 class EvalCommand:
@@ -26,6 +35,7 @@ class EvalCommand:
     device: str = option("auto", choices=DEVICES)
     runtime: str = option("torch", choices=RUNTIMES, help="onnx: an exported directory, by ONNX Runtime")
     threads: int = option(0, THREADS)
+    beam: Any = option(None, BEAM, help="generation with convs2s or lstm: the beam width (null: the checkpoint's)")
 
 
 @COMMANDS.register(

@@ -42,6 +42,9 @@ class InspectCommand:
     norm: str = option("none", choices=("layer", "none"), help="gradient_flow: with or without LayerNorm")
     length: int = option(256, BATCH, help="positions of the measured inputs")
     samples: int = option(16, BATCH, help="random inputs averaged for the effective receptive field")
+    source_symbols: int = option(
+        10, BATCH, help="autoregressive decoders: the source length their attention FLOPs per symbol are given for"
+    )
     seed: int = 0
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from convnlp.commands.eval import BATCH, DEVICES, RUNTIMES, THREADS
+from convnlp.commands.eval import BATCH, BEAM, DEVICES, NBEST, RUNTIMES, THREADS
 from convnlp.registry import COMMANDS, option
 
 
@@ -25,6 +25,8 @@ class PredictCommand:
     device: str = option("auto", choices=DEVICES)
     runtime: str = option("torch", choices=RUNTIMES)
     threads: int = option(0, THREADS)
+    beam: Any = option(None, BEAM, help="generation with convs2s or lstm: the beam width (null: the checkpoint's)")
+    nbest: int = option(0, NBEST, help="generation with convs2s or lstm: also the N best outputs of each source")
 
 
 @COMMANDS.register(

@@ -15,7 +15,10 @@ fairseq). The contract:
     step(state, tokens[N], t) -> logits[N, V] the scores of position t given the symbol at t - 1;
                                               ``state``'s caches grow by that position, nothing
                                               of the prefix is computed again
-    reorder(state, index[N'])                 the state of rows ``index`` (beam search)
+    reorder(state, index[N'], expand)         the state of rows ``index`` (beam search); with
+                                              ``expand`` false the rows stay within their source,
+                                              whose projected encoder output ("memory") is the
+                                              same in every row, so it is not copied
 
 A source of n symbols gets at most ``min(length_ratio * n + length_extra, max_length)`` output
 positions (``output_lengths``), the end symbol included: the rule training targets are checked
@@ -69,6 +72,12 @@ def output_lengths(cfg: dict, source_lengths: torch.Tensor) -> torch.Tensor:
 def shift_right(target: torch.Tensor) -> torch.Tensor:
     """The decoder's inputs for teacher forcing: ``</s>``, then the target without its last symbol."""
     return torch.cat([target.new_full((target.shape[0], 1), END), target[:, :-1]], dim=1)
+
+
+def reorder_state(state: dict, index: torch.Tensor, expand: bool = True) -> dict:
+    """A decoder's state at the rows ``index``; its ``memory`` (the same in all rows of a source)
+    only when ``expand``, the rows being repeated or moved across sources."""
+    return {k: v if k == "memory" and not expand else reorder(v, index) for k, v in state.items()}
 
 
 def reorder(state, index: torch.Tensor):

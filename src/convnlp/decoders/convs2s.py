@@ -2,7 +2,7 @@
 ByteNet, Kalchbrenner et al. 2016): causal gated convolutions over the target prefix, attention
 to the encoder's output from every layer.
 
-    input       target embedding * sqrt(embedding_dim) + learned position -> linear to width g
+    input       target embedding + learned position -> linear to width: g
     each layer  y = GLU(causal_conv_d(dropout(norm(x))))        kernel k, dilation d, 2 x width
                 y = (y + attend(query=(y + g) / sqrt 2)) / sqrt 2
                 x = (x + y) / sqrt 2
@@ -48,7 +48,7 @@ class ConvS2SConfig:
         help="one dilation per layer (ByteNet: [1, 2, 4, 8]); empty: 1 for every layer",
     )
     norm: str = norm_option()
-    dropout: float = dropout_option(0.2)
+    dropout: float = dropout_option(0.1)
     label_smoothing: float = ar.label_smoothing_option()
     max_length: int = ar.max_length_option()
     source_length: int = ar.source_length_option()
@@ -77,9 +77,12 @@ class CausalGLU(nn.Module):
         return F.glu(y, dim=1).transpose(1, 2)
 
     def step(self, window: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One new position ``x`` (N, W): its output (N, W) and the window (N, W, history + 1) moved on."""
+        """One new position ``x`` (N, W): its output (N, W) and the window (N, W, history + 1) moved on.
+        The convolution at one position is one matrix product with the taps the kernel reads."""
         window = torch.cat([window[:, :, 1:], x[:, :, None]], dim=2)
-        return F.glu(self.conv(window)[:, :, 0], dim=1), window
+        taps = window[:, :, :: self.conv.dilation[0]]  # (N, W, kernel)
+        y = F.linear(taps.flatten(1), self.conv.weight.flatten(1), self.conv.bias)
+        return F.glu(y, dim=1), window
 
 
 @DECODERS.register(ConvS2SConfig)
@@ -94,7 +97,6 @@ class ConvS2SDecoder(nn.Module):
         width, dilations = cfg.width, list(cfg.dilations) or [1] * cfg.layers
         self.max_length, self.dilations, self.kernel = cfg.max_length, dilations, cfg.kernel
         self.embedding = nn.Embedding(num_labels, cfg.embedding_dim)
-        self.embedding_scale = math.sqrt(cfg.embedding_dim)
         self.positions = nn.Embedding(cfg.max_length, cfg.embedding_dim)
         self.project = nn.Linear(cfg.embedding_dim, width)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -115,7 +117,7 @@ class ConvS2SDecoder(nn.Module):
     def embed(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
         """(B, S) symbols at positions start.. -> (B, S, width) layer input."""
         where = torch.arange(start, start + tokens.shape[1], device=tokens.device)
-        return self.project(self.dropout(self.embedding(tokens) * self.embedding_scale + self.positions(where)))
+        return self.project(self.dropout(self.embedding(tokens) + self.positions(where)))
 
     def layer_out(self, i: int, y: torch.Tensor, g: torch.Tensor, memory: dict) -> torch.Tensor:
         """A layer's gated output ``y`` with its attention to the source added."""
@@ -142,7 +144,7 @@ class ConvS2SDecoder(nn.Module):
             x = (x + self.layer_out(i, y[:, None], g[:, None], memory)[:, 0]) * SQRT_HALF
         return self.output(self.final_norm(x))
 
-    reorder = staticmethod(ar.reorder)
+    reorder = staticmethod(ar.reorder_state)
 
     def flops(self, source_length: int) -> list[tuple[str, int]]:
         """FLOPs (2 per multiply-add) of one output symbol, by part, for a source of

@@ -82,7 +82,7 @@ class LSTMDecoder(nn.Module):
         state["h"], state["c"] = h.transpose(0, 1), c.transpose(0, 1)
         return self.output(self.attend(s, state["memory"])[:, 0])
 
-    reorder = staticmethod(ar.reorder)
+    reorder = staticmethod(ar.reorder_state)
 
     def flops(self, source_length: int) -> list[tuple[str, int]]:
         """FLOPs (2 per multiply-add) of one output symbol, by part, for a source of

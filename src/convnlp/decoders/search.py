@@ -8,7 +8,10 @@ is the only symbol left. ``<pad>`` and ``<blank>`` are never produced.
 Beam search keeps the ``beam`` best prefixes of each source; a prefix that ends enters the
 source's finished list with its log-probability divided by ``length ** length_penalty`` (length
 normalisation: 0 ranks by the sum, 1 by the mean per symbol); a source is done when ``beam``
-prefixes have ended, as fairseq's search does. With ``beam=1`` it is greedy search.
+prefixes have ended and the worst of them scores better than the best open prefix would if it
+ended at the next position (as Hugging Face's beam search decides; log-probabilities only fall
+as a prefix grows), or at its maximum length. With ``beam=1`` and ``length_penalty=0`` it is greedy search
+(``task.beam=1`` decodes greedily, whatever the length penalty).
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ class Members:
         mean[:, PAD] = mean[:, BLANK] = float("-inf")
         return mean
 
-    def reorder(self, index: torch.Tensor) -> None:
-        self.states = [d.reorder(s, index) for d, s in zip(self.decoders, self.states)]
+    def reorder(self, index: torch.Tensor, expand: bool = False) -> None:
+        """The states at rows ``index``: within each source (a beam step), or ``expand``ed."""
+        self.states = [d.reorder(s, index, expand) for d, s in zip(self.decoders, self.states)]
 
 
 def _only_end(log_probs: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -80,7 +84,7 @@ def beam_search(members: Members, limits: torch.Tensor, beam: int, length_penalt
     """The ``beam`` best outputs of each source, best first. ``limits`` (B,): output positions at most."""
     b, device = limits.shape[0], limits.device
     rows = torch.arange(b, device=device)
-    members.reorder(rows.repeat_interleave(beam))
+    members.reorder(rows.repeat_interleave(beam), expand=True)
     scores = torch.full((b, beam), float("-inf"), device=device)
     scores[:, 0] = 0.0
     prefixes = torch.zeros(b * beam, 0, dtype=torch.long, device=device)
@@ -99,14 +103,23 @@ def beam_search(members: Members, limits: torch.Tensor, beam: int, length_penalt
             prefix = prefixes[i * beam + origin[i, j]].tolist()
             log_prob = top[i, j].item()
             finished[i].append(Hypothesis(log_prob / (len(prefix) + 1) ** length_penalty, log_prob, prefix))
-        done |= torch.as_tensor([len(f) >= beam for f in finished], device=device) | (t + 1 >= limits)
-        if done.all():
-            break
+            finished[i] = sorted(finished[i], key=lambda h: -h.score)[:beam]
         # the K best candidates that do not end go on (sorted: non-ending first, then by rank)
         keep = (ends.long() * top.shape[1] + torch.arange(top.shape[1], device=device)).argsort(dim=1)[:, :beam]
         scores = top.gather(1, keep).masked_fill(ends.gather(1, keep), float("-inf"))
+        done |= _finished(finished, scores.amax(dim=1) / (t + 2) ** length_penalty, beam) | (t + 1 >= limits)
+        if done.all():
+            break
         picked = (rows[:, None] * beam + origin.gather(1, keep)).view(-1)
         tokens = symbol.gather(1, keep).view(-1)
         prefixes = torch.cat([prefixes[picked], tokens[:, None]], dim=1)
         members.reorder(picked)
-    return [sorted(f, key=lambda h: -h.score)[:beam] for f in finished]
+    return finished
+
+
+def _finished(finished: list[list[Hypothesis]], bound: torch.Tensor, beam: int) -> torch.Tensor:
+    """(B,) sources with ``beam`` finished outputs, the worst better than ``bound``: what the best
+    prefix still open would score if it ended at the next position."""
+    return torch.as_tensor(
+        [len(f) >= beam and f[-1].score >= b for f, b in zip(finished, bound.tolist())], device=bound.device
+    )

@@ -14,7 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from convnlp.registry import TASKS
+from convnlp.errors import UserError
+from convnlp.registry import DECODERS, TASKS
 
 
 @runtime_checkable
@@ -63,3 +64,18 @@ def get_task(name: str) -> Task:
 def task_config(config: dict) -> dict:
     """The ``task`` group of a resolved run config, with its ``decoder`` group (None if none)."""
     return {**config["task"], "decoder": config.get("decoder")}
+
+
+def with_decoding(task_cfg: dict, beam: int | None = None, nbest: int = 0) -> dict:
+    """A checkpoint's task config with ``predict``/``eval``'s ``beam`` (None: the checkpoint's
+    ``task.beam``) and ``nbest`` (0: none): for generation with an autoregressive decoder only."""
+    if beam is None and not nbest:
+        return task_cfg
+    decoder = task_cfg.get("decoder") or {}
+    if task_cfg["name"] != "generation" or not getattr(DECODERS[decoder["name"]].target, "autoregressive", False):
+        given = " ".join(f"{k}={v}" for k, v in (("beam", beam), ("nbest", nbest)) if v)
+        kind = f"decoder={decoder['name']}" if decoder else f"task={task_cfg['name']}"
+        raise UserError(
+            f"{given}: beam search is for task=generation with decoder=convs2s or lstm; this checkpoint has {kind}"
+        )
+    return {**task_cfg, "beam": beam or task_cfg.get("beam", 1), "nbest": nbest}

@@ -491,7 +491,8 @@ def group_references(split, task: dict) -> tuple[list[str], list[list[list[str]]
 
 
 def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: int) -> dict:
-    """Metrics of ``split`` (columns source, target) and speed in sources/s."""
+    """Metrics of ``split`` (columns source, target), speed in sources/s, and (autoregressive
+    decoders) the beam width they were decoded with."""
     sources, references = group_references(split, task)
     start = time.perf_counter()
     predictions = generate(model, tokenizer, labels, sources, device, task, batch_tokens)
@@ -505,6 +506,8 @@ def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: 
         )
     result = metrics(predictions, references, task)
     result["sources_per_s"] = len(sources) / max(seconds, 1e-9)
+    if is_autoregressive(task["decoder"]):
+        result["beam"] = task.get("beam", 1)  # the search the figures come from
     return result
 
 
