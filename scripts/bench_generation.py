@@ -17,8 +17,9 @@ falls on all of them. Measurements:
   checkpoint's network on batches of its training data (``trainer.batch_tokens`` of the
   checkpoint), the trained weights left untouched (a copy is trained).
 
-Ratios are taken per round against ``--baseline`` (a subject's name; default the last
-checkpoint at the largest beam) and their median is shown. Prints a table, writes JSON.
+Subjects are named by decoder and width (``convs2s-256/beam5``). Ratios are taken per round
+against ``--baseline`` (a checkpoint's name, ``lstm-256``; default the last checkpoint): at the
+same beam for sources/s, its own row for latency and training; their median is shown. Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class Decoder:
         self.task = {**loaded.task_cfg, "beam": beam}
         self.decoder = loaded.config["decoder"]["name"]
         self.autoregressive = is_autoregressive(loaded.config["decoder"])
-        self.name = f"{self.decoder}/beam{beam}" if self.autoregressive else self.decoder
+        self.checkpoint_name = f"{self.decoder}-{loaded.config['decoder']['width']}"  # e.g. convs2s-256
+        self.name = f"{self.checkpoint_name}/beam{beam}" if self.autoregressive else self.checkpoint_name
         self.path, self.beam, self.sources, self.batch_tokens = path, beam, sources, batch_tokens
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self.trainee = None  # the copy that trains, made on first use
@@ -108,6 +110,16 @@ def measure(subjects: list[Decoder], threads: int, args) -> list[dict]:
     return raw
 
 
+def _baseline_row(raw: list[dict], r: dict, metric: str, baseline: str) -> dict | None:
+    """The baseline checkpoint's measurement of ``metric`` in the same round and thread count:
+    at the same beam where it has one (sources/s), else the one that has it (latency, training)."""
+    same = [b for b in raw if (b["threads"], b["repetition"]) == (r["threads"], r["repetition"]) and metric in b]
+    beam = r["subject"].partition("/")[2]
+    exact = [b for b in same if b["subject"] == f"{baseline}/{beam}" or b["subject"] == baseline]
+    others = [b for b in same if b["subject"].partition("/")[0] == baseline]
+    return (exact or others or [None])[0]
+
+
 def summarize(raw: list[dict], baseline: str) -> list[dict]:
     rows = []
     for threads in dict.fromkeys(r["threads"] for r in raw):
@@ -118,15 +130,8 @@ def summarize(raw: list[dict], baseline: str) -> list[dict]:
                 row[metric] = statistics.median(r[metric] for r in mine)
                 ratios = []
                 for r in mine:
-                    base = next(
-                        (
-                            b
-                            for b in raw
-                            if (b["threads"], b["subject"], b["repetition"]) == (threads, baseline, r["repetition"])
-                        ),
-                        None,
-                    )
-                    if base and metric in base:
+                    base = _baseline_row(raw, r, metric, baseline)
+                    if base is not None:
                         ratio = r[metric] / base[metric]
                         ratios.append(1 / ratio if metric.endswith("_ms") else ratio)
                 row[f"{metric}_ratio"] = statistics.median(ratios) if ratios else None
@@ -148,7 +153,10 @@ def table(rows: list[dict], baseline: str) -> str:
             f"| {cell(r.get('latency_p50_ms'), r.get('latency_p50_ms_ratio'), '.2f')} "
             f"| {cell(r.get('target_symbols_per_s'), r.get('target_symbols_per_s_ratio'), ',.0f')} |"
         )
-    return "\n".join(lines) + f"\n\nratios: medians of per-round ratios to {baseline} (latency: its ms over ours)\n"
+    return "\n".join(lines) + (
+        f"\n\nratios: medians of per-round ratios to {baseline} at the same beam (sources/s), or to its own row "
+        "(latency: its ms over ours; training)\n"
+    )
 
 
 def main() -> None:
@@ -180,7 +188,7 @@ def main() -> None:
             subjects.append(subject)
             if not subject.autoregressive:
                 break
-    baseline = args.baseline or subjects[-1].name
+    baseline = args.baseline or subjects[-1].checkpoint_name
     raw = []
     peaks = {}
     for threads in args.threads:

@@ -26,7 +26,13 @@ from pathlib import Path
 
 STEPS = ["trainer.max_steps=60", "trainer.eval_every=30", "trainer.progress=false", "trainer.amp=true"]
 DEVICE = "cuda"
-TASKS = {"tagging": [], "classification": ["task=classification"], "generation": ["task=generation"]}
+TASKS = {
+    "tagging": [],
+    "classification": ["task=classification"],
+    "generation": ["task=generation", "decoder=deconv"],
+    "generation_convs2s": ["task=generation", "decoder=convs2s"],  # beam search on the device
+    "generation_lstm": ["task=generation", "decoder=lstm"],
+}
 
 
 def run(command: list[str], cwd: Path, timeout: float = 900) -> tuple[int, str, float]:
@@ -79,6 +85,8 @@ API_TEXTS = {
     "tagging": ["K AE T", "HH AH L OW", "K AH N V AH L UW SH AH N"],
     "classification": ["cat", "hello", "convolution", "unbelievable"],
     "generation": ["cat", "hello", "convolution"],
+    "generation_convs2s": ["cat", "hello", "convolution"],
+    "generation_lstm": ["cat", "hello", "convolution"],
 }
 
 

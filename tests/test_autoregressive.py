@@ -5,6 +5,9 @@ trained model, n-best, ensembles, predict, the API, resume, and the errors of ba
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +23,7 @@ from convnlp.tasks import generation as gen
 from tests import test_generation as tg
 from tests.conftest import convnlp as run_convnlp
 from tests.conftest import run_dirs, spelling_args
+from tests.test_cli import _kill_at_step, _uninterrupted
 
 COMMON = {
     "label_smoothing": 0.0,
@@ -341,8 +345,6 @@ def test_bad_predict_settings_are_one_line(ar_runs, tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_convs2s_run_resumes_to_identical_weights(tmp_path, spelling_files):
-    from tests.test_cli import _kill_at_step, _uninterrupted
-
     args = [
         *spelling_args(spelling_files),
         *TINY_AR,
@@ -384,3 +386,35 @@ def test_export_is_refused_in_one_line_and_inspect_shows_the_decoder(ar_runs, tm
     )
     lstm = run_convnlp("inspect", "task=generation", "decoder=lstm", cwd=tmp_path)
     assert "receptive field over the prefix: unbounded symbols" in lstm.stdout
+
+
+def test_an_autoregressive_teacher_relabels_for_distillation():
+    teacher, tokenizer, labels, task, _ = overfit("lstm")
+    split = tg.split_of([("cat", "K AH0 T"), ("cat", "K AE1 T"), ("dog", "D AO1 G G"), ("x" * 13, "AA1")])
+    columns, counts = gen.distill(split, teacher, tokenizer, labels, task, tg.TASK, torch.device("cpu"), 1000)
+    # its outputs for what it learned; a source longer than decoder.source_length=12 keeps its reference
+    assert columns == {"source": ["cat", "dog", "x" * 13], "target": ["K AE1 T", "D AO1 G", "AA1"]}
+    assert counts == {"sources": 3, "changed": 1, "kept": 1}
+
+
+@pytest.mark.slow
+def test_the_generation_bench_script_times_every_decoder_and_writes_json(ar_runs, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_generation.py"
+    out = tmp_path / "bench.json"
+    runs = [str(ar_runs[d] / "best") for d in ("convs2s", "lstm")]
+    args = ["--threads", "1", "--beams", "1", "3", "--repetitions", "2", "--sources", "20", "--seconds", "0.1"]
+    result = subprocess.run(
+        [sys.executable, str(script), *runs, *args, "--latency-sources", "5", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["baseline"] == "lstm-32" and report["sources"] == 20
+    rows = {r["subject"]: r for r in report["summary"]}
+    assert set(rows) == {"convs2s-32/beam1", "convs2s-32/beam3", "lstm-32/beam1", "lstm-32/beam3"}
+    assert rows["lstm-32/beam3"]["sources_per_s_ratio"] == 1.0 and rows["lstm-32/beam1"]["sources_per_s_ratio"] == 1.0
+    assert rows["convs2s-32/beam3"]["sources_per_s"] > 0 and rows["convs2s-32/beam1"]["target_symbols_per_s_ratio"] > 0
+    assert "target_symbols_per_s" not in rows["convs2s-32/beam3"]
+    assert "| 1 | convs2s-32/beam1 |" in result.stdout
