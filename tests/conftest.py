@@ -192,12 +192,15 @@ def review_args(files: dict[str, Path]) -> list[str]:
     ]
 
 
-TINY_GENERATOR = [
+TINY_GENERATION = [  # the task and a tiny encoder; each decoder adds its own settings
     "task=generation",
     "task.embedding_dim=16",
     "encoder.width=32",
     "encoder.dilations=[1,2]",
     "encoder.blocks=1",
+]
+TINY_GENERATOR = [
+    *TINY_GENERATION,
     "decoder.width=32",
     "decoder.rest_dilations=[1,2]",
     "decoder.source_length=8",

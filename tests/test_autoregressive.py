@@ -21,8 +21,8 @@ from convnlp.errors import UserError
 from convnlp.model import build_model
 from convnlp.tasks import generation as gen
 from tests import test_generation as tg
+from tests.conftest import TINY_GENERATION, run_dirs, spelling_args
 from tests.conftest import convnlp as run_convnlp
-from tests.conftest import run_dirs, spelling_args
 from tests.test_cli import _kill_at_step, _uninterrupted
 
 COMMON = {
@@ -229,11 +229,7 @@ def test_n_best_of_a_one_pass_decoder_is_one_line():
 # ------------------------------------------------------------------- through the command line
 
 TINY_AR = [
-    "task=generation",
-    "task.embedding_dim=16",
-    "encoder.width=32",
-    "encoder.dilations=[1,2]",
-    "encoder.blocks=1",
+    *TINY_GENERATION,
     "decoder.width=32",
     "decoder.embedding_dim=16",
     "decoder.source_length=8",

@@ -28,6 +28,7 @@ against (``decoder.too_long``), so it always covers the training data.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -38,28 +39,19 @@ from convnlp.registry import at_least, fraction, option
 END = 1  # the end symbol (tasks/generation.py: <pad>, </s>, <blank>): it starts every target prefix
 
 
-def max_length_option(default: int = 64):
-    return option(default, at_least(2), help="output positions at most, the end symbol included")
+@dataclass
+class AutoregressiveOptions:
+    """The settings every autoregressive decoder has (its config dataclass extends this one):
+    the loss's label smoothing and the length rule that training and decoding share."""
 
-
-def source_length_option(default: int = 256):
-    return option(default, at_least(1), help="longest source in symbols (longer ones get an error)")
-
-
-def length_ratio_option(default: int = 2):
-    return option(default, at_least(1), help="a source of n symbols: at most length_ratio x n + length_extra outputs")
-
-
-def length_extra_option(default: int = 10):
-    return option(default, at_least(1, "room for the end symbol"))
-
-
-def label_smoothing_option(default: float = 0.1):
-    return option(default, fraction(), help="label smoothing of the cross-entropy (0: none)")
-
-
-def too_long_option():
-    return option(
+    label_smoothing: float = option(0.1, fraction(), help="label smoothing of the cross-entropy (0: none)")
+    max_length: int = option(64, at_least(2), help="output positions at most, the end symbol included")
+    source_length: int = option(256, at_least(1), help="longest source in symbols (longer ones get an error)")
+    length_ratio: int = option(
+        2, at_least(1), help="a source of n symbols: at most length_ratio x n + length_extra outputs"
+    )
+    length_extra: int = option(10, at_least(1, "room for the end symbol"))
+    too_long: str = option(
         "error", choices=("error", "filter"), help="a training target longer than the decoder allows: error | filter"
     )
 
@@ -110,8 +102,3 @@ class Attention(nn.Module):
         scores = scores.masked_fill(~memory["mask"][:, None, :], float("-inf"))
         weights = F.softmax(scores.float(), dim=-1).to(query.dtype)
         return torch.bmm(weights.nan_to_num(0.0), memory["values"])  # an empty source: no weight anywhere
-
-
-def flops_per_symbol(rows: list[tuple[str, int]]) -> int:
-    """The sum of a FLOP table (``(part, flops)`` rows)."""
-    return sum(f for _, f in rows)

@@ -36,7 +36,7 @@ SQRT_HALF = math.sqrt(0.5)
 
 
 @dataclass
-class ConvS2SConfig:
+class ConvS2SConfig(ar.AutoregressiveOptions):
     name: str = "convs2s"
     width: int = option(256, at_least(1), help="channels of every decoder layer")
     embedding_dim: int = option(128, at_least(1), help="the target symbol embedding's size")
@@ -49,12 +49,6 @@ class ConvS2SConfig:
     )
     norm: str = norm_option()
     dropout: float = dropout_option(0.1)
-    label_smoothing: float = ar.label_smoothing_option()
-    max_length: int = ar.max_length_option()
-    source_length: int = ar.source_length_option()
-    length_ratio: int = ar.length_ratio_option()
-    length_extra: int = ar.length_extra_option()
-    too_long: str = ar.too_long_option()
 
     def check(self) -> None:
         if self.dilations and len(self.dilations) != self.layers:

@@ -27,18 +27,12 @@ from convnlp.registry import DECODERS, at_least, option
 
 
 @dataclass
-class LSTMDecoderConfig:
+class LSTMDecoderConfig(ar.AutoregressiveOptions):
     name: str = "lstm"
     width: int = option(256, at_least(1), help="the LSTM's hidden size and the attention's width")
     embedding_dim: int = option(128, at_least(1), help="the target symbol embedding's size")
     layers: int = option(1, at_least(1))
     dropout: float = dropout_option(0.2)
-    label_smoothing: float = ar.label_smoothing_option()
-    max_length: int = ar.max_length_option()
-    source_length: int = ar.source_length_option()
-    length_ratio: int = ar.length_ratio_option()
-    length_extra: int = ar.length_extra_option()
-    too_long: str = ar.too_long_option()
 
 
 @DECODERS.register(LSTMDecoderConfig)

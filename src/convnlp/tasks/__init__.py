@@ -14,8 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from convnlp.decoders import is_autoregressive
 from convnlp.errors import UserError
-from convnlp.registry import DECODERS, TASKS
+from convnlp.registry import TASKS
 
 
 @runtime_checkable
@@ -72,7 +73,7 @@ def with_decoding(task_cfg: dict, beam: int | None = None, nbest: int = 0) -> di
     if beam is None and not nbest:
         return task_cfg
     decoder = task_cfg.get("decoder") or {}
-    if task_cfg["name"] != "generation" or not getattr(DECODERS[decoder["name"]].target, "autoregressive", False):
+    if task_cfg["name"] != "generation" or not is_autoregressive(decoder):
         given = " ".join(f"{k}={v}" for k, v in (("beam", beam), ("nbest", nbest)) if v)
         kind = f"decoder={decoder['name']}" if decoder else f"task={task_cfg['name']}"
         raise UserError(
