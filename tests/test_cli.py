@@ -467,7 +467,7 @@ def test_every_encoder_family_trains_through_the_cli(tmp_path, conll_files):
         (["predict"], "checkpoint is required: add checkpoint=..."),
         (["train", "data=conll"], "data=conll needs a training file: data.train=PATH"),
         (["train", "data=conllu", "data.train=nope.conllu"], "nope.conllu: no such file"),
-        (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, export, inspect, average"),
+        (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, export, serve, inspect, average"),
         (
             ["train", "task=classification", "data=ud_ewt"],
             "data=ud_ewt is tagging data; task=classification needs one of:",

@@ -40,6 +40,11 @@ class Predictor:
         self._task, self._task_cfg = loaded.task, loaded.task_cfg
         self.model.eval()
 
+    @property
+    def task_config(self) -> dict:
+        """The checkpoint's ``task`` group with its ``decoder`` (what the task's functions take)."""
+        return self._task_cfg
+
     def __repr__(self) -> str:
         return (
             f"convnlp.Predictor(task={self.task_name}, encoder={self.config['encoder']['name']}, "
@@ -47,7 +52,7 @@ class Predictor:
         )
 
     def predict(
-        self, texts: str | Iterable[str], batch_size: int = 64, beam: int | None = None, nbest: int = 0
+        self, texts: str | Iterable[str], batch_size: int = 1024, beam: int | None = None, nbest: int = 0
     ) -> list[dict] | dict:
         """The records of ``texts`` (a list of strings: a list of records; one string: its record),
         ``batch_size`` texts at a time. Generation with an autoregressive decoder: ``beam``, the beam

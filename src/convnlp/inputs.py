@@ -4,8 +4,12 @@ its own, so one undecodable byte costs one line, not the file, and that line is 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+import os
+import select
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from convnlp.errors import UserError
 
@@ -90,3 +94,66 @@ def _wide_lines(stream, name: str, codec: str) -> Iterator[str | BadLine]:
         buffer = buffer[start:]
     if buffer:
         yield _decode(buffer, number + 1, name, fixed, codec)
+
+
+class PipeLines:
+    """The byte lines of a pipe or a terminal, read with ``os.read`` in this thread (no reader
+    thread, no buffered reader's lock), and ``ready(timeout)``: whether more input came within
+    ``timeout`` seconds, so ``chunks`` can hand on what it has when the writer pauses."""
+
+    def __init__(self, stream):
+        self.stream = stream  # kept: its descriptor closes with it
+        self.fd, self.buffer, self.eof = stream.fileno(), b"", False
+
+    def _fill(self) -> bool:
+        chunk = os.read(self.fd, 1 << 16)
+        self.buffer += chunk
+        self.eof = not chunk
+        return bool(chunk)
+
+    def ready(self, timeout: float) -> bool:
+        if b"\n" in self.buffer or self.eof:
+            return True
+        return bool(select.select([self.fd], [], [], max(timeout, 0.0))[0])
+
+    def read(self, size: int = -1) -> bytes:
+        """What has come (``size`` bytes at most), waiting only when nothing has: as a raw read."""
+        if not self.buffer and not self.eof:
+            self._fill()
+        size = len(self.buffer) if size < 0 else size
+        out, self.buffer = self.buffer[:size], self.buffer[size:]
+        return out
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        while b"\n" not in self.buffer:
+            if self.eof or not self._fill():
+                if not self.buffer:
+                    raise StopIteration
+                line, self.buffer = self.buffer, b""
+                return line
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
+
+def chunks(
+    items: Iterable, size: int, wait: float = 0.0, ready: Callable[[float], bool] | None = None
+) -> Iterator[list]:
+    """Lists of at most ``size`` of ``items``. Without ``ready`` (a file): full lists. With
+    ``ready`` (``PipeLines.ready`` of a pipe or a terminal): a list is also handed on when the next
+    item has not come ``wait`` seconds after the list's first one, so a reader whose writer pauses
+    gets each answer promptly while a steady stream still goes in full batches."""
+    items = iter(items)
+    while chunk := list(islice(items, 1)):
+        deadline = time.monotonic() + wait
+        while len(chunk) < size and (ready is None or ready(deadline - time.monotonic())):
+            item = next(items, _END)
+            if item is _END:
+                break
+            chunk.append(item)
+        yield chunk
+
+
+_END = object()

@@ -3,8 +3,9 @@
 Tagging reads one sentence per line (whitespace-separated tokens) and writes its tags;
 classification reads one text per line and writes its label and class probabilities;
 generation reads one source per line and writes its output. Input is read and labeled
-``batch_sentences`` lines at a time and every batch is flushed, so output streams from a pipe
-and memory stays bounded however long the input is.
+``batch_sentences`` lines at a time and every batch is flushed, so output streams and memory
+stays bounded however long the input is; from a pipe or a terminal, the lines read so far are
+labeled as soon as the input pauses for ``flush_ms``, so each line is answered promptly.
 
 Every input line gets exactly one output line, in input order. A line that cannot be read (an
 undecodable byte) gets a record with ``error`` and the task's output fields null
@@ -15,17 +16,19 @@ lines and of empty lines goes to standard error.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
+import stat
 import sys
 from contextlib import ExitStack
-from itertools import islice
 
 from omegaconf import DictConfig
 
 from convnlp.api import load_model
 from convnlp.errors import UserError
-from convnlp.inputs import BadLine, read_lines
+from convnlp.inputs import BadLine, PipeLines, chunks, read_lines
 from convnlp.tasks import with_decoding
 from convnlp.threads import ThreadPolicy
 
@@ -38,6 +41,15 @@ def _open(path: str, mode: str, stack: ExitStack):
         return stack.enter_context(open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"})))
     except OSError as e:
         raise UserError(f"{path}: cannot open ({e.strerror})") from None
+
+
+def _regular_file(stream) -> bool:
+    """Whether ``stream`` reads a file (which never pauses), or a stream with no descriptor (read
+    as it is), not a pipe or a terminal."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return True
 
 
 def predict_command(cfg: DictConfig) -> None:
@@ -53,8 +65,9 @@ def predict_command(cfg: DictConfig) -> None:
     with ExitStack() as stack:
         source = sys.stdin.buffer if cfg.input == "-" else _open(cfg.input, "rb", stack)
         out = sys.stdout if cfg.output == "-" else _open(cfg.output, "w", stack)
-        lines = read_lines(source, "<stdin>" if cfg.input == "-" else cfg.input, cfg.encoding)
-        while chunk := list(islice(lines, cfg.batch_sentences)):
+        pipe = None if _regular_file(source) else PipeLines(source)  # it may pause: answer what came
+        lines = read_lines(pipe or source, "<stdin>" if cfg.input == "-" else cfg.input, cfg.encoding)
+        for chunk in chunks(lines, cfg.batch_sentences, cfg.flush_ms / 1000, pipe.ready if pipe else None):
             threads.update()
             stop = (
                 next((i for i, line in enumerate(chunk) if isinstance(line, BadLine)), None)

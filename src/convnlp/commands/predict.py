@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from convnlp.commands.eval import BATCH, BEAM, DEVICES, NBEST, RUNTIMES, THREADS
-from convnlp.registry import COMMANDS, option
+from convnlp.registry import COMMANDS, option, zero_or_more
 
 
 @dataclass
@@ -21,7 +21,8 @@ class PredictCommand:
     output: str = option("-", help="a file, or - for standard output")
     encoding: str = "utf-8"
     on_error: str = option("record", choices=("record", "stop"), help="a line that cannot be read")
-    batch_sentences: int = option(64, BATCH)
+    batch_sentences: int = option(1024, BATCH, help="lines labeled together at most")
+    flush_ms: float = option(50.0, zero_or_more(), help="from a pipe: label what was read when input pauses this long")
     device: str = option("auto", choices=DEVICES)
     runtime: str = option("torch", choices=RUNTIMES)
     threads: int = option(0, THREADS)
