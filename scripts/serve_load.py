@@ -43,32 +43,35 @@ def sentences_of(path: Path, limit: int) -> list[str]:
         ]
 
 
-def predict_baseline(checkpoint: str, sentences: list[str], threads: int, copies: int) -> dict:
-    """`convnlp predict` on ``copies`` x the sentences from a file: words/s without its start-up."""
+def predict_baseline(checkpoint: str, sentences: list[str], threads: int, copies: int, repetitions: int = 3) -> dict:
+    """`convnlp predict` on ``copies`` x the sentences from a file: words/s without its start-up
+    (the same command on one line), the median of ``repetitions`` interleaved pairs."""
     with tempfile.TemporaryDirectory() as tmp:
         one, many = Path(tmp, "one.txt"), Path(tmp, "many.txt")
         one.write_text(sentences[0] + "\n")
         many.write_text("".join(s + "\n" for s in sentences) * copies)
-        times = {}
-        for name, path in (("one", one), ("many", many)):
-            start = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, "-m", "convnlp", "predict", f"checkpoint={checkpoint}", f"threads={threads}",
-                 "device=cpu", f"input={path}"],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            times[name] = time.perf_counter() - start
-            if name == "one":
-                continue
-            records = [json.loads(line) for line in out.stdout.splitlines()]
+        times: dict[str, list[float]] = {"one": [], "many": []}
+        for _ in range(repetitions):
+            for name, path in (("one", one), ("many", many)):
+                start = time.perf_counter()
+                out = subprocess.run(
+                    [sys.executable, "-m", "convnlp", "predict", f"checkpoint={checkpoint}", f"threads={threads}",
+                     "device=cpu", f"input={path}"],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                times[name].append(time.perf_counter() - start)
+                if name == "many":
+                    records = [json.loads(line) for line in out.stdout.splitlines()[: len(sentences)]]
     words = sum(len(s.split()) for s in sentences) * copies
+    rates = [words / max(m - o, 1e-9) for m, o in zip(times["many"], times["one"])]
     return {
-        "records": records[: len(sentences)],
+        "records": records,
         "words": words,
         "seconds": times["many"],
-        "startup_seconds": times["one"],
-        "words_per_s": words / max(times["many"] - times["one"], 1e-9),
-        "words_per_s_with_startup": words / times["many"],
+        "startup_seconds": statistics.median(times["one"]),
+        "words_per_s": statistics.median(rates),
+        "words_per_s_each": rates,
+        "words_per_s_with_startup": words / statistics.median(times["many"]),
     }
 
 
@@ -210,7 +213,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000, help="per client count, at most")
     parser.add_argument("--seconds", type=float, default=20.0, help="per client count, at most")
     parser.add_argument("--soak-seconds", type=float, default=180.0, help="0: no soak")
-    parser.add_argument("--copies", type=int, default=4, help="predict's input: the sentences this many times")
+    parser.add_argument("--copies", type=int, default=8, help="predict's input: the sentences this many times")
     parser.add_argument("--limit", type=int, default=100_000, help="sentences read at most")
     parser.add_argument("--serve-args", nargs="*", default=[], help="more settings of the server it starts")
     parser.add_argument("--json", type=Path)

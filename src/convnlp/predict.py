@@ -67,7 +67,8 @@ def predict_command(cfg: DictConfig) -> None:
         out = sys.stdout if cfg.output == "-" else _open(cfg.output, "w", stack)
         pipe = None if _regular_file(source) else PipeLines(source)  # it may pause: answer what came
         lines = read_lines(pipe or source, "<stdin>" if cfg.input == "-" else cfg.input, cfg.encoding)
-        for chunk in chunks(lines, cfg.batch_sentences, cfg.flush_ms / 1000, pipe.ready if pipe else None):
+        wait = cfg.get("flush_ms", 50.0) / 1000
+        for chunk in chunks(lines, cfg.batch_sentences, wait, pipe.ready if pipe else None):
             threads.update()
             stop = (
                 next((i for i, line in enumerate(chunk) if isinstance(line, BadLine)), None)

@@ -69,44 +69,60 @@ RESPONSE_SCHEMA = {
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}}
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+async def read_body(scope, receive, limit: int) -> bytes | None:
+    """The request body, ``Rejected`` (413) when it is over ``limit`` bytes, by its Content-Length
+    or counted as it streams in; None when the client went away."""
+    length = dict(scope["headers"]).get(b"content-length")
+    too_large = Rejected(413, f"the request body is over max_body_bytes={limit} bytes")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise too_large
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        more = message.get("more_body", False)
+        if size > limit:
+            raise too_large
+    return b"".join(chunks)
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes (by its Content-Length, or counted as
-    it streams in) is answered 413 before the application reads it."""
+def _allowed_host(scope) -> bool:
+    """On loopback: whether the Host header names the loopback (not a name a page rebound to it)."""
+    host = dict(scope["headers"]).get(b"host", b"")
+    name = host[: host.index(b"]") + 1] if host.startswith(b"[") and b"]" in host else host.split(b":")[0]
+    return name.decode("latin-1").lower() in ("127.0.0.1", "localhost", "[::1]")
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+
+class PredictFirst:
+    """The ASGI application uvicorn runs: ``POST /predict`` answered here, in as few steps as the
+    protocol takes (it is the request that comes by the thousand), everything else (``/health``,
+    ``/info``, the page, the schema, the lifespan) by the FastAPI application ``api``."""
+
+    def __init__(self, api: FastAPI, answer, settings: Settings):
+        self.api, self.answer, self.settings = api, answer, settings
+        self.loopback = settings.host in LOOPBACK
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            return await self.app(scope, receive, send)
-        too_large = _error(413, f"the request body is over max_body_bytes={self.limit} bytes")
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await too_large(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.limit:
-                return await too_large(scope, receive, send)
-        body, sent = b"".join(chunks), False
+        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+            return await self.api(scope, receive, send)
+        if self.loopback and not _allowed_host(scope):
+            return await self._send(send, 400, {"error": "Invalid host header"})
+        try:
+            body = await read_body(scope, receive, self.settings.max_body_bytes)
+        except Rejected as e:
+            return await self._send(send, e.status, {"error": e.message})
+        if body is not None:
+            await self._send(send, *await self.answer(body))
 
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
+    @staticmethod
+    async def _send(send, status: int, content: dict) -> None:
+        data = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
 
 
 def parse(body: bytes, limits: Settings) -> tuple[list[str], int | None, int | None]:
@@ -158,7 +174,7 @@ class Settings:
     max_texts: int = 1000
     max_chars: int = 10_000
     max_batch: int = 256
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     beam: int | None = None
     nbest: int = 0
     max_beam: int = 16
@@ -251,8 +267,8 @@ class Records(JSONResponse):
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def create_app(predictor: Predictor, info: dict, settings: Settings = Settings()) -> FastAPI:
-    """The application serving ``predictor`` (``info``: ``GET /info``'s answer)."""
+def create_app(predictor: Predictor, info: dict, settings: Settings = Settings()) -> PredictFirst:
+    """The ASGI application serving ``predictor`` (``info``: ``GET /info``'s answer)."""
     threads = torch.get_num_threads()
 
     def predict(texts: list[str], key: tuple[int | None, int]) -> list[dict]:
@@ -261,43 +277,47 @@ def create_app(predictor: Predictor, info: dict, settings: Settings = Settings()
 
     batcher = Batcher(predict, settings.max_batch, settings.max_wait_ms)
 
+    async def answer(body: bytes) -> tuple[int, dict]:
+        """The status and JSON of a ``POST /predict`` body."""
+        try:
+            texts, key = settings.request(body, predictor.task_config)
+            return 200, {"predictions": await batcher.predict(texts, key)}
+        except Rejected as e:
+            return e.status, {"error": e.message}
+        except UserError as e:  # a setting the model cannot use; an input predict refuses
+            return 422, {"error": str(e)}
+        except Stopped as e:
+            return 503, {"error": str(e)}
+        except Exception as e:  # the model failed on this request: one line here and in the log
+            log.warning("POST /predict: %s: %s", type(e).__name__, e)
+            return 500, {"error": f"{type(e).__name__}: {_first_line(e)}"}
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         batcher.start()
         yield
         await batcher.stop()
 
-    app = FastAPI(
+    api = FastAPI(
         title="convnlp serve",
         version=__version__,
         lifespan=lifespan,
         description=f'A {predictor.task_name} model of convnlp: POST /predict with {{"texts": [...]}}.',
     )
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if settings.host in LOOPBACK:  # a page elsewhere cannot reach it through a name it rebinds (DNS rebinding)
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"])
+        api.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])
 
-    @app.exception_handler(HTTPException)
+    @api.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.post("/predict", summary="the records of texts, as convnlp predict writes them", openapi_extra=PREDICT_OPENAPI)
-    async def predict_texts(request: Request):
-        try:
-            texts, key = settings.request(await request.body(), predictor.task_config)
-            return Records({"predictions": await batcher.predict(texts, key)})
-        except Rejected as e:
-            return _error(e.status, e.message)
-        except UserError as e:  # a setting the model cannot use; an input predict refuses
-            return _error(422, str(e))
-        except Stopped as e:
-            return _error(503, str(e))
-        except Exception as e:  # the model failed on this request: one line here and in the log
-            log.warning("POST /predict: %s: %s", type(e).__name__, e)
-            return _error(500, f"{type(e).__name__}: {_first_line(e)}")
+    @api.post("/predict", summary="the records of texts, as convnlp predict writes them", openapi_extra=PREDICT_OPENAPI)
+    async def predict_texts(request: Request):  # its schema; PredictFirst answers POST /predict before it
+        status, content = await answer(await request.body())
+        return Records(content, status_code=status)
 
-    _info_routes(app, predictor, info, settings, batcher)
-    return app
+    _info_routes(api, predictor, info, settings, batcher)
+    return PredictFirst(api, answer, settings)
 
 
 def _info_routes(app: FastAPI, predictor: Predictor, info: dict, settings: Settings, batcher: Batcher) -> None:
