@@ -71,6 +71,8 @@ def _wide_lines(stream, name: str, codec: str) -> Iterator[str | BadLine]:
     decoded on its own. The byte order is the codec's, or the byte-order mark's, or little-endian."""
     unit = 4 if codec.startswith("utf-32") else 2
     buffer = stream.read(4)
+    while 0 < len(buffer) < 4 and (more := stream.read(4 - len(buffer))):  # a pipe may give fewer
+        buffer += more
     fixed = codec if codec.endswith(("-le", "-be")) else None
     for bom, wide in WIDE_BOMS:
         if fixed is None and len(bom) == unit and buffer.startswith(bom):
@@ -112,9 +114,14 @@ class PipeLines:
         return bool(chunk)
 
     def ready(self, timeout: float) -> bool:
-        if b"\n" in self.buffer or self.eof:
-            return True
-        return bool(select.select([self.fd], [], [], max(timeout, 0.0))[0])
+        """Whether a whole line (or the end) is there within ``timeout`` seconds: a line half
+        written when the time is up does not hold up the lines before it."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while b"\n" not in self.buffer and not self.eof:
+            if not select.select([self.fd], [], [], max(deadline - time.monotonic(), 0.0))[0]:
+                return False
+            self._fill()
+        return True
 
     def read(self, size: int = -1) -> bytes:
         """What has come (``size`` bytes at most), waiting only when nothing has: as a raw read."""

@@ -31,7 +31,7 @@ class ServeCommand:
     runtime: str = option("torch", choices=RUNTIMES, help="onnx: an exported directory, by ONNX Runtime")
     device: str = option("auto", choices=DEVICES)
     threads: int = option(0, THREADS, help="the predicting thread's intra-op threads; 0: the free cores at start")
-    max_batch: int = option(256, BATCH, help="texts predicted together at most (concurrent requests batched)")
+    max_batch: int = option(256, BATCH, help="requests are gathered into a batch until it holds this many texts")
     max_wait_ms: float = option(0.0, zero_or_more(), help="how long a batch waits for more requests (0: none)")
     max_body_bytes: int = option(1 << 20, BATCH, help="a larger request body: 413")
     max_texts: int = option(1000, BATCH, help="more texts in one request: 413")

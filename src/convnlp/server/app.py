@@ -25,7 +25,6 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from convnlp import __version__
 from convnlp.api import Predictor
@@ -90,7 +89,8 @@ async def read_body(scope, receive, limit: int) -> bytes | None:
 
 
 def _allowed_host(scope) -> bool:
-    """On loopback: whether the Host header names the loopback (not a name a page rebound to it)."""
+    """On loopback: whether the Host header names the loopback, not a name a page elsewhere had
+    its DNS point at 127.0.0.1 (DNS rebinding)."""
     host = dict(scope["headers"]).get(b"host", b"")
     name = host[: host.index(b"]") + 1] if host.startswith(b"[") and b"]" in host else host.split(b":")[0]
     return name.decode("latin-1").lower() in ("127.0.0.1", "localhost", "[::1]")
@@ -106,10 +106,10 @@ class PredictFirst:
         self.loopback = settings.host in LOOPBACK
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.loopback and not _allowed_host(scope):
+            return await self._send(send, 400, {"error": "Invalid host header"})
         if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
             return await self.api(scope, receive, send)
-        if self.loopback and not _allowed_host(scope):
-            return await self._send(send, 400, {"error": "Invalid host header"})
         try:
             body = await read_body(scope, receive, self.settings.max_body_bytes)
         except Rejected as e:
@@ -190,6 +190,14 @@ class Settings:
         if key != (None, 0):
             with_decoding(task_cfg, *key)  # refused here, not in the batch it would join
         return texts, key
+
+    def check(self, task_cfg: dict) -> None:
+        """The server's own ``beam`` and ``nbest``, as a request would get them: ``UserError``."""
+        for name, value in (("beam", self.beam), ("nbest", self.nbest)):
+            if value is not None and value > self.max_beam:
+                raise UserError(f"{name}={value} is over max_beam={self.max_beam}")
+        if (self.beam, self.nbest) != (None, 0):
+            with_decoding(task_cfg, self.beam, self.nbest)
 
     def public(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "host"}
@@ -304,8 +312,6 @@ def create_app(predictor: Predictor, info: dict, settings: Settings = Settings()
         lifespan=lifespan,
         description=f'A {predictor.task_name} model of convnlp: POST /predict with {{"texts": [...]}}.',
     )
-    if settings.host in LOOPBACK:  # a page elsewhere cannot reach it through a name it rebinds (DNS rebinding)
-        api.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])
 
     @api.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):

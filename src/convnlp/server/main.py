@@ -69,6 +69,7 @@ def serve_command(cfg: DictConfig) -> None:
         cfg.nbest,
         cfg.max_beam,
     )
+    settings.check(predictor.task_config)  # the defaults every request gets: refused now, not per request
     app = create_app(predictor, card(predictor, checkpoints, cfg.runtime), settings)
     sock = _listen(cfg.host, cfg.port)
     host, port = sock.getsockname()[:2]
@@ -86,5 +87,7 @@ def serve_command(cfg: DictConfig) -> None:
         timeout_graceful_shutdown=cfg.graceful_seconds,
         log_config=None,
     )
+    if cfg.access_log:  # uvicorn.Config set it to log_level
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     log.debug("serving with %s", OmegaConf.to_container(cfg))
     uvicorn.Server(config).run(sockets=[sock])
