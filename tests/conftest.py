@@ -145,6 +145,14 @@ def convnlp(
     return result
 
 
+def train_tiny(root: Path, name: str, args: list[str]) -> Path:
+    """A run of 30 steps on one thread in ``root/name`` (created), through the real CLI."""
+    (root / name).mkdir(exist_ok=True)
+    convnlp("train", *args, "trainer.max_steps=30", "trainer.threads=1", cwd=root / name)
+    (run,) = run_dirs(root / name)
+    return run
+
+
 def run_dirs(cwd: Path, command: str = "train") -> list[Path]:
     return sorted((cwd / "outputs" / command).glob("*/"))
 
@@ -198,6 +206,19 @@ TINY_GENERATION = [  # the task and a tiny encoder; each decoder adds its own se
     "encoder.width=32",
     "encoder.dilations=[1,2]",
     "encoder.blocks=1",
+]
+TINY_AR = [  # with decoder=convs2s or decoder=lstm
+    *TINY_GENERATION,
+    "decoder.width=32",
+    "decoder.embedding_dim=16",
+    "decoder.source_length=8",
+    "decoder.max_length=10",
+    "decoder.dropout=0.0",
+    "trainer.progress=false",
+    "trainer.threads=1",
+    "trainer.batch_tokens=400",
+    "optim.warmup_steps=20",
+    "optim.lr=0.005",
 ]
 TINY_GENERATOR = [
     *TINY_GENERATION,

@@ -9,7 +9,7 @@ import pytest
 
 import convnlp
 from convnlp.errors import UserError
-from tests.conftest import TINY, TINY_CLASSIFIER, TINY_GENERATOR, conll_args, review_args, run_dirs, spelling_args
+from tests.conftest import TINY, TINY_CLASSIFIER, TINY_GENERATOR, conll_args, review_args, spelling_args, train_tiny
 from tests.conftest import convnlp as run_convnlp
 
 pytestmark = pytest.mark.slow
@@ -21,21 +21,13 @@ TEXTS = {
 }
 
 
-def train(tmp_path, task, args):
-    run_convnlp("train", *args, "trainer.max_steps=30", "trainer.threads=1", cwd=tmp_path / task)
-    (run,) = run_dirs(tmp_path / task)
-    return run
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, conll_files, review_files, spelling_files):
     root = tmp_path_factory.mktemp("api")
-    for task in TEXTS:
-        (root / task).mkdir()
     return {
-        "tagging": train(root, "tagging", [*conll_args(conll_files), *TINY]),
-        "classification": train(root, "classification", [*review_args(review_files), *TINY_CLASSIFIER]),
-        "generation": train(root, "generation", [*spelling_args(spelling_files), *TINY_GENERATOR]),
+        "tagging": train_tiny(root, "tagging", [*conll_args(conll_files), *TINY]),
+        "classification": train_tiny(root, "classification", [*review_args(review_files), *TINY_CLASSIFIER]),
+        "generation": train_tiny(root, "generation", [*spelling_args(spelling_files), *TINY_GENERATOR]),
     }
 
 

@@ -21,7 +21,7 @@ from convnlp.errors import UserError
 from convnlp.model import build_model
 from convnlp.tasks import generation as gen
 from tests import test_generation as tg
-from tests.conftest import TINY_GENERATION, run_dirs, spelling_args
+from tests.conftest import TINY_AR, run_dirs, spelling_args
 from tests.conftest import convnlp as run_convnlp
 from tests.test_cli import _kill_at_step, _uninterrupted
 
@@ -227,20 +227,6 @@ def test_n_best_of_a_one_pass_decoder_is_one_line():
 
 
 # ------------------------------------------------------------------- through the command line
-
-TINY_AR = [
-    *TINY_GENERATION,
-    "decoder.width=32",
-    "decoder.embedding_dim=16",
-    "decoder.source_length=8",
-    "decoder.max_length=10",
-    "decoder.dropout=0.0",
-    "trainer.progress=false",
-    "trainer.threads=1",
-    "trainer.batch_tokens=400",
-    "optim.warmup_steps=20",
-    "optim.lr=0.005",
-]
 
 
 LEARNS = ["trainer.max_steps=400", "trainer.eval_every=50", "trainer.patience=0"]  # 98% / 92% after 300 steps

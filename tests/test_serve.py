@@ -20,13 +20,13 @@ from convnlp.server.process import ServerProcess as Server
 from convnlp.tasks.tagging import is_bio
 from tests.conftest import (
     TINY,
+    TINY_AR,
     TINY_CLASSIFIER,
-    TINY_GENERATION,
     TINY_GENERATOR,
     conll_args,
     review_args,
-    run_dirs,
     spelling_args,
+    train_tiny,
 )
 from tests.conftest import convnlp as run_convnlp
 
@@ -38,33 +38,17 @@ TEXTS = {
     "generation": ["abba", "", "gfedcba"],
     "convs2s": ["abba", "", "gfedcba", "cab"],
 }
-TINY_CONVS2S = [
-    *TINY_GENERATION,
-    "decoder=convs2s",
-    "decoder.width=32",
-    "decoder.embedding_dim=16",
-    "decoder.source_length=8",
-    "decoder.max_length=10",
-    "trainer.progress=false",
-]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _train(root: Path, name: str, args: list[str]) -> Path:
-    (root / name).mkdir()
-    run_convnlp("train", *args, "trainer.max_steps=30", "trainer.threads=1", cwd=root / name)
-    (run,) = run_dirs(root / name)
-    return run
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, conll_files, review_files, spelling_files):
     root = tmp_path_factory.mktemp("serve")
     return {
-        "tagging": _train(root, "tagging", [*conll_args(conll_files), *TINY]),
-        "classification": _train(root, "classification", [*review_args(review_files), *TINY_CLASSIFIER]),
-        "generation": _train(root, "generation", [*spelling_args(spelling_files), *TINY_GENERATOR]),
-        "convs2s": _train(root, "convs2s", [*spelling_args(spelling_files), *TINY_CONVS2S]),
+        "tagging": train_tiny(root, "tagging", [*conll_args(conll_files), *TINY]),
+        "classification": train_tiny(root, "classification", [*review_args(review_files), *TINY_CLASSIFIER]),
+        "generation": train_tiny(root, "generation", [*spelling_args(spelling_files), *TINY_GENERATOR]),
+        "convs2s": train_tiny(root, "convs2s", [*spelling_args(spelling_files), *TINY_AR, "decoder=convs2s"]),
     }
 
 

@@ -7,3 +7,9 @@ name the file, line and problem where there is one ("data/train.conllu:12: expec
 
 class UserError(Exception):
     """A problem the user can fix: bad input data, a bad config value, a missing file."""
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one line (its type where it has no message, e.g. a bare assert), for a
+    one-line error that names what a library or the model said."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]

@@ -27,9 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from convnlp import checkpoint
 from convnlp.config import validate_group
 from convnlp.data import load_splits
-from convnlp.errors import UserError
+from convnlp.errors import UserError, first_line
 from convnlp.inputs import BadLine, read_lines
-from convnlp.onnx_runtime import OnnxModel, first_line
+from convnlp.onnx_runtime import OnnxModel
 from convnlp.tasks import get_task, task_config
 
 log = logging.getLogger(__name__)

@@ -10,12 +10,7 @@ import torch
 from omegaconf import ListConfig
 
 from convnlp import checkpoint
-from convnlp.errors import UserError
-
-
-def first_line(e: BaseException, limit: int = 300) -> str:
-    """An exception as one line (its type where it has no message, e.g. a bare assert)."""
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+from convnlp.errors import UserError, first_line
 
 
 class OnnxModel:

@@ -21,15 +21,11 @@ import contextlib
 import logging
 from pathlib import Path
 
-from convnlp.errors import UserError
+from convnlp.errors import UserError, first_line
 
 KNOWN = ("spacy",)
 # the components a tag needs; a trained pipeline's parser, NER, lemmatizer... are switched off
 TAGGING_PIPES = ("tok2vec", "tagger", "morphologizer", "attribute_ruler")
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def missing(name: str) -> str | None:
@@ -72,7 +68,7 @@ class SpacyTagger:
             try:
                 self.nlp = spacy.load(path)
             except Exception as error:  # a garbled config.cfg, an unknown language, missing weights...
-                raise UserError(f"bench.spacy_model={model}: spaCy cannot load it: {_first_line(error)}") from None
+                raise UserError(f"bench.spacy_model={model}: spaCy cannot load it: {first_line(error)}") from None
             if not {"tagger", "morphologizer"} & set(self.nlp.pipe_names):
                 raise UserError(
                     f"bench.spacy_model={model}: the pipeline has no tagger or morphologizer "
@@ -88,7 +84,7 @@ class SpacyTagger:
                 self.nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
             except Exception as error:  # an unknown language, or one whose extra packages are missing
                 raise UserError(
-                    f"bench.spacy_lang={lang}: spaCy cannot make a pipeline for it: {_first_line(error)}"
+                    f"bench.spacy_lang={lang}: spaCy cannot make a pipeline for it: {first_line(error)}"
                 ) from None
             examples = [
                 Example.from_dict(Doc(self.nlp.vocab, words=list(words)), {"tags": [str(t) for t in tags]})

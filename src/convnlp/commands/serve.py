@@ -62,7 +62,4 @@ def run(cfg: DictConfig, run_dir: Path | None, given: set[str]):
         raise UserError(f"convnlp serve needs the serve extra: pip install 'convnlp[serve]' ({e})") from None
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("uvicorn").setLevel(cfg.log_level.upper())
-    if cfg.access_log:
-        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
-    serve_command(cfg)
+    serve_command(cfg)  # uvicorn's log levels: set there, after uvicorn.Config has set its own

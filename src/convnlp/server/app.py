@@ -28,7 +28,8 @@ from starlette.exceptions import HTTPException
 
 from convnlp import __version__
 from convnlp.api import Predictor
-from convnlp.errors import UserError
+from convnlp.decoders import is_autoregressive
+from convnlp.errors import UserError, first_line
 from convnlp.server.batching import Batcher, Stopped
 from convnlp.tasks import with_decoding
 
@@ -119,7 +120,7 @@ class PredictFirst:
 
     @staticmethod
     async def _send(send, status: int, content: dict) -> None:
-        data = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        data = records_json(content)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
@@ -180,24 +181,28 @@ class Settings:
     max_beam: int = 16
 
     def request(self, body: bytes, task_cfg: dict) -> tuple[list[str], tuple[int | None, int]]:
-        """The texts of a ``POST /predict`` body and their decoding (beam, nbest): the request's,
-        else these defaults; ``Rejected`` or ``UserError`` (a beam the model cannot use)."""
+        """The texts of a ``POST /predict`` body and their decoding (beam, nbest); ``Rejected`` or
+        ``UserError`` (a beam the model cannot use)."""
         texts, beam, nbest = parse(body, self)
+        return texts, self.decoding(task_cfg, beam, nbest)
+
+    def decoding(self, task_cfg: dict, beam: int | None = None, nbest: int | None = None) -> tuple[int | None, int]:
+        """(beam, nbest): a request's, else these defaults; refused here (413 over ``max_beam``,
+        ``UserError`` for a model that does not search), not in the batch it would join."""
         key = (self.beam if beam is None else beam, self.nbest if nbest is None else nbest)
         for name, value in zip(("beam", "nbest"), key):
             if value is not None and value > self.max_beam:
                 raise Rejected(413, f'"{name}": {value} is over max_beam={self.max_beam}')
         if key != (None, 0):
-            with_decoding(task_cfg, *key)  # refused here, not in the batch it would join
-        return texts, key
+            with_decoding(task_cfg, *key)
+        return key
 
     def check(self, task_cfg: dict) -> None:
-        """The server's own ``beam`` and ``nbest``, as a request would get them: ``UserError``."""
-        for name, value in (("beam", self.beam), ("nbest", self.nbest)):
-            if value is not None and value > self.max_beam:
-                raise UserError(f"{name}={value} is over max_beam={self.max_beam}")
-        if (self.beam, self.nbest) != (None, 0):
-            with_decoding(task_cfg, self.beam, self.nbest)
+        """The server's own ``beam`` and ``nbest``, as every request would get them: ``UserError``."""
+        try:
+            self.decoding(task_cfg)
+        except Rejected as e:
+            raise UserError(f"the server's defaults: {e.message}") from None
 
     def public(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "host"}
@@ -220,21 +225,13 @@ def card(predictor: Predictor, checkpoints: list[str], runtime: str) -> dict:
         "decoder": config.get("decoder"),
         "data": {k: v for k, v in (config.get("data") or {}).items() if k in ("name", "path", "hub", "description")},
         "beam": task_cfg.get("beam") if predictor.task_name == "generation" else None,
-        "autoregressive": _autoregressive(task_cfg),
+        "autoregressive": predictor.task_name == "generation" and is_autoregressive(task_cfg["decoder"]),
         "models": members,
         "runtime": runtime,
         "device": str(predictor.device),
         "threads": torch.get_num_threads(),
         "versions": {"convnlp": __version__, "torch": torch.__version__, "python": platform.python_version()},
     }
-
-
-def _autoregressive(task_cfg: dict) -> bool:
-    try:
-        with_decoding(task_cfg, None, 1)
-        return True
-    except UserError:
-        return False
 
 
 def _metrics(path: Path) -> dict:
@@ -267,12 +264,15 @@ PREDICT_OPENAPI = {
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-class Records(JSONResponse):
+def records_json(content) -> bytes:
     """JSON as ``convnlp predict`` writes it: non-ASCII as is, and a score of -inf or NaN written
     (as Python's json module writes it) rather than refused."""
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
+
+class Records(JSONResponse):
     def render(self, content) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return records_json(content)
 
 
 def create_app(predictor: Predictor, info: dict, settings: Settings = Settings()) -> PredictFirst:
@@ -298,7 +298,7 @@ def create_app(predictor: Predictor, info: dict, settings: Settings = Settings()
             return 503, {"error": str(e)}
         except Exception as e:  # the model failed on this request: one line here and in the log
             log.warning("POST /predict: %s: %s", type(e).__name__, e)
-            return 500, {"error": f"{type(e).__name__}: {_first_line(e)}"}
+            return 500, {"error": f"{type(e).__name__}: {first_line(e)}"}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -350,7 +350,3 @@ def _info_routes(app: FastAPI, predictor: Predictor, info: dict, settings: Setti
     @app.get("/", response_class=HTMLResponse, summary="a page to try the model")
     async def index():
         return HTMLResponse(page)
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [""])[0]

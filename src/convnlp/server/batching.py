@@ -34,11 +34,9 @@ class BatchStats:
     batches: int = 0
     texts: int = 0
     largest: int = 0
-    seconds: float = 0.0
 
-    def add(self, size: int, seconds: float) -> None:
+    def add(self, size: int) -> None:
         self.batches, self.texts, self.largest = self.batches + 1, self.texts + size, max(self.largest, size)
-        self.seconds += seconds
 
 
 class Stopped(Exception):
@@ -119,7 +117,6 @@ class Batcher:
         """Predict the requests' texts in one call; if that fails, each request alone, so one
         request's failure is its own."""
         texts = [text for request in requests for text in request.texts]
-        start = time.perf_counter()
         try:
             records = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, texts, key)
         except Exception as e:
@@ -131,7 +128,7 @@ class Batcher:
             if not requests[0].answer.done():
                 requests[0].answer.set_exception(e)
             return
-        self.stats.add(len(texts), time.perf_counter() - start)
+        self.stats.add(len(texts))
         offset = 0
         for request in requests:
             if not request.answer.done():
