@@ -250,6 +250,12 @@ def positional_runs(args: list[str]) -> list[str]:
     return [a for a in args if a not in paths] + [f"runs=[{quoted}]"]
 
 
+def auto_shorthand(args: list[str]) -> list[str]:
+    """``convnlp train auto=true``: short for ``auto.enabled=true`` (``auto`` also holds the race's
+    settings, auto.recipes and the like)."""
+    return [f"auto.enabled={a.split('=', 1)[1]}" if a.startswith("auto=") else a for a in args]
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         dispatch(list(sys.argv[1:] if argv is None else argv))
@@ -402,6 +408,8 @@ def dispatch(argv: list[str]) -> None:
         fail(f"unknown command {command!r}; choose one of: {', '.join(e.name for e in commands())}")
     if command == "report":
         args = positional_runs(args)
+    if command == "train":
+        args = auto_shorthand(args)
     if not INFO_FLAGS.intersection(args):
         cfg = check_overrides(command, args)
         multirun = "-m" in args or "--multirun" in args

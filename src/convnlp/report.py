@@ -52,9 +52,16 @@ COLUMNS = [
 
 
 def find_runs(directory: Path) -> list[Path]:
-    """The run directories at or below ``directory`` (a run holds metrics.json or .hydra/)."""
+    """The run directories at or below ``directory`` (a run holds metrics.json or .hydra/; a race
+    of ``auto=true``, race.json: its candidates' latest runs)."""
     if not directory.is_dir():
         raise UserError(f"{directory}: no such directory")
+    if (directory / "race.json").is_file():  # an auto=true race: its candidates' latest runs
+        try:
+            race = json.loads((directory / "race.json").read_text())
+            return [Path(e["runs"][-1]) for e in race["entrants"] if e.get("runs")]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise UserError(f"{directory / 'race.json'}: not a race's state ({e})") from None
     if (directory / "metrics.json").is_file() or (directory / ".hydra").is_dir():
         return [directory]
     runs = sorted(
@@ -161,21 +168,30 @@ def summary(rows: list[dict], keys: list[tuple[str, str, str]], sort: str) -> li
     return cells
 
 
-def markdown(rows: list[dict], sort: str, prefix: str) -> str:
+def markdown(
+    rows: list[dict],
+    sort: str,
+    prefix: str,
+    extra: list[tuple[str, str]] = (),
+    names: tuple[str, str] = ("run", "overrides"),
+) -> str:
+    """The table; ``extra``: (column, key) of cells the rows hold as text, after the first two
+    columns (``names``)."""
     keys = [(name, key, fmt) for name, key, fmt in COLUMNS if any(r.get(key) is not None for r in rows)]
     if sort not in [key for _, key, _ in keys]:
         keys.insert(0, (sort, sort, "{}"))
-    header = ["", "run", "overrides"] + [name for name, _, _ in keys]
+    header = ["", *names, *(name for name, _ in extra)] + [name for name, _, _ in keys]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = ["*" if r["best"] else "", r["run"].removeprefix(prefix).strip("/") or ".", r["overrides"]]
+        cells += [str(r.get(key, "")) for _, key in extra]
         for _, key, fmt in keys:
             cells.append(_cell(r.get(key) if key != sort else r["score"], key, fmt))
         if "status" in r:
             cells[-1] = r["status"].replace("|", "/")
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     last = summary(rows, keys, sort)
-    if last is not None:
+    if last is not None and not extra:
         lines.append("| " + " | ".join(last) + " |")
     return "\n".join(lines) + "\n"
 
@@ -248,15 +264,20 @@ def report_command(cfg: DictConfig, run_dir: Path) -> list[dict]:
     rows = collect(runs, sort)
     prefix = str(Path(dirs[0])) if len(dirs) == 1 else ""
     table = markdown(rows, sort, prefix)
+    write(run_dir, table, rows)
+    print(table, end="")  # standard output holds the table alone, for pipes; the files are in run_dir
+    return rows
+
+
+def write(run_dir: Path, table: str, rows: list[dict], extra: list[str] = ()) -> None:
+    """report.md (the table) and report.csv (the rows, ``extra`` keys after the run's name)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "report.md").write_text(table)
     with open(run_dir / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(
             f,
-            fieldnames=["best", "run", "overrides", "score", "status", *[key for _, key, _ in COLUMNS]],
+            fieldnames=["best", "run", "overrides", *extra, "score", "status", *[key for _, key, _ in COLUMNS]],
             extrasaction="ignore",
         )
         writer.writeheader()
         writer.writerows(rows)
-    print(table, end="")  # standard output holds the table alone, for pipes; the files are in run_dir
-    return rows

@@ -25,7 +25,7 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def _cpus() -> list[int]:
+def cpu_list() -> list[int]:
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
 
 
@@ -58,7 +58,7 @@ class ThreadPolicy:
 
     def __init__(self, setting: int, interval: float = 30.0, cpus: list[int] | None = None, stat: str = "/proc/stat"):
         self.stat = stat  # the kernel's CPU counters (a test gives a file of its own)
-        self.cpus = cpus or _cpus()
+        self.cpus = cpus or cpu_list()
         self.initial = torch.get_num_threads()
         self.cap = setting or self.initial
         self.interval = interval

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import DictConfig
 
-from convnlp.registry import COMMANDS, option
+from convnlp.registry import COMMANDS, Check, option, positive
+
+
+@dataclass
+class AutoConfig:
+    """``auto=true`` (the command line's short form of ``auto.enabled=true``): a race between the
+    task's recipes (conf/recipes/<task>/) on the data, within trainer.max_minutes (convnlp.auto)."""
+
+    enabled: bool = option(False, help="race the task's recipes instead of training one model")
+    recipes: Optional[list[str]] = option(None, help="the recipes to race (null: all of conf/recipes/<task>/)")
+    minutes: float = option(30.0, positive(), help="the race's wall time when trainer.max_minutes is not given")
+    min_minutes: float = option(1.0, positive(), help="the least training a candidate gets in the first round")
+    holdout: float = option(
+        0.1, Check(lambda v: 0 < v < 1, "must be in (0, 1)"), help="data without validation: the share held out"
+    )
 
 
 @dataclass
 class TrainCommand:
     seed: int = option(0, help="seeds python, torch and the batch order")
+    auto: AutoConfig = field(default_factory=AutoConfig)
 
 
 @COMMANDS.register(
@@ -27,13 +43,19 @@ class TrainCommand:
         "convnlp train task=classification data=sst2 tokenizer=word",
         "convnlp train task=generation decoder=convs2s",
         "convnlp train experiment=sst2_word (a published figure: conf/experiment/)",
+        "convnlp train task=classification data=csv data.train=my.csv auto=true trainer.max_minutes=30",
         "convnlp train -m experiment=mr_word 'data.fold=range(10)'",
     ),
 )
 def run(cfg: DictConfig, run_dir: Path, given: set[str]):
     """Train; the value a sweeper (Optuna) optimizes: the best validation score."""
     # imported when it runs: `convnlp --help` does not load torch
-    from convnlp.train import train
+    if cfg.auto.enabled:
+        from convnlp.auto import race
 
-    results = train(cfg, run_dir, given)
+        results = race(cfg, run_dir, given)
+    else:
+        from convnlp.train import train
+
+        results = train(cfg, run_dir, given)
     return (results.get("validation") or {}).get(results.get("selected_by"))

@@ -76,3 +76,16 @@ def _plain(cfg) -> dict:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else dict(cfg)
+
+
+def hold_out(splits: datasets.DatasetDict, fraction: float, seed: int) -> datasets.DatasetDict:
+    """``trainer.holdout``: data without a validation split gets one, ``fraction`` of the training
+    examples chosen by ``seed`` (the rest stays the training split); data with one is returned as it is."""
+    if not fraction or "validation" in splits:
+        return splits
+    train = splits["train"]
+    held = max(1, round(fraction * len(train)))
+    if held >= len(train):
+        raise UserError(f"trainer.holdout={fraction:g}: {len(train)} training example(s) are too few to hold out any")
+    parts = train.train_test_split(test_size=held, seed=seed, shuffle=True)
+    return type(splits)({**splits, "train": parts["train"], "validation": parts["test"]})

@@ -42,7 +42,7 @@ def train(cfg: DictConfig, run_dir: Path, given: set[str] = frozenset()) -> dict
     tc = cfg.trainer  # torchrun's processes joined in the CLI; a submitit job's tasks join here
     distributed.quiet_other_ranks(distributed.start(tc.device, tc.ddp_backend, tc.ddp_timeout_minutes))
     cfg, run_dir = given_budget(cfg, given), Path(run_dir)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k in checkpoint.CONFIG_KEYS}
 
     env = setup.environment(cfg)  # seed, processes, threads, device, precision
     data = setup.data(cfg, config, env, run_dir)  # splits, vocabularies, encoded training set

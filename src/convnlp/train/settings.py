@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from convnlp.registry import TRAINERS, Check, at_least, option, positive, zero_or_more
+from convnlp.registry import TRAINERS, Check, at_least, fraction, option, positive, zero_or_more
 
 
 @dataclass
@@ -22,6 +22,9 @@ class TrainerConfig:
     checkpoint_minutes: float = option(1.0, zero_or_more("only at evaluations"))
     checkpoint_every: int = option(0, zero_or_more("no step schedule"))
     patience: int = option(5, zero_or_more("never stop early"))
+    holdout: float = option(
+        0.0, fraction(), help="data without a validation split: this seeded fraction of training becomes one"
+    )
     select: str = option("auto", help="the validation metric that picks best/ (each task lists its own)")
     grad_clip: float = option(1.0, zero_or_more("no clipping"))
     device: str = option("auto", choices=("auto", "cpu", "cuda"))

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from convnlp import distributed, resume
-from convnlp.data import load_splits
+from convnlp.data import hold_out, load_splits
 from convnlp.data import tokenizer as tok
 from convnlp.data.batching import token_batches
 from convnlp.distill import relabel_with_teacher
@@ -84,6 +84,15 @@ def data(cfg: DictConfig, config: dict, env: Environment, run_dir: Path) -> Data
     tc, task, task_cfg, world = cfg.trainer, get_task(cfg.task.name), task_config(config), env.world
     log.info("data: %s (data=%s)", DATASETS[cfg.data.name].info["description"], cfg.data.name)
     splits = load_splits(cfg.data, task=cfg.task.name)
+    if tc.holdout and "validation" not in splits:
+        splits = hold_out(splits, tc.holdout, cfg.seed)
+        log.info(
+            "no validation split: %d of the %d training examples (trainer.holdout=%g, seed %d) are held out as one",
+            len(splits["validation"]),
+            len(splits["validation"]) + len(splits["train"]),
+            tc.holdout,
+            cfg.seed,
+        )
     start = resume.starting_point(tc, run_dir, config)
     train_split, distilled = splits["train"], None
     if tc.teacher is not None:  # with several processes rank 0 relabels, the others take its targets
