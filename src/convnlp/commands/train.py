@@ -19,7 +19,7 @@ class AutoConfig:
     enabled: bool = option(False, help="race the task's recipes instead of training one model")
     recipes: Optional[list[str]] = option(None, help="the recipes to race (null: all of conf/recipes/<task>/)")
     minutes: float = option(30.0, positive(), help="the race's wall time when trainer.max_minutes is not given")
-    min_minutes: float = option(1.0, positive(), help="the least training a candidate gets in the first round")
+    min_minutes: float = option(0.5, positive(), help="the least training a candidate gets in the first round")
     holdout: float = option(
         0.1, Check(lambda v: 0 < v < 1, "must be in (0, 1)"), help="data without validation: the share held out"
     )
