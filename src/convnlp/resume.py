@@ -78,7 +78,7 @@ def _resumable_checkpoint(last: Path) -> Path | None:
     return last if (last / "training_state.pt").is_file() and (last / "config.json").is_file() else None
 
 
-def _resumable(run: Path) -> Path | None:
+def resumable(run: Path) -> Path | None:
     """A run directory's resumable last/ checkpoint, or None."""
     return _resumable_checkpoint(run / "last")
 
@@ -89,7 +89,7 @@ def _superseded(run: Path) -> bool:
     marker = run / "resumed_by"
     if not marker.is_file():
         return False
-    return any(_resumable(Path(line)) for line in marker.read_text().split("\n") if line.strip())
+    return any(resumable(Path(line)) for line in marker.read_text().split("\n") if line.strip())
 
 
 def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
@@ -100,7 +100,7 @@ def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
         return None
     if resume not in (True, "true", "True"):
         path = Path(str(resume))
-        last = _resumable(path) or _resumable_checkpoint(path)
+        last = resumable(path) or _resumable_checkpoint(path)
         if last is None:
             raise UserError(
                 f"trainer.resume={resume}: no resumable checkpoint (last/training_state.pt) there"
@@ -113,7 +113,7 @@ def find_resume_dir(resume, run_dir: Path, config: dict) -> Path | None:
         return last
     candidates, finished = [], []
     for run in run_dir.parent.iterdir():
-        last = _resumable(run) if run.is_dir() and run != run_dir else None
+        last = resumable(run) if run.is_dir() and run != run_dir else None
         if last is None or _superseded(run):
             continue
         try:

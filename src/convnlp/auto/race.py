@@ -28,8 +28,9 @@ from pathlib import Path
 
 from convnlp import checkpoint
 from convnlp.auto import plan
+from convnlp.config import LOWER_IS_BETTER
 from convnlp.errors import UserError
-from convnlp.resume import _resumable
+from convnlp.resume import resumable
 
 log = logging.getLogger("convnlp.auto")
 
@@ -120,7 +121,7 @@ def launch(state: State, entrant: Entrant, k: int, run_dir: Path) -> Running:
     while sub.exists():  # a resumed race writes into a new directory; this is only a guard
         sub, n = sub.with_name(f"round{k + 1}_{n}"), n + 1
     sub.mkdir(parents=True)
-    previous = next((Path(r) for r in reversed(entrant.runs) if _resumable(Path(r))), None)
+    previous = next((Path(r) for r in reversed(entrant.runs) if resumable(Path(r))), None)
     args = [
         *(f"--config-dir={d}" for d in state.config_dirs),
         *entrant.overrides,
@@ -186,8 +187,6 @@ def finished(state: State, running: Running, k: int) -> float:
     metric = metrics.get("selected_by")
     score = (metrics.get("validation") or {}).get(metric)
     if state.metric is None:
-        from convnlp.config import LOWER_IS_BETTER
-
         state.metric, state.lower_is_better = metric, metric in LOWER_IS_BETTER
     entrant.scores.append(score)
     if not isinstance(score, (int, float)) or math.isnan(score):
