@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from convnlp.auto import plan
+from convnlp.auto.race import Entrant, State, quoted
 from convnlp.config import validate
 from convnlp.data import hold_out
 from convnlp.registry import COMMANDS
@@ -86,6 +87,26 @@ def test_successive_halving_sizes_and_round_times():
     assert plan.slots(1, 2.0) == 2 and plan.slots(1, 0.3) == 1 and plan.slots(2, 2.0) == 1
 
 
+def test_a_resumed_race_tries_its_last_rounds_failures_again():
+    def entrant(name, scores, out_in, error=None):
+        return Entrant(name, "", [], scores=scores, out_in=out_in, error=error)
+
+    state = State("classification", [], 60, 1, 0, 2, [], [], targets=[10.0, 30.0])
+    state.entrants = [
+        entrant("a", [0.9, None], 2, "killed"),  # failed in round 2, the round the race stopped in
+        entrant("b", [0.5], 1),  # out by its score in round 1
+        entrant("c", [None], 1, "bad"),  # failed in round 1, a round the race had decided
+    ]
+    state.retry_failures()
+    assert [(e.scores, e.out_in, e.error) for e in state.entrants] == [
+        ([0.9], None, None),
+        ([0.5], 1, None),
+        ([None], 1, "bad"),
+    ]
+    assert [e.name for e in state.unscored(1)] == ["a"]
+    assert quoted(Path("/x/a,b=c'd")) == "'/x/a,b=c\\'d'"
+
+
 @pytest.mark.parametrize("task", ["classification", "tagging", "generation"])
 def test_every_recipe_composes_validates_and_says_what_it_is_for(task):
     names = sorted(p.stem for p in (CONF / "recipes" / task).glob("*.yaml"))
@@ -128,6 +149,13 @@ def _user_recipe(tmp_path: Path, text: str) -> str:
         (["auto.recipes=[mine]"], "# @package _global_\n# Mine.\ntask:\n  embeding_dim: 3\n", "unknown key"),
         (["auto.recipes=[mine]"], "# @package _global_\ntask:\n  pooling: mean\n", "opens with a comment line"),
         (["auto.recipes=[mine]"], "# @package _global_\n# Mine.\ndata:\n  encoding: latin-1\n", "sets data.encoding"),
+        (
+            ["auto.recipes=[mine]"],
+            "# @package _global_\n# Mine.\ntrainer:\n  select: macro_f1\n",
+            "sets trainer.select",
+        ),
+        (["auto.recipes=[mine]"], "# @package _global_\n# Mine.\ntask: [unclosed\n", "recipe mine (recipes/"),
+        (["auto.recipes=[]"], None, "auto.recipes=[] races nothing"),
         (["trainer.max_minutes=0.05"], None, "too few for 4 candidates"),
         (["experiment=sst2_word"], None, "experiment=... is one recipe already"),
         (["trainer.resume=true"], None, "no unfinished race of this command line"),
@@ -160,7 +188,8 @@ def test_the_command_line_holds_for_every_candidate_and_a_missing_validation_spl
 @pytest.mark.slow
 def test_the_spelling_recipe_wins_and_the_race_directory_is_a_run(suffixes, tmp_path):
     recipes = "auto.recipes=[words_dilated,chars_dilated,words_wide]"
-    convnlp("train", *args(suffixes, recipes, "trainer.max_minutes=3"), cwd=tmp_path)
+    # patience given: it holds for every candidate (the race would run without), so the race ends early
+    convnlp("train", *args(suffixes, recipes, "trainer.max_minutes=3", "trainer.patience=5"), cwd=tmp_path)
     (race,) = run_dirs(tmp_path)
     state = json.loads((race / "race.json").read_text())
     assert state["winner"] == "chars_dilated" and state["finished"]
@@ -192,6 +221,8 @@ def test_the_spelling_recipe_wins_and_the_race_directory_is_a_run(suffixes, tmp_
     assert [p["label"] for p in api.load(race).predict(["uvwzy", "uvwz"])] == ["yes", "no"]
     report = convnlp("report", str(race), cwd=tmp_path)
     assert "candidates/chars_dilated/round3" in report.stdout
+    folder = convnlp("report", str(tmp_path / "outputs" / "train"), cwd=tmp_path)  # the race is one run there
+    assert len([line for line in folder.stdout.splitlines() if line.startswith("| ")]) == 2, folder.stdout
 
 
 def _wait_for(condition, seconds: float, what: str) -> None:

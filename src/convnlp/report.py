@@ -68,7 +68,8 @@ def find_runs(directory: Path) -> list[Path]:
         {p.parent for p in directory.rglob(".hydra") if p.is_dir()}
         | {p.parent for p in directory.rglob("metrics.json") if p.parent.name not in ("best", "last")}
     )
-    return runs
+    # a race's candidates are its own rows (convnlp report <race>); below a folder of runs, the race is one
+    return [run for run in runs if not any((parent / "race.json").is_file() for parent in run.parents)]
 
 
 def _get(metrics: dict, key: str):

@@ -48,6 +48,8 @@ def _check(cfg: DictConfig, given: set[str]) -> None:
         raise UserError(
             "auto=true races the recipes of conf/recipes/<task>/; experiment=... is one recipe already: give one of the two"
         )
+    if cfg.auto.recipes is not None and len(cfg.auto.recipes) == 0:
+        raise UserError("auto.recipes=[] races nothing: name the recipes, or leave it null for all of the task's")
     if cfg.trainer.max_minutes == 0 and "trainer.max_minutes" in given:
         raise UserError("auto=true needs a time budget: trainer.max_minutes=M (M > 0; without it, auto.minutes)")
 
@@ -68,6 +70,9 @@ def new_state(cfg: DictConfig, given: set[str], base: list[str], config_dirs: li
             "training data to be compared on (trainer.holdout)",
             100 * (cfg.trainer.holdout if "trainer.holdout" in given else cfg.auto.holdout),
         )
+    if "trainer.patience" not in given:  # a round must not end a candidate's later rounds before they start
+        extra.append("trainer.patience=0")
+        log.info("auto: no early stopping (trainer.patience=0): each round trains its time, best/ keeps the best")
     threads = cfg.trainer.threads if "trainer.threads" in given else 1
     free = plan.free_cores()
     slots = plan.slots(threads, free)
@@ -85,7 +90,7 @@ def new_state(cfg: DictConfig, given: set[str], base: list[str], config_dirs: li
     entrants = [Entrant(c.name, c.about, c.overrides, c.default) for c in chosen]
     return State(
         task=cfg.task.name,
-        key=sorted(base),
+        key=race_key(cfg, base),
         budget_seconds=budget,
         threads=threads,
         final_threads=threads if "trainer.threads" in given else 0,
@@ -94,6 +99,11 @@ def new_state(cfg: DictConfig, given: set[str], base: list[str], config_dirs: li
         entrants=entrants,
         config_dirs=config_dirs,
     )
+
+
+def race_key(cfg: DictConfig, base: list[str]) -> list[str]:
+    """What a resumed race must share with the one it goes on: the command line and the recipes."""
+    return sorted(base) + ([f"auto.recipes={','.join(cfg.auto.recipes)}"] if cfg.auto.recipes else [])
 
 
 def previous_race(resume, run_dir: Path, key: list[str]) -> Path | None:
@@ -112,7 +122,7 @@ def previous_race(resume, run_dir: Path, key: list[str]) -> Path | None:
             continue
         try:
             state = State.load(other)
-        except (OSError, ValueError, TypeError, KeyError):
+        except UserError:
             continue
         if not state.finished and state.key == key:
             found.append(other)
@@ -132,6 +142,7 @@ def resumed_state(path: Path, cfg: DictConfig, given: set[str], key: list[str], 
         raise UserError(f"trainer.resume={path}: that race had another command line ({' '.join(state.key)})")
     if "trainer.max_minutes" in given:
         state.budget_seconds = 60 * cfg.trainer.max_minutes
+    state.retry_failures()
     log.info(
         "auto: resuming the race of %s: %.1f of %g min used, round %d",
         path,
@@ -144,19 +155,20 @@ def resumed_state(path: Path, cfg: DictConfig, given: set[str], key: list[str], 
 
 def race(cfg: DictConfig, run_dir: Path, given: set[str]) -> dict:
     """Race the task's recipes on the data; the winner's metrics (with the race's, under ``auto``)."""
-    started = time.perf_counter()
+    start = time.monotonic()
     _check(cfg, given)
     hydra_cfg = HydraConfig.get()
     base = _base(list(hydra_cfg.overrides.task))
     config_dirs = [s["path"] for s in hydra_cfg.runtime.config_sources if s["provider"] == "command-line"]
-    previous = previous_race(cfg.trainer.resume, run_dir, sorted(base))
+    key = race_key(cfg, base)
+    previous = previous_race(cfg.trainer.resume, run_dir, key)
     if previous is not None:
-        state = resumed_state(previous, cfg, given, sorted(base), run_dir)
+        state = resumed_state(previous, cfg, given, key, run_dir)
         state.save(run_dir)  # first, then the mark: a resume killed in between leaves the old race resumable
         (previous / "resumed_by").write_text(f"{run_dir.resolve()}\n")
     else:
         state = new_state(cfg, given, base, config_dirs)
-    used_before, start = state.used_seconds, time.monotonic()
+    used_before = state.used_seconds  # the race's start counts: composing the recipes, measuring the cores
 
     def clock(s: State) -> None:
         s.used_seconds = used_before + time.monotonic() - start
@@ -171,14 +183,19 @@ def race(cfg: DictConfig, run_dir: Path, given: set[str]) -> dict:
         state.save(run_dir)
         run_round(state, k, run_dir, clock)
         if len(alive) == 1:
-            if alive[0].error:
-                raise UserError(
-                    f"auto=true: the winner's last round failed ({alive[0].error}); continue with trainer.resume=true"
+            if alive[0].error and not outcome.finished_runs(alive[0]):
+                raise UserError(f"auto=true: {alive[0].name}, the last candidate, failed: {alive[0].error}")
+            if alive[0].error:  # its earlier rounds' best/ is the race's (trainer.resume=true tries the round again)
+                log.warning(
+                    "auto: %s's last round failed; the race ends with its best/ of the rounds before", alive[0].name
                 )
             break
         eliminate(state, k)
         k += 1
-    state.winner, state.finished = alive[0].name, True
+    state.winner = alive[0].name
     clock(state)
     state.save(run_dir)
-    return outcome.finish(state, run_dir, time.perf_counter() - started)
+    metrics = outcome.finish(state, run_dir)
+    state.finished = True  # only now: a race killed while writing best/ finishes it when resumed
+    state.save(run_dir)
+    return metrics

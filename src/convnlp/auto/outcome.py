@@ -103,10 +103,15 @@ def standing(state: State) -> list[Entrant]:
     return sorted(state.entrants, key=key)
 
 
-def finish(state: State, run_dir: Path, total_seconds: float) -> dict:
+def finished_runs(entrant: Entrant) -> list[Path]:
+    """An entrant's runs that finished (metrics.json and best/), the latest last."""
+    return [Path(r) for r in entrant.runs if (Path(r) / "metrics.json").is_file() and (Path(r) / "best").is_dir()]
+
+
+def finish(state: State, run_dir: Path) -> dict:
     """best/, metrics.json, report.md/csv and the verdict, from the finished race."""
     winner = next(e for e in state.entrants if e.name == state.winner)
-    last = Path(winner.runs[-1])
+    last = finished_runs(winner)[-1]
     checkpoint.copy(checkpoint.existing(last / "best"), run_dir / "best")
     metrics = json.loads((last / "metrics.json").read_text())
     metrics["auto"] = {
@@ -121,7 +126,7 @@ def finish(state: State, run_dir: Path, total_seconds: float) -> dict:
             for e in state.entrants
         },
     }
-    metrics["total_seconds"] = total_seconds
+    metrics["total_seconds"] = state.used_seconds  # the race's wall time, resumed parts included
     checkpoint.write_json(run_dir / "metrics.json", metrics)
     text, rows = table(state)
     report.write(run_dir, text, rows, extra=[f"round{k + 1}" for k in range(len(state.targets))] + ["out_in"])

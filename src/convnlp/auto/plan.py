@@ -47,5 +47,8 @@ def free_cores(seconds: float = 1.0) -> float:
 
 
 def slots(threads_each: int, free: float) -> int:
-    """How many candidates of ``threads_each`` threads run side by side on ``free`` cores (at least 1)."""
+    """How many candidates of ``threads_each`` threads run side by side on ``free`` cores (at least
+    1; 0 threads, each taking the free cores: 1)."""
+    if threads_each == 0:
+        return 1
     return max(1, math.floor((free + 0.25) / max(1, threads_each)))

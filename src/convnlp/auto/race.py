@@ -35,6 +35,7 @@ from convnlp.resume import resumable
 log = logging.getLogger("convnlp.auto")
 
 STATE = "race.json"
+INTERRUPTED = (-signal.SIGKILL, -signal.SIGTERM, 128 + signal.SIGKILL, 128 + signal.SIGTERM)  # killed from outside
 POLL_SECONDS = 0.5
 SAVE_SECONDS = 10.0
 
@@ -89,9 +90,21 @@ class State:
 
     @classmethod
     def load(cls, path: Path) -> State:
-        raw = json.loads((path / STATE).read_text())
-        raw["entrants"] = [Entrant(**e) for e in raw["entrants"]]
-        return cls(**raw)
+        try:
+            raw = json.loads((path / STATE).read_text())
+            raw["entrants"] = [Entrant(**e) for e in raw["entrants"]]
+            return cls(**raw)
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise UserError(f"{path / STATE}: not a race's state ({type(e).__name__}: {e})") from None
+
+    def retry_failures(self) -> None:
+        """A resumed race runs again the failed candidates of the round it stopped in (the
+        last round's among them), from their own last/."""
+        k = len(self.targets) - 1
+        for e in self.entrants:
+            if k >= 0 and len(e.scores) == k + 1 and e.scores[k] is None and e.out_in == k + 1:
+                e.scores.pop()
+                e.out_in, e.error = None, None
 
 
 # ------------------------------------------------------------------ one candidate's process
@@ -128,9 +141,9 @@ def launch(state: State, entrant: Entrant, k: int, run_dir: Path) -> Running:
         *state.extra,
         f"trainer.max_minutes={state.targets[k] / 60:.4f}",
         "trainer.progress=false",
-        f"hydra.run.dir={sub}",
+        f"hydra.run.dir={quoted(sub)}",
         *([f"trainer.threads={threads}"] if "trainer.threads" not in _keys(entrant.overrides) else []),
-        *([f"trainer.resume={previous}"] if previous is not None else []),
+        *([f"trainer.resume={quoted(previous)}"] if previous is not None else []),
     ]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     if threads:
@@ -157,6 +170,11 @@ def launch(state: State, entrant: Entrant, k: int, run_dir: Path) -> Running:
     return Running(entrant, process, sub, time.monotonic(), entrant.train_seconds)
 
 
+def quoted(path: Path) -> str:
+    """A path as a Hydra override's value, quoted (a comma, a bracket or ``=`` in it stays text)."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _keys(overrides: list[str]) -> set[str]:
     return {o.split("=", 1)[0].lstrip("+~") for o in overrides}
 
@@ -171,12 +189,16 @@ def _error_line(run_dir: Path) -> str:
     return (errors or lines or ["no output"])[-1][:300]
 
 
-def finished(state: State, running: Running, k: int) -> float:
+def finished(state: State, running: Running, k: int) -> float | None:
     """Record a candidate's finished round: its score, its training time; the process's
-    overhead (wall time not spent training), or 0 when it failed."""
+    overhead (wall time not spent training), 0 when it failed, None when it was killed from
+    outside (the out-of-memory killer, a stray SIGTERM): not scored, to be run again."""
     entrant, code = running.entrant, running.process.returncode
     wall = time.monotonic() - running.started
     metrics_path = running.run_dir / "metrics.json"
+    if code in INTERRUPTED:
+        log.warning("auto: round %d: %s was killed (exit %s); it goes on from its last/", k + 1, entrant.name, code)
+        return None
     if code != 0 or not metrics_path.is_file():
         entrant.error = _error_line(running.run_dir) if code != 0 else "no metrics.json"
         entrant.scores.append(None)
@@ -249,6 +271,7 @@ def run_round(state: State, k: int, run_dir: Path, clock) -> None:
     slots = 1 if len(state.survivors(k)) == 1 else state.slots
     running: list[Running] = []
     overheads: list[float] = []
+    again: set[str] = set()  # killed from outside, and started again (once each)
     saved = time.monotonic()
     try:
         while waiting or running:
@@ -258,7 +281,17 @@ def run_round(state: State, k: int, run_dir: Path, clock) -> None:
             time.sleep(POLL_SECONDS)
             for r in [r for r in running if r.process.poll() is not None]:
                 running.remove(r)
-                overheads.append(finished(state, r, k))
+                overhead = finished(state, r, k)
+                if overhead is None and r.entrant.name not in again:
+                    again.add(r.entrant.name)
+                    waiting.append(r.entrant)
+                elif overhead is None:
+                    raise UserError(
+                        f"auto=true: {r.entrant.name} was killed twice in round {k + 1} (out of memory?); "
+                        f"see {r.run_dir / 'console.log'}, then continue with trainer.resume=true"
+                    )
+                else:
+                    overheads.append(overhead)
                 clock(state)
                 state.save(run_dir)
             if time.monotonic() - saved > SAVE_SECONDS:
@@ -296,6 +329,8 @@ def eliminate(state: State, k: int) -> None:
         raise UserError(f"auto=true: every candidate of round {k + 1} failed; {first.name}: {first.error}")
     scored.sort(key=lambda e: e.scores[k], reverse=not state.lower_is_better)
     keep = min(math.ceil(len(alive) / 2), len(scored))
+    if all(e.out_in == k + 1 for e in scored[keep:]) and scored[keep:]:
+        return  # a resumed race going over a round it had decided
     for e in scored[keep:]:
         e.out_in = k + 1
     log.info(

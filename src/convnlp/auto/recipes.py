@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
@@ -30,6 +31,23 @@ log = logging.getLogger("convnlp.auto")
 
 # what a recipe may set: the model and its training, never the data (the user's)
 RECIPE_GROUPS = ("task", "encoder", "decoder", "tokenizer", "trainer", "optim")
+# the trainer's keys the race and the comparison of the candidates own: their budget, threads,
+# validation data and metric, where they start from
+RACE_OWNED = tuple(
+    f"trainer.{k}"
+    for k in (
+        "max_minutes",
+        "max_epochs",
+        "max_steps",
+        "select",
+        "holdout",
+        "resume",
+        "init",
+        "teacher",
+        "threads",
+        "progress",
+    )
+)
 # the keys of a composed config that make two candidates the same training
 COMPARED = (*RECIPE_GROUPS, "data", "seed")
 
@@ -84,7 +102,10 @@ def read(task: str, name: str) -> tuple[str, list[str]]:
     """What a recipe is for, and the keys it sets (groups it chooses, values it sets); checks that
     it sets the model and training groups only."""
     where = f"recipe {name} (recipes/{task}/{name}.yaml)"
-    result = GlobalHydra.instance().config_loader().repository.load_config(f"recipes/{task}/{name}")
+    try:
+        result = GlobalHydra.instance().config_loader().repository.load_config(f"recipes/{task}/{name}")
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError, ValueError) as e:
+        raise UserError(f"{where}: {' '.join(str(e).split())[:300]}") from None
     if result is None:
         raise UserError(f"{where}: not found")
     if (result.header or {}).get("package") != "_global_":
@@ -96,6 +117,12 @@ def read(task: str, name: str) -> tuple[str, list[str]]:
     if stray:
         raise UserError(
             f"{where} sets {stray[0]}: a recipe sets only {', '.join(RECIPE_GROUPS)} (the data is the user's)"
+        )
+    owned = [k for k in keys if k in RACE_OWNED]
+    if owned:
+        raise UserError(
+            f"{where} sets {owned[0]}: the race sets the candidates' budget, threads, validation data and metric "
+            "(give trainer.select and the like on the command line, for every candidate)"
         )
     return about, keys
 
