@@ -68,6 +68,7 @@ def args(files: dict[str, Path], *more: str, validation: bool = True) -> list[st
         "encoder.width=32",
         "auto=true",
         "auto.min_minutes=0.02",
+        "auto.parallel=2",  # side by side whatever else the machine runs (the tests beside)
         *more,
     ]
 

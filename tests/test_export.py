@@ -103,7 +103,8 @@ def make_checkpoint(directory, task: str, family: str, recipe: list[str] | None 
 
     overrides = [*(TASK_ARGS[task] if recipe is None else recipe), f"encoder={family}", *SMALL[family]]
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
-        config = OmegaConf.to_container(compose(config_name="train", overrides=overrides), resolve=True)
+        composed = OmegaConf.to_container(compose(config_name="train", overrides=overrides), resolve=True)
+    config = {k: v for k, v in composed.items() if k in checkpoint.CONFIG_KEYS}  # a run's config, as train saves it
     examples = texts(50, 40, 0)  # tagging's vocabulary is counted over given words, as training counts it
     tokenizer = tok.build_from(
         OmegaConf.create(config["tokenizer"]), [t.split() for t in examples] if task == "tagging" else examples

@@ -75,7 +75,7 @@ def new_state(cfg: DictConfig, given: set[str], base: list[str], config_dirs: li
         log.info("auto: no early stopping (trainer.patience=0): each round trains its time, best/ keeps the best")
     threads = cfg.trainer.threads if "trainer.threads" in given else 1
     free = plan.free_cores()
-    slots = plan.slots(threads, free)
+    slots = cfg.auto.parallel or plan.slots(threads, free)
     budget = 60 * (cfg.trainer.max_minutes if "trainer.max_minutes" in given else cfg.auto.minutes)
     log.info(
         "auto: %d candidates for task=%s, %g min of wall time, %d at a time (%.1f free cores, %s each): %s",

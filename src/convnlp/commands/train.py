@@ -8,7 +8,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from convnlp.registry import COMMANDS, Check, option, positive
+from convnlp.registry import COMMANDS, Check, option, positive, zero_or_more
 
 
 @dataclass
@@ -19,6 +19,7 @@ class AutoConfig:
     enabled: bool = option(False, help="race the task's recipes instead of training one model")
     recipes: Optional[list[str]] = option(None, help="the recipes to race (null: all of conf/recipes/<task>/)")
     minutes: float = option(30.0, positive(), help="the race's wall time when trainer.max_minutes is not given")
+    parallel: int = option(0, zero_or_more(), help="candidates side by side (0: as many as the free cores allow)")
     min_minutes: float = option(0.5, positive(), help="the least training a candidate gets in the first round")
     holdout: float = option(
         0.1, Check(lambda v: 0 < v < 1, "must be in (0, 1)"), help="data without validation: the share held out"

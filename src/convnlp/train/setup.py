@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from convnlp import distributed, resume
@@ -246,7 +246,3 @@ def state(cfg: DictConfig, env: Environment, d: Data, net: Network, run_dir: Pat
             )
     state.select, state.micro_batches, state.world_size = net.metric, world.size * tc.accumulate, world.size
     return state
-
-
-def plain_config(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)
