@@ -174,20 +174,25 @@ def review_rows(n: int, seed: int) -> list[tuple[str, str]]:
     return rows
 
 
-@pytest.fixture(scope="session")
-def review_files(tmp_path_factory) -> dict[str, Path]:
-    """CSV files with a header (text, label) for train, validation and test."""
+def write_csv_splits(root: Path, rows, sizes: tuple[int, int, int], ids: bool = False) -> dict[str, Path]:
+    """CSV files with a header (text, label; ``ids``: an id column first) for train, validation and
+    test in ``root``, of ``sizes`` rows each from ``rows(n, seed)`` (seeds 1, 2, 3)."""
     import csv
 
-    root = tmp_path_factory.mktemp("reviews")
     files = {}
-    for split, n, seed in (("train", 300, 1), ("validation", 60, 2), ("test", 60, 3)):
+    for (split, seed), n in zip((("train", 1), ("validation", 2), ("test", 3)), sizes):
         files[split] = root / f"{split}.csv"
         with open(files[split], "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["id", "text", "label"])
-            writer.writerows((i, text, label) for i, (text, label) in enumerate(review_rows(n, seed)))
+            writer.writerow(["id", "text", "label"] if ids else ["text", "label"])
+            writer.writerows((i, *row) if ids else row for i, row in enumerate(rows(n, seed)))
     return files
+
+
+@pytest.fixture(scope="session")
+def review_files(tmp_path_factory) -> dict[str, Path]:
+    """CSV files with a header (id, text, label) for train, validation and test."""
+    return write_csv_splits(tmp_path_factory.mktemp("reviews"), review_rows, (300, 60, 60), ids=True)
 
 
 def review_args(files: dict[str, Path]) -> list[str]:

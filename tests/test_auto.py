@@ -7,7 +7,6 @@ than chance; a character model learns it in seconds.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -27,7 +26,7 @@ from convnlp.auto.race import Entrant, State, quoted
 from convnlp.config import validate
 from convnlp.data import hold_out
 from convnlp.registry import COMMANDS
-from tests.conftest import convnlp, run_dirs
+from tests.conftest import convnlp, run_dirs, write_csv_splits
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 LETTERS = "abcdefghijklmnoprstuvw"
@@ -46,15 +45,7 @@ def suffix_rows(n: int, seed: int) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def suffixes(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("suffixes")
-    files = {}
-    for split, n, seed in (("train", 600, 1), ("validation", 150, 2), ("test", 150, 3)):
-        files[split] = root / f"{split}.csv"
-        with open(files[split], "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["text", "label"])
-            writer.writerows(suffix_rows(n, seed))
-    return files
+    return write_csv_splits(tmp_path_factory.mktemp("suffixes"), suffix_rows, (600, 150, 150))
 
 
 def args(files: dict[str, Path], *more: str, validation: bool = True) -> list[str]:

@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from convnlp import __version__, distributed
-from convnlp.config import check_resolves, validate
+from convnlp.config import check_resolves, override_key, validate
 from convnlp.errors import UserError
 from convnlp.registry import COMMANDS, DATASETS, Entry
 
@@ -428,7 +428,7 @@ def dispatch(argv: list[str]) -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: terminated(command))
         try:
             hydra_cfg = HydraConfig.get()
-            given = {o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task}
+            given = {override_key(o) for o in hydra_cfg.overrides.task}
             if entry.info.get("groups"):
                 cfg = validate(cfg, entry.info["groups"], entry.config)
             run_dir = Path(hydra_cfg.runtime.output_dir) if entry.info.get("run_dir") else None

@@ -78,6 +78,11 @@ def with_earlier_defaults(config: dict) -> dict:
     return {**config, "decoder": {**decoder, "output_length": data.get("output_length", "fixed")}}
 
 
+def override_key(override: str) -> str:
+    """The key a Hydra override sets: ``trainer.threads`` of ``trainer.threads=1``, ``x`` of ``+x=1``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def validate_group(group: str, node: DictConfig) -> DictConfig:
     """Merge one group's composed values into its typed schema; raise UserError on a problem."""
     options = SCHEMAS[group]

@@ -69,7 +69,11 @@ def find_runs(directory: Path) -> list[Path]:
         | {p.parent for p in directory.rglob("metrics.json") if p.parent.name not in ("best", "last")}
     )
     # a race's candidates are its own rows (convnlp report <race>); below a folder of runs, the race is one
-    return [run for run in runs if not any((parent / "race.json").is_file() for parent in run.parents)]
+
+    def in_race(run: Path) -> bool:  # a folder between directory and the run holds race.json
+        return any((directory / p / "race.json").is_file() for p in run.relative_to(directory).parents if p.parts)
+
+    return [run for run in runs if not in_race(run)]
 
 
 def _get(metrics: dict, key: str):

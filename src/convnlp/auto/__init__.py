@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from convnlp import distributed
 from convnlp.auto import outcome, plan, recipes
 from convnlp.auto.race import STATE, Entrant, State, eliminate, plan_round, run_round
+from convnlp.config import override_key
 from convnlp.errors import UserError
 
 log = logging.getLogger("convnlp.auto")
@@ -30,7 +31,7 @@ RACE_KEYS = ("auto.", "trainer.max_minutes", "trainer.resume", "trainer.progress
 
 def _base(overrides: list[str]) -> list[str]:
     """The command line the candidates share: the user's overrides less the race's own keys."""
-    return [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(RACE_KEYS)]
+    return [o for o in overrides if not override_key(o).startswith(RACE_KEYS)]
 
 
 def _no_validation(cfg: DictConfig) -> bool:

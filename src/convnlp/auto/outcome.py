@@ -15,13 +15,14 @@ from convnlp.auto.race import Entrant, State
 log = logging.getLogger("convnlp.auto")
 
 
-def _score(value, metric: str) -> str:
+def _score(value) -> str:
+    """A validation score as the log and the table show it: a fraction in percent."""
     if value is None:
         return "failed"
-    return f"{value:.2%}" if metric not in ("loss",) and 0 <= value <= 1 else f"{value:.4f}"
+    return f"{value:.2%}" if 0 <= value <= 1 else f"{value:.4f}"
 
 
-def _points(a: float, b: float, metric: str) -> str:
+def _points(a: float, b: float) -> str:
     """How far apart two scores are, in points where they are fractions."""
     if 0 <= a <= 1 and 0 <= b <= 1:
         return f"{abs(a - b) * 100:.2f} points"
@@ -38,7 +39,7 @@ def verdict(state: State) -> list[str]:
     metric, rounds = state.metric, len(state.targets)
     winner = next(e for e in state.entrants if e.name == state.winner)
     lines = [
-        f"auto: {winner.name} won: validation {metric} {_score(_final(winner), metric)} "
+        f"auto: {winner.name} won: validation {metric} {_score(_final(winner))} "
         f"after {winner.train_seconds / 60:.1f} min of training ({winner.about})"
     ]
     others = [e for e in state.entrants if e is not winner and e.out_in is not None]
@@ -47,16 +48,16 @@ def verdict(state: State) -> list[str]:
         k = last.out_in - 1
         if last.scores[k] is not None and len(winner.scores) > k:
             lines.append(
-                f"auto: in round {k + 1}, {winner.name} {_score(winner.scores[k], metric)} against "
-                f"{last.name} {_score(last.scores[k], metric)} (runner-up, "
-                f"{_points(winner.scores[k], last.scores[k], metric)})"
+                f"auto: in round {k + 1}, {winner.name} {_score(winner.scores[k])} against "
+                f"{last.name} {_score(last.scores[k])} (runner-up, "
+                f"{_points(winner.scores[k], last.scores[k])})"
             )
     default = next((e for e in state.entrants if e.default), None)
     if default is not None and default is not winner:
         k = default.out_in - 1
         lines.append(
             f"auto: the default recipe ({default.name}, what the command trains without auto=true) went out in "
-            f"round {k + 1} of {rounds}: {_score(default.scores[k], metric)} against {_score(winner.scores[k], metric)}"
+            f"round {k + 1} of {rounds}: {_score(default.scores[k])} against {_score(winner.scores[k])}"
         )
     elif default is None:
         lines.append("auto: none of the recipes is what the command trains without auto=true")
@@ -69,25 +70,21 @@ def table(state: State) -> tuple[str, list[dict]]:
     runs = [Path(e.runs[-1]) for e in state.entrants if e.runs]
     sort = f"validation.{state.metric}"
     rows = report.collect(runs, sort)
+    place = {e.runs[-1]: i for i, e in enumerate(standing(state)) if e.runs}
+    rows.sort(key=lambda r: place[r["run"]])
     by_run = {e.runs[-1]: e for e in state.entrants if e.runs}
     extra = [(f"round {k + 1}", f"round{k + 1}") for k in range(len(state.targets))] + [("out in", "out_in")]
     for row in rows:
         e = by_run[row["run"]]
         row["run"], row["overrides"] = e.name + (" (default)" if e.default else ""), e.about
         for k in range(len(state.targets)):
-            row[f"round{k + 1}"] = _score(e.scores[k], state.metric) if len(e.scores) > k else ""
+            row[f"round{k + 1}"] = _score(e.scores[k]) if len(e.scores) > k else ""
         if e.name == state.winner:
             row["out_in"] = "won"
         else:
             row["out_in"] = f"round {e.out_in}" + (" (failed)" if e.error else "") if e.out_in else ""
         row["best"] = e.name == state.winner
-    place = {e.name: i for i, e in enumerate(standing(state))}
-    rows.sort(key=lambda r: place[by_run_name(r)])
     return report.markdown(rows, sort, "", extra=extra, names=("recipe", "what it is")), rows
-
-
-def by_run_name(row: dict) -> str:
-    return row["run"].removesuffix(" (default)")
 
 
 def standing(state: State) -> list[Entrant]:

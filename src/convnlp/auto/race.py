@@ -28,7 +28,7 @@ from pathlib import Path
 
 from convnlp import checkpoint
 from convnlp.auto import plan
-from convnlp.config import LOWER_IS_BETTER
+from convnlp.config import LOWER_IS_BETTER, override_key
 from convnlp.errors import UserError
 from convnlp.resume import resumable
 
@@ -142,7 +142,7 @@ def launch(state: State, entrant: Entrant, k: int, run_dir: Path) -> Running:
         f"trainer.max_minutes={state.targets[k] / 60:.4f}",
         "trainer.progress=false",
         f"hydra.run.dir={quoted(sub)}",
-        *([f"trainer.threads={threads}"] if "trainer.threads" not in _keys(entrant.overrides) else []),
+        *([f"trainer.threads={threads}"] if "trainer.threads" not in map(override_key, entrant.overrides) else []),
         *([f"trainer.resume={quoted(previous)}"] if previous is not None else []),
     ]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
@@ -173,10 +173,6 @@ def launch(state: State, entrant: Entrant, k: int, run_dir: Path) -> Running:
 def quoted(path: Path) -> str:
     """A path as a Hydra override's value, quoted (a comma, a bracket or ``=`` in it stays text)."""
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _keys(overrides: list[str]) -> set[str]:
-    return {o.split("=", 1)[0].lstrip("+~") for o in overrides}
 
 
 def _error_line(run_dir: Path) -> str:
@@ -222,7 +218,7 @@ def finished(state: State, running: Running, k: int) -> float | None:
         k + 1,
         entrant.name,
         metric,
-        "none" if score is None else f"{score:.4f}",
+        f"{score:.4f}",
         entrant.train_seconds / 60,
         metrics.get("stop_reason", ""),
     )

@@ -23,7 +23,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from convnlp.config import check_resolves, validate
+from convnlp.config import check_resolves, override_key, validate
 from convnlp.errors import UserError
 from convnlp.registry import COMMANDS
 
@@ -55,14 +55,12 @@ COMPARED = (*RECIPE_GROUPS, "data", "seed")
 @dataclass
 class Candidate:
     """One recipe of the race as it will train: its name, what it is for (the recipe's opening
-    line), the overrides `convnlp train` gets for it (the command line's and the recipe's), the
-    keys of the recipe that the command line holds, and whether it trains what the command trains
-    without ``auto=true``."""
+    line), the overrides `convnlp train` gets for it (the command line's and the recipe's), whether
+    it trains what the command trains without ``auto=true``, and its composed config."""
 
     name: str
     about: str
     overrides: list[str]
-    held: list[str] = field(default_factory=list)
     default: bool = False
     config: dict = field(default_factory=dict, repr=False)
 
@@ -156,7 +154,7 @@ def candidates(task: str, names: list[str] | None, base: list[str]) -> list[Cand
     unknown = [n for n in names or () if n not in known]
     if unknown:
         raise UserError(f"auto.recipes: unknown recipe {unknown[0]!r} for task={task}; choose from: {', '.join(known)}")
-    given = {o.split("=", 1)[0].lstrip("+~") for o in base}
+    given = {override_key(o) for o in base}
     default = _compose(base, "the command line")
     chosen: list[Candidate] = []
     for name in dict.fromkeys(names or known):
@@ -172,5 +170,5 @@ def candidates(task: str, names: list[str] | None, base: list[str]) -> list[Cand
                 "auto: recipe %s trains the same as %s with the command line's settings: raced once", name, same.name
             )
             continue
-        chosen.append(Candidate(name, about, overrides, held, config == default, config))
+        chosen.append(Candidate(name, about, overrides, config == default, config))
     return chosen
