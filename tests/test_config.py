@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from convnlp.config import SCHEMAS, validate
+from convnlp.data import serves
 from convnlp.errors import UserError
 from convnlp.model import build_model
 from convnlp.registry import COMMANDS, DATASETS, DECODERS, ENCODERS, checks
@@ -51,7 +52,7 @@ def test_compose_validate_and_build(task, encoder, data, tokenizer):
     with initialize_config_module(config_module="convnlp.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     data = cfg.data.name
-    if task not in DATASETS[data].info["tasks"]:
+    if task not in serves(data):
         with pytest.raises(UserError, match=f"data={data} is .* data; task={task} needs one of: "):
             validate(cfg)
         return
@@ -138,7 +139,7 @@ def _bad_values():
     import dataclasses
     import typing
 
-    candidates = [-1, 0, 1, 2, 3, 4, 0.5, 1.5, 100, 10**6, -0.5, [], [0], [2], [-1], [4, 6], [0.5, 2.0], "["]
+    candidates = [-1, 0, 1, 2, 3, 4, 0.5, 1.5, 100, 10**6, -0.5, [], [0], [2], [-1], [4, 6], [0.5, 2.0], "[", {"drop": 1.5}]
     for group, schemas in SCHEMAS.items():
         for option, schema in schemas.items():
             hints = typing.get_type_hints(schema)
@@ -184,6 +185,7 @@ def _context(group: str, option: str) -> dict:
                     "tagging": "cmudict_stress",
                     "classification": "cmudict_syllables",
                     "generation": "cmudict_g2p",
+                    "autoencoder": "cmudict_words",
                 }[option]
             }
         }

@@ -5,8 +5,12 @@
     model.predict(["The cat sat .", "Dogs bark ."])   # one record per text, as `convnlp predict` writes them
 
 The records are those of ``convnlp predict``: tagging ``{"tokens", "tags"}``, classification
-``{"text", "label", "probabilities"}``, generation ``{"source", "output", "tokens"}``; an empty
-text gets the task's empty result. Long inputs are handled as ``predict`` handles them
+``{"text", "label", "probabilities"}``, generation ``{"source", "output", "tokens"}``,
+autoencoder ``{"text", "output", "tokens"}`` (the reconstruction); an empty text gets the task's
+empty result. An autoencoder also gives codes and the texts between two codes:
+
+    model.encode(["a sentence", "another"])           # (2, code_dim) numpy array
+    model.interpolate("a sentence", "another", steps=8, path="line")   # 9 decoded texts Long inputs are handled as ``predict`` handles them
 (tagging in overlapping windows, ``task.predict_max_chars``).
 """
 
@@ -15,14 +19,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from convnlp import ensemble
 from convnlp.checkpoint import Checkpoint
+from convnlp.codes import PATHS
 from convnlp.device import pick_device
 from convnlp.errors import UserError
 from convnlp.onnx_runtime import load_exported
-from convnlp.tasks import with_decoding
+from convnlp.tasks import autoencoder, with_decoding
 
 
 class Predictor:
@@ -76,6 +82,46 @@ class Predictor:
                     self.model, self.tokenizer, self.labels, inputs, self.device, task_cfg
                 )
         return records[0] if one else records
+
+    def _autoencoder(self, what: str) -> None:
+        if self.task_name != "autoencoder":
+            raise UserError(f"{what}: codes come from a task=autoencoder checkpoint; this one is task={self.task_name}")
+        if not isinstance(self.model, torch.nn.Module):
+            raise UserError(f"{what}: an exported model has no code; load the checkpoint with runtime=torch")
+
+    def encode(self, texts: str | Iterable[str], batch_tokens: int = 8000) -> np.ndarray:
+        """The code of each text (task=autoencoder; a variational code's mean): an array
+        (N, task.code_dim), or (code_dim,) for one string."""
+        one = isinstance(texts, str)
+        texts = [texts] if one else list(texts)
+        self._autoencoder("encode")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise UserError(f"encode: texts[{i}] is {type(text).__name__} {text!r:.40}, not a str")
+        with torch.inference_mode():
+            mean, _ = autoencoder.posteriors(self.model, self.tokenizer, texts, self.device, batch_tokens)
+        codes = mean.numpy()
+        return codes[0] if one else codes
+
+    def interpolate(self, a: str, b: str, steps: int = 8, path: str = "line") -> list[dict]:
+        """The texts decoded along the codes from ``a``'s to ``b``'s (task=autoencoder): ``steps``
+        + 1 records ``{"t", "output", "tokens"}``, ``t`` from 0 (a) to 1 (b); ``path``: ``line``
+        or ``slerp`` (the arc)."""
+        self._autoencoder("interpolate")
+        check_interpolation(a, b, steps, path)
+        with torch.inference_mode():
+            return autoencoder.interpolate(self.model, self.tokenizer, self.labels, a, b, self.device, steps, path)
+
+
+def check_interpolation(a, b, steps, path: str) -> None:
+    """One line for a missing end point, a bad step count or path."""
+    for name, value in (("a", a), ("b", b)):
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(f'interpolate: give two texts, a="..." and b="..." ({name} is {value!r})')
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise UserError(f"interpolate: steps={steps!r} must be a whole number, at least 1")
+    if path not in PATHS:
+        raise UserError(f"interpolate: path={path!r} is not valid; choose one of: {', '.join(PATHS)}")
 
 
 RUNTIMES = ("torch", "onnx")

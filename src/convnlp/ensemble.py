@@ -51,6 +51,8 @@ def load(checkpoints, device: str | torch.device = "cpu") -> checkpoint.Checkpoi
     ours = checkpoint.load(checkpoints[0], device)
     members, configs = [ours.model], [ours.task_cfg]
     task, first = ours.config["task"]["name"], checkpoints[0]
+    if task == "autoencoder":
+        raise UserError(f"{first}: autoencoders do not ensemble (each has codes of its own); give one checkpoint")
     for path in checkpoints[1:]:
         other = checkpoint.load(path, device)
         theirs = other.config["task"]

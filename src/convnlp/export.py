@@ -212,6 +212,11 @@ def export(
         raise UserError(f"output={output}: exists and is not an empty directory; choose a new directory")
     loaded = checkpoint.load(directory, "cpu")
     model, config, tokenizer, labels = loaded.model.eval(), loaded.config, loaded.tokenizer, loaded.labels
+    if config["task"]["name"] == "autoencoder":
+        raise UserError(
+            "export: task=autoencoder decodes from a code it computes in between (and encode and interpolate "
+            "need that code), which the exported graph does not expose; use it with runtime=torch"
+        )
     if getattr(model.head, "autoregressive", False):
         raise UserError(
             f"export: decoder={config['decoder']['name']} decodes step by step with a search over a growing "

@@ -170,6 +170,7 @@ class Start:
     tokenizer: object | None = None
     labels: list[str] | None = None
     init_model: torch.nn.Module | None = None
+    transfer: bool = False  # an autoencoder's embedding and encoder only (TRANSFERRED), labels of its own
 
 
 def starting_point(trainer, run_dir: Path, config: dict) -> Start:
@@ -185,12 +186,51 @@ def starting_point(trainer, run_dir: Path, config: dict) -> Start:
     if init_dir is None:
         return Start()
     saved = checkpoint.load(init_dir)
+    if saved.config["task"]["name"] == "autoencoder" != config["task"]["name"]:
+        difference = transfer_difference(saved.config, config)
+        if difference:
+            raise UserError(
+                f"trainer.init: the autoencoder {init_dir} has another encoder than this model ({difference}); "
+                "set the encoder, tokenizer and task.embedding_dim as it has them"
+            )
+        return Start(init_dir=init_dir, tokenizer=saved.tokenizer, init_model=saved.model, transfer=True)
     difference = config_difference(saved.config, config, ("there", "now"), INIT_GROUPS, INIT_NOT_COMPARED)
     if difference:
         raise UserError(
             f"trainer.init: {init_dir} is another model ({difference}); set the model groups as it has them"
         )
     return Start(init_dir=init_dir, tokenizer=saved.tokenizer, labels=saved.labels, init_model=saved.model)
+
+
+TRANSFERRED = ("embedding.", "encoder.")  # what an autoencoder gives a model of another task
+
+
+def transfer_difference(saved: dict, current: dict) -> str | None:
+    """Why an autoencoder's embedding and encoder cannot start this model (another encoder,
+    tokenizer or embedding size), or None."""
+    difference = config_difference(saved, current, ("there", "now"), ("encoder", "tokenizer"))
+    if difference:
+        return difference
+    sizes = [c["task"].get("embedding_dim") for c in (saved, current)]
+    return f"task.embedding_dim: {sizes[0]!r} there, {sizes[1]!r} now" if sizes[0] != sizes[1] else None
+
+
+def load_transferred(model: torch.nn.Module, source: torch.nn.Module) -> int:
+    """Copies ``source``'s embedding and encoder weights into ``model`` (shapes checked); how many
+    tensors it copied."""
+    own = model.state_dict()
+    parts = {k: v for k, v in source.state_dict().items() if k.startswith(TRANSFERRED)}
+    for name, value in parts.items():
+        if name not in own or own[name].shape != value.shape:
+            shape = tuple(own[name].shape) if name in own else "none"
+            raise UserError(
+                f"trainer.init: the autoencoder's {name} has shape {tuple(value.shape)}, this model's {shape}"
+            )
+    missing = [k for k in own if k.startswith(TRANSFERRED) and k not in parts]
+    if missing:
+        raise UserError(f"trainer.init: the autoencoder has no {missing[0]} for this model")
+    model.load_state_dict(parts, strict=False)
+    return len(parts)
 
 
 def check_init_labels(start: Start, needed: list[str]) -> None:

@@ -67,7 +67,7 @@ class Workload:
         train = data["train"].select(range(min(b.sentences, len(data["train"]))))
         evaluated = data[self.eval_name].select(range(min(b.sentences, len(data[self.eval_name]))))
         self.tokenizer = tok.build_from(cfg.tokenizer, task.tokenizer_examples(data["train"]))
-        self.labels = task.label_vocabulary(data["train"], task_cfg)
+        self.labels = task.label_vocabulary(data["train"], task_cfg, self.tokenizer)
         self.train = {c: train[c] for c in task.COLUMNS}
         self.eval = {c: evaluated[c] for c in task.COLUMNS}
         self.input_column = task.COLUMNS[0]

@@ -21,7 +21,19 @@ if TYPE_CHECKING:
     import datasets
 
 SPLITS = ("train", "validation", "test")
-COLUMNS = {"tagging": ("tokens", "tags"), "classification": ("text", "label"), "generation": ("source", "target")}
+COLUMNS = {
+    "tagging": ("tokens", "tags"),
+    "classification": ("text", "label"),
+    "generation": ("source", "target"),
+    "autoencoder": ("text",),
+}
+# an autoencoder reads the texts of any data set: a classification set's texts, a tagging set's
+# sentences (words joined by spaces), a generation set's distinct sources
+TEXTS = {
+    "classification": lambda first: first,
+    "tagging": lambda first: [" ".join(words) for words in first],
+    "generation": lambda first: list(dict.fromkeys(first)),
+}
 
 
 def split_option():
@@ -42,13 +54,22 @@ def per_split(cfg, splits, read, key: str = "{split}", what: str = "file", value
     return raw
 
 
+def serves(data_name: str) -> tuple[str, ...]:
+    """The tasks a data set feeds (one with text, unless registered with ``texts=False``, feeds an
+    autoencoder too)."""
+    info = DATASETS[data_name].info if data_name in DATASETS else {"tasks": ()}
+    tasks = tuple(info["tasks"])
+    texts = info.get("texts", True) and set(tasks) & set(TEXTS) and "autoencoder" not in tasks
+    return tasks + (("autoencoder",) if texts else ())
+
+
 def check_task(data_name: str, task: str) -> None:
     """One line when a data set cannot feed a task."""
-    serves = DATASETS[data_name].info["tasks"] if data_name in DATASETS else ()
-    if task not in serves:
-        fitting = [e.name for e in DATASETS.entries() if task in e.info["tasks"]]
+    if task not in serves(data_name):
+        serves_now = DATASETS[data_name].info["tasks"] if data_name in DATASETS else ()
+        fitting = [e.name for e in DATASETS.entries() if task in serves(e.name)]
         raise UserError(
-            f"data={data_name} is {' and '.join(serves) or 'unknown'} data; task={task} "
+            f"data={data_name} is {' and '.join(serves_now) or 'unknown'} data; task={task} "
             f"needs one of: {', '.join(fitting)}"
         )
 
@@ -62,9 +83,11 @@ def load_splits(cfg, splits: tuple[str, ...] = SPLITS, task: str = "tagging") ->
     check_task(cfg.name, task)
     entry = DATASETS[cfg.name]
     raw = entry.target(DATASETS.config(_plain(cfg)), splits, task)
-    first, second = COLUMNS[task]
+    if task == "autoencoder" and task not in entry.info["tasks"]:  # labeled data: its texts
+        kind = next(t for t in entry.info["tasks"] if t in TEXTS)
+        raw = {split: (TEXTS[kind](columns[0]),) for split, columns in raw.items()}
     return datasets.DatasetDict(
-        {split: datasets.Dataset.from_dict({first: a, second: b}) for split, (a, b) in raw.items()}
+        {split: datasets.Dataset.from_dict(dict(zip(COLUMNS[task], columns))) for split, columns in raw.items()}
     )
 
 

@@ -43,6 +43,7 @@ def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[
 @DATASETS.register(
     CmudictG2PConfig,
     tasks=("generation",),
+    texts=False,  # not text an autoencoder would learn (data=cmudict_words: the spellings)
     description="CMUdict grapheme to phoneme (spelling -> ARPAbet with stress), offline; for your"
     " own pairs use data=parallel",
 )

@@ -53,6 +53,7 @@ def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[
 @DATASETS.register(
     CmudictStressConfig,
     tasks=("tagging",),
+    texts=False,  # not text an autoencoder would learn (data=cmudict_words: the spellings)
     description="CMUdict lexical stress (phonemes -> stress digit per vowel), offline; for real text "
     "use data=ud_ewt, data=conllu or data=conll",
 )

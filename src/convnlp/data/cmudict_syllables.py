@@ -43,6 +43,7 @@ def load(validation_percent: int = 5, test_percent: int = 5) -> dict[str, tuple[
 @DATASETS.register(
     CmudictSyllablesConfig,
     tasks=("classification",),
+    texts=False,  # not text an autoencoder would learn (data=cmudict_words: the spellings)
     description="CMUdict syllable counts (spelling -> number of syllables), offline; for real tex"
     "t use data=sst2, data=mr, data=csv, data=jsonl or data=hub",
 )

@@ -212,12 +212,13 @@ def read_hf(
     subset: str | None,
     split: str,
     text_column: str,
-    label_column: str,
+    label_column: str | None,
     revision: str | None = None,
     skip_empty: bool = False,
 ) -> Texts:
     """A split of a HuggingFace dataset: a hub id (``stanfordnlp/imdb``) or a local directory
-    that ``datasets.load_dataset`` reads. Integer class labels become their names."""
+    that ``datasets.load_dataset`` reads. Integer class labels become their names; with no
+    ``label_column`` (unlabeled text, for an autoencoder) every label is empty."""
     import datasets
 
     where = f"{path}[{split}]"
@@ -227,6 +228,9 @@ def read_hf(
         raise UserError(f"{where}: cannot load the dataset ({str(e).strip().splitlines()[0]})") from None
     except ConnectionError as e:
         raise UserError(f"{where}: cannot reach the HuggingFace hub ({e})") from None
+    if label_column is None:
+        dataset = dataset.add_column("convnlp_unlabeled", [""] * dataset.num_rows)
+        label_column = "convnlp_unlabeled"
     for role, column in (("text", text_column), ("label", label_column)):
         if column not in dataset.column_names:
             raise UserError(
@@ -239,7 +243,7 @@ def read_hf(
     for number, (text, raw_label) in enumerate(zip(dataset[text_column], dataset[label_column])):
         label = names[raw_label] if names is not None and isinstance(raw_label, int) and raw_label >= 0 else None
         label = label if names is not None else _label(raw_label)
-        if label is None:
+        if label is None and label_column != "convnlp_unlabeled":
             raise UserError(f"{where}: row {number}: no label in column {label_column!r} ({raw_label!r})")
         rows.add(
             text if isinstance(text, str) else "",
@@ -297,7 +301,7 @@ class HubConfig:
     validation_split: Optional[str] = "validation"
     test_split: Optional[str] = "test"
     text_column: str = "text"
-    label_column: str = "label"
+    label_column: Optional[str] = option("label", help="null: unlabeled text (task=autoencoder)")
     skip_empty: bool = False
 
 
@@ -332,6 +336,8 @@ def load_jsonl(cfg: JsonlConfig, splits, task: str) -> dict:
     HubConfig, tasks=("classification",), description="a HuggingFace dataset (hub id or local directory)"
 )
 def load_hub(cfg: HubConfig, splits, task: str) -> dict:
+    if cfg.label_column is None and task != "autoencoder":
+        raise UserError(f"data.label_column=null (unlabeled text) is for task=autoencoder; task={task} needs labels")
     return per_split(
         cfg,
         splits,

@@ -71,6 +71,7 @@ def load(distance: int, length: int, alphabet: int, train_size: int, eval_size: 
 @DATASETS.register(
     ProbeLongrangeConfig,
     tasks=("tagging", "classification"),
+    texts=False,  # no text to autoencode (synthetic symbols)
     description="synthetic long-range probe (depends on the token `distance` positions away)",
 )
 def load_probe(cfg: ProbeLongrangeConfig, splits, task: str) -> dict:

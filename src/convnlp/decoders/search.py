@@ -32,6 +32,14 @@ class Members:
         self.decoders = [m.head for m in models]
         self.states = [m.head.start(m.encode(batch), batch["mask"]) for m in models]
 
+    @classmethod
+    def of(cls, decoders: list, states: list) -> Members:
+        """Decoders already started (``states``: what their ``start`` gave): an autoencoder's,
+        started from codes rather than from a batch of sources."""
+        members = cls.__new__(cls)
+        members.decoders, members.states = list(decoders), list(states)
+        return members
+
     def log_probs(self, tokens: torch.Tensor, t: int) -> torch.Tensor:
         """(N, V) the mean of the members' log-probabilities of the next symbol."""
         scores = [d.step(s, tokens, t).float().log_softmax(-1) for d, s in zip(self.decoders, self.states)]

@@ -21,14 +21,15 @@ from convnlp.registry import TASKS
 
 @runtime_checkable
 class Task(Protocol):
-    COLUMNS: tuple[str, str]  # the data set's column names
+    COLUMNS: tuple[str, ...]  # the data set's column names (an autoencoder has one: text)
     OUTPUT_FIELDS: tuple[
         str, ...
     ]  # the fields of a predict record (null, with "error", for a line that cannot be read)
 
     def build_head(self, cfg, input_dim: int, num_labels: int, decoder: dict | None) -> nn.Module: ...
 
-    def label_vocabulary(self, split, task: dict) -> list[str]: ...
+    def label_vocabulary(self, split, task: dict, tokenizer=None) -> list[str]:
+        """The labels, from the training split (an autoencoder's: the ``tokenizer``'s symbols)."""
 
     def tokenizer_examples(self, split) -> Sequence: ...  # what the vocabulary is trained on
 

@@ -144,7 +144,7 @@ def loss(logits: torch.Tensor, batch: dict, task: dict | None = None) -> tuple[t
 # ------------------------------------------------------------------------------- encoding
 
 
-def label_vocabulary(split, task: dict | None = None) -> list[str]:
+def label_vocabulary(split, task: dict | None = None, tokenizer=None) -> list[str]:
     """The training labels, in numeric order when they are all numbers (``2`` before ``10``)."""
     labels = set(split["label"])
     if all(label.lstrip("-").isdigit() for label in labels):

@@ -124,7 +124,7 @@ def positions_needed(tokens: list, loss: str) -> int:
     return len(ids)
 
 
-def label_vocabulary(split, task: dict) -> list[str]:
+def label_vocabulary(split, task: dict, tokenizer=None) -> list[str]:
     """The special symbols, then the training targets' tokens, most frequent first."""
     counts = Counter(token for target in split["target"] for token in split_target(target, task))
     return list(SPECIALS) + sorted((t for t in counts if t not in SPECIALS), key=lambda t: (-counts[t], t))

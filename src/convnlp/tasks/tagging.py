@@ -159,7 +159,7 @@ def encode_split(
     return encoded
 
 
-def label_vocabulary(split, task: dict | None = None) -> list[str]:
+def label_vocabulary(split, task: dict | None = None, tokenizer=None) -> list[str]:
     return sorted({t for sentence in split["tags"] for t in sentence})
 
 

@@ -104,8 +104,10 @@ def warmup_steps(setting: int, limits: Limits) -> int:
 
 
 def selection_metric(setting: str, task_name: str, labels: list[str]) -> str:
-    """``trainer.select``: auto is entity F1 for BIO tags, else accuracy."""
+    """``trainer.select``: auto is entity F1 for BIO tags, an autoencoder's token accuracy, else accuracy."""
     if setting == "auto":
+        if task_name == "autoencoder":
+            return "token_accuracy"
         return "f1" if task_name == "tagging" and is_bio(labels) else "accuracy"
     if setting in ("f1", "precision", "recall") and task_name == "tagging" and not is_bio(labels):
         raise UserError(

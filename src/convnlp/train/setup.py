@@ -102,8 +102,11 @@ def data(cfg: DictConfig, config: dict, env: Environment, run_dir: Path) -> Data
             )
         train_split, distilled = env.sync.from_main((train_split, distilled) if world.main else None)
     tokenizer, labels = start.tokenizer, start.labels
-    if start.init_dir is not None:
-        resume.check_init_labels(start, task.label_vocabulary(train_split, task_cfg))
+    if start.transfer:  # an autoencoder's vocabulary, encoder and embedding; this task's labels
+        labels = task.label_vocabulary(train_split, task_cfg, tokenizer)
+        log.info("trainer.init: the embedding and encoder of the autoencoder %s, and its vocabulary", start.init_dir)
+    elif start.init_dir is not None:
+        resume.check_init_labels(start, task.label_vocabulary(train_split, task_cfg, tokenizer))
         log.info("trainer.init: starting from the weights of %s", start.init_dir)
     elif start.resume_dir is None:  # from the data as given (a teacher's outputs may lack some references' labels)
         tokenizer = tok.build_from(cfg.tokenizer, task.tokenizer_examples(splits["train"]))
@@ -112,6 +115,7 @@ def data(cfg: DictConfig, config: dict, env: Environment, run_dir: Path) -> Data
             if distilled is None
             else {"target": list(splits["train"]["target"]) + train_split["target"]},
             task_cfg,
+            tokenizer,
         )
         if world.distributed:  # every rank uses rank 0's vocabularies
             text, labels = env.sync.from_main((tokenizer.to_str(), labels) if world.main else None)
@@ -164,7 +168,10 @@ def network(cfg: DictConfig, config: dict, env: Environment, d: Data) -> Network
     model = build_model(task_config(config), config["encoder"], d.tokenizer.get_vocab_size(), len(d.labels)).to(
         env.device
     )
-    if d.start.init_model is not None:
+    if d.start.transfer:
+        resume.load_transferred(model, d.start.init_model)
+        d.start.init_model = None
+    elif d.start.init_model is not None:
         model.load_state_dict(d.start.init_model.state_dict())
         d.start.init_model = None
     receptive_field = model.encoder.receptive_field
