@@ -3,6 +3,7 @@
     CONVNLP_DATA_DIR=../shared/datasets python scripts/autoencoder_experiments.py reconstruction --minutes 5
     CONVNLP_DATA_DIR=../shared/datasets python scripts/autoencoder_experiments.py semisupervised --steps 300
     CONVNLP_DATA_DIR=../shared/datasets python scripts/autoencoder_experiments.py interpolation --run <ae run>
+    python scripts/autoencoder_experiments.py spelling --minutes 5
 
 - reconstruction: word autoencoders of UD English-EWT sentences (train split) with decoder=deconv
   and decoder=lstm, the same code size and wall-time budget; exact match, token accuracy and BLEU
@@ -15,6 +16,8 @@
   texts that are well-formed: they end (the end symbol before decoder.max_length), hold no
   <unk>, repeat no word twice in a row, and every word bigram of theirs (with the sentence's start
   and end) occurs in the training sentences.
+- spelling: experiment=spelling, then CMUdict test words misspelled by the same noise: the share
+  corrected exactly, and the share of correct words left as they are.
 
 Results go to docs/results/autoencoder_<experiment>_<date>.json and a table is printed.
 """
@@ -205,9 +208,43 @@ def interpolation(opts) -> dict:
     }
 
 
+def spelling(opts) -> dict:
+    """experiment=spelling for --minutes, then CMUdict test words misspelled by the same noise
+    (seeded; only those the noise changed) given to predict: the share corrected exactly."""
+    import convnlp
+    from convnlp.data import load_splits
+    from convnlp.data import noise as noise_
+    from convnlp.data.cmudict_words import CmudictWordsConfig
+
+    run = Path(opts.work) / "spelling"
+    args = ["experiment=spelling", f"trainer.max_minutes={opts.minutes}", "trainer.threads=2"]
+    if not (run / "best").is_dir() or opts.again:
+        train(args, run)
+    model = convnlp.load(run)
+    words = load_splits(CmudictWordsConfig(), ("test",), "autoencoder")["test"]["text"]
+    tokenizer, rng = model.tokenizer, random.Random(0)
+    settings, drawn = noise_.active(model.task_config["noise"]), noise_.symbols(model.tokenizer)
+    pairs = []
+    for word in words:
+        ids = noise_.corrupt(tokenizer.encode(word).ids, settings, drawn, rng)
+        misspelled = "".join(tokenizer.id_to_token(i) for i in ids)
+        if misspelled != word:
+            pairs.append((misspelled, word))
+    outputs = [r["output"] for r in model.predict([m for m, _ in pairs])]
+    clean = [r["output"] for r in model.predict(words)]
+    return {
+        "command": "convnlp train " + " ".join(args),
+        "noise": settings,
+        "misspelled": len(pairs),
+        "corrected": sum(o == w for o, (_, w) in zip(outputs, pairs)) / len(pairs),
+        "clean_kept": sum(o == w for o, w in zip(clean, words)) / len(words),
+        "examples": [{"input": m, "output": o, "word": w} for (m, w), o in list(zip(pairs, outputs))[:20]],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", choices=("reconstruction", "semisupervised", "interpolation"))
+    parser.add_argument("experiment", choices=("reconstruction", "semisupervised", "interpolation", "spelling"))
     parser.add_argument("--minutes", type=float, default=5.0, help="reconstruction: each autoencoder's budget")
     parser.add_argument("--decoders", nargs="+", default=["deconv", "lstm"])
     parser.add_argument("--pretrain-minutes", type=float, default=6.0)
@@ -222,9 +259,8 @@ def main() -> None:
     parser.add_argument("--again", action="store_true")
     parser.add_argument("--out", default="docs/results")
     opts = parser.parse_args()
-    result = {"reconstruction": reconstruction, "semisupervised": semisupervised, "interpolation": interpolation}[
-        opts.experiment
-    ](opts)
+    experiments = {"reconstruction": reconstruction, "semisupervised": semisupervised, "interpolation": interpolation}
+    result = {**experiments, "spelling": spelling}[opts.experiment](opts)
     result["date"] = datetime.date.today().isoformat()
     out = Path(opts.out) / f"autoencoder_{opts.experiment}_{result['date']}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -139,7 +139,27 @@ def _bad_values():
     import dataclasses
     import typing
 
-    candidates = [-1, 0, 1, 2, 3, 4, 0.5, 1.5, 100, 10**6, -0.5, [], [0], [2], [-1], [4, 6], [0.5, 2.0], "[", {"drop": 1.5}]
+    candidates = [
+        -1,
+        0,
+        1,
+        2,
+        3,
+        4,
+        0.5,
+        1.5,
+        100,
+        10**6,
+        -0.5,
+        [],
+        [0],
+        [2],
+        [-1],
+        [4, 6],
+        [0.5, 2.0],
+        "[",
+        {"drop": 1.5},
+    ]
     for group, schemas in SCHEMAS.items():
         for option, schema in schemas.items():
             hints = typing.get_type_hints(schema)

@@ -144,11 +144,12 @@ class CodeAutoencoder(nn.Module):
         return self.scores(z, batch), penalty
 
     def scores(self, z: torch.Tensor, batch: dict) -> torch.Tensor:
-        """The decoder's scores (B, L, V) of the code ``z`` (B, D): deconv's ``max_length``
-        positions, an autoregressive decoder's at every target position (teacher forcing)."""
+        """The decoder's scores (B, L, V) of the code ``z`` (B, D): deconv's first positions up to the
+        batch's longest target (all ``max_length`` without one), an autoregressive decoder's at every
+        target position (teacher forcing)."""
         memory, ones = self.memory(z)
-        if not self.autoregressive:
-            return self.decoder(memory, ones)
+        if not self.autoregressive:  # the positions after the batch's longest target are never scored
+            return self.decoder(memory, ones, scored=batch["target"].shape[1] if "target" in batch else None)
         target = batch["target"]
         if self.training and self.word_dropout > 0:  # Bowman et al.: the prefix sometimes hidden
             drop = torch.rand(target.shape, device=target.device) < self.word_dropout

@@ -276,7 +276,12 @@ class DeconvDecoder(nn.Module):
             x = self.activation(norm(conv(x)))
         return x
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor, batch: dict | None = None) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, mask: torch.Tensor, batch: dict | None = None, scored: int | None = None
+    ) -> torch.Tensor:
+        """``scored``: only the first ``scored`` positions are scored over the vocabulary (the
+        rest are computed as ever: the same scores there; a large vocabulary's output layer is most
+        of the work, and training needs scores only up to the batch's longest target)."""
         x = self.encode(h, mask)
         for conv, norm in zip(self.up, self.up_norms):
             x = self.dropout(self.activation(norm(conv(x))))
@@ -290,4 +295,6 @@ class DeconvDecoder(nn.Module):
         for conv, norm in zip(self.rest, self.rest_norms):
             h = self.activation(norm(x))
             x = x + self.dropout(conv(h if keep is None else h * keep))
+        if scored is not None:
+            x = x[:, :, :scored]
         return self.output(self.final_norm(x).transpose(1, 2))  # (B, L, V)

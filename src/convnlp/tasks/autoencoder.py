@@ -197,7 +197,7 @@ def loss(logits: tuple[torch.Tensor, torch.Tensor], batch: dict, task: dict) -> 
     count, symbols = target.shape[0], batch["target_lengths"].sum()
     beyond = torch.arange(target.shape[1], device=target.device) >= batch["target_lengths"][:, None]
     target = target.masked_fill(beyond, -100)  # after the end symbol: not predicted
-    if not is_autoregressive(task["decoder"]):
+    if not is_autoregressive(task["decoder"]):  # deconv scores at least the batch's longest target
         target = F.pad(target, (0, logits.shape[1] - target.shape[1]), value=-100)  # (B, L)
     reconstruction = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=-100, reduction="sum")
     return (reconstruction + penalty * count) / symbols, count
@@ -223,6 +223,12 @@ def posteriors(model, tokenizer, texts: list[str], device, batch_tokens: int = 8
     empty = [i for i, row in enumerate(ids) if not row]
     if empty:
         raise UserError(f"text {empty[0] + 1} ({texts[empty[0]]!r}) has no symbols: nothing to encode")
+    long = [i for i, row in enumerate(ids) if head.pool == "strided" and len(row) > head.window]
+    if long:
+        raise UserError(
+            f"text {long[0] + 1} has {len(ids[long[0]])} symbols, more than the window of {head.window} "
+            "that task.pool=strided reads (decoder.max_length)"
+        )
     means, log_vars, order = [], [], []
     for chunk in token_batches([len(row) for row in ids], batch_tokens, shuffle=False):
         batch = {k: v.to(device) for k, v in make_batch({"ids": ids}, chunk).items()}
