@@ -56,23 +56,28 @@ def ud_sentences(split: str) -> list[str]:
     return load_splits(UdEwtConfig(), (split,), "autoencoder")[split]["text"]
 
 
-def by_length(texts: list[str], outputs: list[str]) -> list[dict]:
+def by_length(texts: list[str], references: list[list[str]], outputs: list[list[str] | None]) -> list[dict]:
+    """Exact match, token accuracy and BLEU by the sentence's length in UD words, against the
+    model's own symbols of each text (``<unk>`` where the vocabulary has no word, as the task's
+    metrics count; a text the decoder cannot hold has no output and counts as wrong)."""
     rows = []
     for low, high in BUCKETS:
-        pairs = [(t, o) for t, o in zip(texts, outputs) if low <= len(t.split()) <= high]
+        pairs = [(r, o or []) for t, r, o in zip(texts, references, outputs) if low <= len(t.split()) <= high]
         if not pairs:
             continue
-        exact = sum(t.split() == (o or "").split() for t, o in pairs) / len(pairs)
-        tokens = sum(sum(a == b for a, b in zip(t.split(), (o or "").split())) for t, o in pairs)
-        positions = sum(max(len(t.split()), len((o or "").split())) for t, o in pairs)
-        bleu = sacrebleu.corpus_bleu([o or "" for _, o in pairs], [[t for t, _ in pairs]], tokenize="none").score
+        exact = sum(r == o for r, o in pairs) / len(pairs)
+        tokens = sum(sum(a == b for a, b in zip(r, o)) for r, o in pairs)
+        positions = sum(max(len(r), len(o)) for r, o in pairs)
+        bleu = sacrebleu.corpus_bleu(
+            [" ".join(o) for _, o in pairs], [[" ".join(r) for r, _ in pairs]], tokenize="none"
+        )
         rows.append(
             {
                 "words": f"{low}-{high}",
                 "sentences": len(pairs),
                 "exact": exact,
                 "token_accuracy": tokens / positions,
-                "bleu": bleu,
+                "bleu": bleu.score,
             }
         )
     return rows
@@ -92,16 +97,19 @@ def reconstruction(opts) -> dict:
             "decoder.max_length=64",
             "decoder.too_long=filter",
         ]
-        args += WORDS + [f"trainer.max_minutes={opts.minutes}", "trainer.threads=2"]
+        args += WORDS + [f"trainer.max_minutes={opts.minutes}", f"trainer.threads={opts.threads}"]
         if not (run / "best").is_dir() or opts.again:
             train(args, run)
         model = convnlp.load(run)
-        outputs = [r["output"] for r in model.predict(test)]
+        outputs = [r["tokens"] for r in model.predict(test)]
+        references = [model.tokenizer.encode(t).tokens for t in test]
         metrics = json.loads((run / "best" / "metrics.json").read_text())
         results[decoder] = {
             "command": "convnlp train " + " ".join(args),
             "test": metrics.get("test"),
-            "buckets": by_length(test, outputs),
+            "train_seconds": metrics.get("train_seconds"),
+            "steps": metrics.get("steps"),
+            "buckets": by_length(test, references, outputs),
         }
     return results
 
@@ -125,7 +133,12 @@ def semisupervised(opts) -> dict:
         "trainer.holdout=0.05",
         "decoder.max_length=64",
     ]
-    ae_args += ["decoder.too_long=filter", *WORDS, f"trainer.max_minutes={opts.pretrain_minutes}", "trainer.threads=2"]
+    ae_args += [
+        "decoder.too_long=filter",
+        *WORDS,
+        f"trainer.max_minutes={opts.pretrain_minutes}",
+        f"trainer.threads={opts.threads}",
+    ]
     pretrained = work / "autoencoder"
     if not (pretrained / "best").is_dir() or opts.again:
         train(ae_args, pretrained)
@@ -139,7 +152,7 @@ def semisupervised(opts) -> dict:
                     *WORDS,
                     f"seed={seed}",
                     f"trainer.max_steps={opts.steps}",
-                    "trainer.threads=2",
+                    f"trainer.threads={opts.threads}",
                     "trainer.patience=0",
                 ]
                 args += [f"trainer.init={init}"] if init else []
@@ -217,7 +230,7 @@ def spelling(opts) -> dict:
     from convnlp.data.cmudict_words import CmudictWordsConfig
 
     run = Path(opts.work) / "spelling"
-    args = ["experiment=spelling", f"trainer.max_minutes={opts.minutes}", "trainer.threads=2"]
+    args = ["experiment=spelling", f"trainer.max_minutes={opts.minutes}", f"trainer.threads={opts.threads}"]
     if not (run / "best").is_dir() or opts.again:
         train(args, run)
     model = convnlp.load(run)
@@ -257,6 +270,7 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("CONVNLP_DATA_DIR", "../shared/datasets"))
     parser.add_argument("--work", default="outputs/autoencoder_experiments")
     parser.add_argument("--again", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="trainer.threads of every run")
     parser.add_argument("--out", default="docs/results")
     opts = parser.parse_args()
     experiments = {"reconstruction": reconstruction, "semisupervised": semisupervised, "interpolation": interpolation}

@@ -29,7 +29,7 @@ class EncodeCommand:
     EncodeCommand,
     name="encode",
     order=2.3,
-    summary="texts to codes (autoencoder)",
+    summary="texts to codes",
     examples=(
         "convnlp encode checkpoint=<run> < texts.txt > codes.jsonl",
         "convnlp encode checkpoint=<run> input=texts.txt output=codes.npy",

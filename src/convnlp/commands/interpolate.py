@@ -33,7 +33,7 @@ class InterpolateCommand:
     InterpolateCommand,
     name="interpolate",
     order=2.6,
-    summary="texts between two codes",
+    summary="texts between codes",
     examples=('convnlp interpolate checkpoint=<run> a="first text" b="second text" steps=8',),
 )
 def run(cfg: DictConfig, run_dir: Path | None, given: set[str]):

@@ -43,6 +43,7 @@ class TrainCommand:
         "convnlp train task=tagging encoder=dilated data=ud_ewt",
         "convnlp train task=classification data=sst2 tokenizer=word",
         "convnlp train task=generation decoder=convs2s",
+        "convnlp train task=autoencoder data=text data.train=unlabeled.txt tokenizer=word",
         "convnlp train experiment=sst2_word (a published figure: conf/experiment/)",
         "convnlp train task=classification data=csv data.train=my.csv auto=true trainer.max_minutes=30",
         "convnlp train -m experiment=mr_word 'data.fold=range(10)'",

@@ -268,9 +268,13 @@ def interpolate(
 # ------------------------------------------------------------------------------ metrics
 
 
-def metrics(predictions: list[list[int] | None], references: list[list[int]], texts: tuple, char: bool) -> dict:
+BLEU_TOKENS = {"char": "char", "word": "none", "bpe": "13a"}  # word texts are rebuilt split already
+
+
+def metrics(predictions: list[list[int] | None], references: list[list[int]], texts: tuple, kind: str) -> dict:
     """Reconstruction metrics of output label ids against the references' (a missing output counts
-    as empty and wrong); ``texts``: (outputs, references) rebuilt, for BLEU."""
+    as empty and wrong); ``texts``: (outputs, references) rebuilt, for BLEU, tokenized as the
+    tokenizer ``kind`` splits."""
     import sacrebleu
 
     n = len(references)
@@ -283,7 +287,7 @@ def metrics(predictions: list[list[int] | None], references: list[list[int]], te
         edits += Levenshtein.distance(hypothesis, reference)
         total += len(reference)
     outputs, refs = texts
-    bleu = sacrebleu.corpus_bleu(list(outputs), [list(refs)], tokenize="char" if char else "13a").score if n else 0.0
+    bleu = sacrebleu.corpus_bleu(list(outputs), [list(refs)], tokenize=BLEU_TOKENS[kind]).score if n else 0.0
     return {
         "token_accuracy": matched / max(positions, 1),
         "accuracy": exact / max(n, 1),
@@ -318,7 +322,7 @@ def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: 
         [join(labels, p or [], tokenizer) for p in predictions],
         [join(labels, r, tokenizer) for r in references],
     )
-    result = metrics(predictions, references, rebuilt, tok.kind_of(tokenizer) == "char")
+    result = metrics(predictions, references, rebuilt, tok.kind_of(tokenizer))
     result["unknown"] = sum(row.count(tok.UNK_ID) for row in ids) / max(sum(len(row) for row in ids), 1)
     if log_var is not None:
         result["kl"] = float(codes.kl_divergence(mean, log_var).sum(dim=1).mean()) if readable else 0.0
