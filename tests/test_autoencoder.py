@@ -193,3 +193,23 @@ def _deconv() -> dict:
     import dataclasses
 
     return dataclasses.asdict(DeconvConfig(width=16, rest_dilations=[1]))
+
+
+def test_eval_scores_an_autoencoder(trained, corpus):
+    cli("eval", f"checkpoint={trained}", f"data.validation={corpus / 'train.txt'}", cwd=corpus)
+    (run,) = run_dirs(corpus, "eval")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["token_accuracy"] > 0.9 and {"accuracy", "per", "bleu", "unknown"} <= set(metrics)
+
+
+def test_a_variational_lstm_autoencoder_reports_kl_and_active_units(corpus, tmp_path):
+    train = str(corpus / "train.txt")
+    args = ["task=autoencoder", "data=text", f"data.train={train}", f"data.validation={train}", *SMALL]
+    variational = ["decoder=lstm", "decoder.width=32", "task.variational=true", "task.word_dropout=0.3"]
+    noisy = ["task.noise.drop=0.1", "task.noise.substitute=0.1", "task.kl_anneal_steps=10", "task.free_bits=0.1"]
+    cli("train", *args, *variational, *noisy, "trainer.max_steps=20", "trainer.eval_every=20", cwd=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    validation = json.loads((run / "best" / "metrics.json").read_text())["validation"]
+    assert validation["kl"] > 0 and 0 <= validation["active_units"] <= 64
+    assert "denoising: the training input is corrupted every batch" in (run / "train.log").read_text()
+    assert len(convnlp.load(run).interpolate("cat", "dog", steps=2)) == 3
