@@ -1,7 +1,7 @@
 """Issue 37's figures for task=autoencoder, one after another on an otherwise idle machine:
 
     CONVNLP_DATA_DIR=../shared/datasets python scripts/autoencoder_experiments.py reconstruction --minutes 5
-    CONVNLP_DATA_DIR=../shared/datasets python scripts/autoencoder_experiments.py semisupervised --steps 300
+    CONVNLP_DATA_DIR=../shared/datasets python scripts/autoencoder_experiments.py semisupervised --epochs 30
     CONVNLP_DATA_DIR=../shared/datasets python scripts/autoencoder_experiments.py interpolation --run <ae run>
     python scripts/autoencoder_experiments.py spelling --minutes 5
 
@@ -11,7 +11,8 @@
 - semisupervised: SST-2 with 500 and 2,000 labelled training sentences (a seeded shuffle; the
   500 are the first 500 of the 2,000); an autoencoder pretrained on the other training
   sentences' text (labels removed, neither labelled set in it); classifiers with and without
-  ``trainer.init=<autoencoder>``, the same steps, 3 seeds each; test accuracy.
+  ``trainer.init=<autoencoder>``, the same epochs, 3 seeds each, no validation (the last model);
+  test accuracy.
 - interpolation: decoded texts between pairs of test sentences, and the share of intermediate
   texts that are well-formed: they end (the end symbol before decoder.max_length), hold no
   <unk>, repeat no word twice in a row, and every word bigram of theirs (with the sentence's start
@@ -151,7 +152,8 @@ def semisupervised(opts) -> dict:
                 args += [
                     *WORDS,
                     f"seed={seed}",
-                    f"trainer.max_steps={opts.steps}",
+                    f"trainer.max_epochs={opts.epochs}",
+                    "trainer.min_steps=0",
                     f"trainer.threads={opts.threads}",
                     "trainer.patience=0",
                 ]
@@ -261,7 +263,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0, help="reconstruction: each autoencoder's budget")
     parser.add_argument("--decoders", nargs="+", default=["deconv", "lstm"])
     parser.add_argument("--pretrain-minutes", type=float, default=6.0)
-    parser.add_argument("--steps", type=int, default=300, help="semisupervised: each classifier's steps")
+    parser.add_argument("--epochs", type=int, default=30, help="semisupervised: each classifier's epochs")
     parser.add_argument("--run", help="interpolation: the autoencoder run")
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--between", type=int, default=8, help="interpolation: steps between two texts")
