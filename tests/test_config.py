@@ -253,7 +253,8 @@ def test_every_yaml_file_holds_its_schemas_keys_and_defaults():
 def test_no_group_reads_or_sets_another_groups_values():
     """No interpolation anywhere in the groups (Hydra's own run-directory names aside), and the
     group files set their own group only: what crosses groups lives in conf/experiment/. A task
-    may also set the batch size it wants on any data (docs/data.md, Defaults and the evidence)."""
+    may also set the batch size it wants on any data (docs/data.md, Defaults and the evidence), and
+    whether to stop early (the autoencoder's plateau: docs/autoencoder.md)."""
     for group in SCHEMAS:
         for option in options(group):
             text = (CONF / group / f"{option}.yaml").read_text()
@@ -261,7 +262,7 @@ def test_no_group_reads_or_sets_another_groups_values():
             node = OmegaConf.create(text)
             if text.startswith("# @package _global_\n"):  # a task that picks its default data
                 assert set(node.keys()) - {"defaults", "trainer"} == {group}, (group, option)
-                assert set(node.get("trainer", {})) <= {"batch_tokens"}, (group, option)
+                assert set(node.get("trainer", {})) <= {"batch_tokens", "patience"}, (group, option)
 
 
 def test_every_command_file_holds_its_settings_and_defaults():
