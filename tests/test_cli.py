@@ -467,7 +467,10 @@ def test_every_encoder_family_trains_through_the_cli(tmp_path, conll_files):
         (["predict"], "checkpoint is required: add checkpoint=..."),
         (["train", "data=conll"], "data=conll needs a training file: data.train=PATH"),
         (["train", "data=conllu", "data.train=nope.conllu"], "nope.conllu: no such file"),
-        (["tran"], "unknown command 'tran'; choose one of: train, eval, predict, export, serve, inspect, average"),
+        (
+            ["tran"],
+            "unknown command 'tran'; choose one of: train, eval, predict, encode, interpolate, export, serve, inspect, average",
+        ),
         (
             ["train", "task=classification", "data=ud_ewt"],
             "data=ud_ewt is tagging data; task=classification needs one of:",
@@ -502,10 +505,13 @@ def test_help_lists_commands_and_groups(tmp_path):
     groups = convnlp("train", "--help", cwd=tmp_path).stdout
     assert "encoder: bilstm, dense, dilated, lstm, plain, residual, separable, wide" in groups
     assert (
-        "data: cmudict_g2p, cmudict_stress, cmudict_syllables, conll, conllu, csv, hub, jsonl, mr, parallel, "
-        "probe_longrange, sst2, tsv, ud_ewt" in groups
+        "data: cmudict_g2p, cmudict_stress, cmudict_syllables, cmudict_words, conll, conllu, csv, hub, jsonl, mr, "
+        "parallel, probe_longrange, sst2, text, tsv, ud_ewt" in groups
     )
-    assert "task: classification, generation, tagging" in groups and "decoder: convs2s, deconv, lstm" in groups
+    assert (
+        "task: autoencoder, classification, generation, tagging" in groups
+        and "decoder: convs2s, deconv, lstm" in groups
+    )
 
 
 def test_ud_ewt_and_the_default_data_train_through_the_cli(tmp_path, shared_datasets):
