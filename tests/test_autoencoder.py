@@ -213,3 +213,15 @@ def test_a_variational_lstm_autoencoder_reports_kl_and_active_units(corpus, tmp_
     assert validation["kl"] > 0 and 0 <= validation["active_units"] <= 64
     assert "denoising: the training input is corrupted every batch" in (run / "train.log").read_text()
     assert len(convnlp.load(run).interpolate("cat", "dog", steps=2)) == 3
+
+
+def test_inserted_noise_never_takes_an_input_past_what_the_decoder_holds():
+    from convnlp.data import tokenizer as tok
+    from convnlp.tasks import autoencoder as ae
+
+    tokenizer = tok.build("char", WORDS)
+    task = {"decoder": {**_deconv(), "max_length": 8}, "noise": {"insert": 0.9}}
+    labels = ae.label_vocabulary(None, task, tokenizer)
+    encoded = ae.encode({"text": ["horse", "whale", "cat"]}, tokenizer, labels, "train", task)
+    batch = ae.make_batch(encoded, [0, 1, 2])
+    assert batch["ids"].shape[1] <= 7 and batch["target"].shape == (3, 6)  # the targets stay clean

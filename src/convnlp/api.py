@@ -10,8 +10,10 @@ autoencoder ``{"text", "output", "tokens"}`` (the reconstruction); an empty text
 empty result. An autoencoder also gives codes and the texts between two codes:
 
     model.encode(["a sentence", "another"])           # (2, code_dim) numpy array
-    model.interpolate("a sentence", "another", steps=8, path="line")   # 9 decoded texts Long inputs are handled as ``predict`` handles them
-(tagging in overlapping windows, ``task.predict_max_chars``).
+    model.interpolate("a sentence", "another", steps=8, path="line")   # 9 decoded texts
+
+Long inputs are handled as ``predict`` handles them (tagging in overlapping windows,
+``task.predict_max_chars``).
 """
 
 from __future__ import annotations

@@ -60,9 +60,12 @@ def run(cfg: DictConfig, run_dir: Path | None, given: set[str]):
             raise UserError(f"{name}:{number}: empty line: an empty text has no code")
     model = api.load(cfg.checkpoint, device=cfg.device, threads=cfg.threads)
     texts = [line.strip() for line in lines]
-    codes = model.encode(texts, batch_tokens=cfg.batch_tokens) if texts else np.zeros((0, 0), dtype=np.float32)
+    codes = model.encode(texts, batch_tokens=cfg.batch_tokens)
     if cfg.output.endswith(".npy"):
-        np.save(cfg.output, codes)
+        try:
+            np.save(cfg.output, codes)
+        except OSError as e:
+            raise UserError(f"{cfg.output}: cannot write ({e.strerror})") from None
         print(
             f"{cfg.output}: {codes.shape[0]} codes of {codes.shape[1] if codes.ndim == 2 else 0} numbers",
             file=sys.stderr,

@@ -166,6 +166,7 @@ def encode(split, tokenizer, labels: list[str], where: str, task: dict) -> dict[
     if where == "train" and settings:
         encoded["noise"] = settings
         encoded["drawn"] = noise_.symbols(tokenizer)
+        encoded["limit"] = [_limit(task)]  # inserted symbols never take an input past what the code reads
         log.info("denoising: the training input is corrupted every batch (%s)", settings)
     return encoded
 
@@ -173,7 +174,8 @@ def encode(split, tokenizer, labels: list[str], where: str, task: dict) -> dict[
 def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.Tensor]:
     ids = [encoded["ids"][i] for i in indices]
     if "noise" in encoded:  # a fresh corruption each time a text is batched (seeded: python's random)
-        ids = [noise_.corrupt(row, encoded["noise"], encoded["drawn"], random) for row in ids]
+        limit = encoded["limit"][0]
+        ids = [noise_.corrupt(row, encoded["noise"], encoded["drawn"], random)[:limit] for row in ids]
     batch = {"ids": pad(ids, tok.PAD_ID)}
     batch["mask"] = lengths_to_mask([len(s) for s in ids], batch["ids"].shape[1])
     if "target" in encoded:
@@ -302,17 +304,20 @@ def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: 
     """Reconstruction metrics of ``split`` (column text), the share of <unk> reference symbols,
     speed in texts/s; variational: the KL (nats per text) and active units. Texts longer than the
     decoder holds get no output and count as errors."""
-    texts = [t for t in split["text"] if t]
+    texts = list(split["text"])  # an empty one has no symbols: no output, counted wrong
     ids = tok.encode_texts(tokenizer, texts)
     limit = _limit(task)
     readable = [i for i, row in enumerate(ids) if 0 < len(row) <= limit]
     if len(readable) < len(texts):
         log.warning(
-            "%d text(s) longer than %d symbols get no output; they count as errors", len(texts) - len(readable), limit
+            "%d text(s) empty or longer than %d symbols get no output; they count as errors",
+            len(texts) - len(readable),
+            limit,
         )
     start = time.perf_counter()
     mean, log_var = posteriors(model, tokenizer, [texts[i] for i in readable], device, batch_tokens)
-    decoded = _head(model).generate(mean.to(device)) if readable else []
+    head = _head(model)  # decoded a few hundred at a time: deconv scores (N, max_length, V) at once
+    decoded = [row for s in range(0, len(readable), 256) for row in head.generate(mean[s : s + 256].to(device))]
     seconds = time.perf_counter() - start
     predictions: list = [None] * len(texts)
     for i, row in zip(readable, decoded):

@@ -103,7 +103,13 @@ def data(cfg: DictConfig, config: dict, env: Environment, run_dir: Path) -> Data
         train_split, distilled = env.sync.from_main((train_split, distilled) if world.main else None)
     tokenizer, labels = start.tokenizer, start.labels
     if start.transfer:  # an autoencoder's vocabulary, encoder and embedding; this task's labels
-        labels = task.label_vocabulary(train_split, task_cfg, tokenizer)
+        labels = task.label_vocabulary(
+            splits["train"]
+            if distilled is None
+            else {"target": list(splits["train"]["target"]) + train_split["target"]},
+            task_cfg,
+            tokenizer,
+        )
         log.info("trainer.init: the embedding and encoder of the autoencoder %s, and its vocabulary", start.init_dir)
     elif start.init_dir is not None:
         resume.check_init_labels(start, task.label_vocabulary(train_split, task_cfg, tokenizer))
