@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from convnlp.decoders import build_decoder, is_autoregressive, search
-from convnlp.decoders.deconv import DOWN_KERNEL, code_lengths
+from convnlp.decoders.deconv import DOWN_KERNEL
 from convnlp.encoders.layers import make_norm
 
 END, UNK_LABEL = 1, 3  # the end symbol, and <unk> in an autoencoder's labels (tasks/autoencoder.py)
@@ -79,9 +79,7 @@ class CodeAutoencoder(nn.Module):
         self.decoder = build_decoder(self.decoder_config, code_dim, num_labels)
         self.max_length = self.decoder_config["max_length"]
         self.pool, self.window = pool, self.max_length
-        steps = 0  # stride-2 layers until one position is left
-        while pool == "strided" and down_length_after(self.window, steps) > 1:
-            steps += 1
+        steps = (self.window - 1).bit_length() if pool == "strided" else 0  # ceil(log2 window) halvings: one left
         self.down = nn.ModuleList(
             nn.Conv1d(input_dim, input_dim, DOWN_KERNEL, stride=2, padding=1) for _ in range(steps)
         )
@@ -180,11 +178,6 @@ class CodeAutoencoder(nn.Module):
             row = row[: row.index(END)] if END in row else row
             rows.append([a for a in row if a > 2])  # <pad> and <blank> are never output
         return rows
-
-
-def down_length_after(length: int, layers: int) -> int:
-    """Positions left of ``length`` after ``layers`` stride-2 convolutions."""
-    return code_lengths("sequence", length, layers)[-1]
 
 
 def kl_divergence(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

@@ -215,9 +215,8 @@ def transfer_difference(saved: dict, current: dict) -> str | None:
     return f"task.embedding_dim: {sizes[0]!r} there, {sizes[1]!r} now" if sizes[0] != sizes[1] else None
 
 
-def load_transferred(model: torch.nn.Module, source: torch.nn.Module) -> int:
-    """Copies ``source``'s embedding and encoder weights into ``model`` (shapes checked); how many
-    tensors it copied."""
+def load_transferred(model: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Copies ``source``'s embedding and encoder weights into ``model`` (shapes checked)."""
     own = model.state_dict()
     parts = {k: v for k, v in source.state_dict().items() if k.startswith(TRANSFERRED)}
     for name, value in parts.items():
@@ -230,7 +229,6 @@ def load_transferred(model: torch.nn.Module, source: torch.nn.Module) -> int:
     if missing:
         raise UserError(f"trainer.init: the autoencoder has no {missing[0]} for this model")
     model.load_state_dict(parts, strict=False)
-    return len(parts)
 
 
 def check_init_labels(start: Start, needed: list[str]) -> None:

@@ -45,18 +45,18 @@ from torch.nn import functional as F
 from convnlp import codes
 from convnlp.data import noise as noise_
 from convnlp.data import tokenizer as tok
-from convnlp.data.batching import lengths_to_mask, pad, token_batches
+from convnlp.data.batching import token_batches
 from convnlp.decoders import is_autoregressive
 from convnlp.errors import UserError
 from convnlp.registry import TASKS, Check, at_least, option, zero_or_more
-from convnlp.tasks.shared import dropout_option, embedding_dim_option, log_scalars
+from convnlp.tasks.shared import dropout_option, embedding_dim_option, log_scalars, sequence_batch
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("text",)
 OUTPUT_FIELDS = ("text", "output", "tokens")  # the fields of a `convnlp predict` record (null with an error)
 SPECIALS = ("<pad>", "</s>", "<blank>")
-PAD, END = 0, 1
+END = 1  # the end symbol (label 0 is <pad>: the padding of targets)
 OFFSET = len(SPECIALS) - 1  # symbol id i (<unk> is 1, <pad> 0 is never a target) is label i + OFFSET
 SELECT = ("auto", "token_accuracy", "accuracy", "per", "bleu")  # trainer.select: auto is token_accuracy
 NOISE = {kind: 0.0 for kind in noise_.KINDS}
@@ -176,13 +176,7 @@ def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.
     if "noise" in encoded:  # a fresh corruption each time a text is batched (seeded: python's random)
         limit = encoded["limit"][0]
         ids = [noise_.corrupt(row, encoded["noise"], encoded["drawn"], random)[:limit] for row in ids]
-    batch = {"ids": pad(ids, tok.PAD_ID)}
-    batch["mask"] = lengths_to_mask([len(s) for s in ids], batch["ids"].shape[1])
-    if "target" in encoded:
-        targets = [encoded["target"][i] for i in indices]
-        batch["target"] = pad(targets, PAD)  # (B, S)
-        batch["target_lengths"] = torch.as_tensor([len(t) for t in targets], dtype=torch.long)
-    return batch
+    return sequence_batch(ids, [encoded["target"][i] for i in indices] if "target" in encoded else None)
 
 
 def describe(encoded: dict[str, list]) -> str:
@@ -215,11 +209,9 @@ def _head(model: nn.Module) -> codes.CodeAutoencoder:
     return head
 
 
-@torch.no_grad()
 def posteriors(model, tokenizer, texts: list[str], device, batch_tokens: int = 8000) -> tuple:
     """The code means (N, D) of non-empty ``texts`` and their log-variances (None for a plain code),
-    on the CPU, in the order given."""
-    model.eval()
+    on the CPU, in the order given (one line for a text that has none)."""
     head = _head(model)
     ids = tok.encode_texts(tokenizer, texts)
     empty = [i for i, row in enumerate(ids) if not row]
@@ -231,6 +223,14 @@ def posteriors(model, tokenizer, texts: list[str], device, batch_tokens: int = 8
             f"text {long[0] + 1} has {len(ids[long[0]])} symbols, more than the window of {head.window} "
             "that task.pool=strided reads (decoder.max_length)"
         )
+    return posteriors_of(model, ids, device, batch_tokens)
+
+
+@torch.no_grad()
+def posteriors_of(model, ids: list[list[int]], device, batch_tokens: int = 8000) -> tuple:
+    """``posteriors`` of texts' symbol ids (each non-empty, each within the head's reach)."""
+    model.eval()
+    head = _head(model)
     means, log_vars, order = [], [], []
     for chunk in token_batches([len(row) for row in ids], batch_tokens, shuffle=False):
         batch = {k: v.to(device) for k, v in make_batch({"ids": ids}, chunk).items()}
@@ -248,12 +248,17 @@ def posteriors(model, tokenizer, texts: list[str], device, batch_tokens: int = 8
 def decode_codes(model, tokenizer, labels: list[str], z: torch.Tensor, device, rows: int = 256) -> list[dict]:
     """``{"output", "tokens"}`` of each code of ``z`` (N, D), decoded greedily."""
     model.eval()
-    head = _head(model)
-    records = []
-    for start in range(0, z.shape[0], rows):
-        for ids in head.generate(z[start : start + rows].to(device)):
-            records.append({"output": join(labels, ids, tokenizer), "tokens": [labels[a] for a in ids]})
-    return records
+    head = _head(model)  # an ensemble is refused here
+    return [
+        {"output": join(labels, ids, tokenizer), "tokens": [labels[a] for a in ids]}
+        for ids in generate(head, z, device, rows)
+    ]
+
+
+def generate(head: codes.CodeAutoencoder, z: torch.Tensor, device, rows: int = 256) -> list[list[int]]:
+    """The label ids decoded from codes ``z`` (N, D), ``rows`` at a time (deconv scores
+    (rows, max_length, V) at once)."""
+    return [ids for start in range(0, z.shape[0], rows) for ids in head.generate(z[start : start + rows].to(device))]
 
 
 def interpolate(
@@ -315,9 +320,8 @@ def evaluate(model, tokenizer, labels, split, task: dict, device, batch_tokens: 
             limit,
         )
     start = time.perf_counter()
-    mean, log_var = posteriors(model, tokenizer, [texts[i] for i in readable], device, batch_tokens)
-    head = _head(model)  # decoded a few hundred at a time: deconv scores (N, max_length, V) at once
-    decoded = [row for s in range(0, len(readable), 256) for row in head.generate(mean[s : s + 256].to(device))]
+    mean, log_var = posteriors_of(model, [ids[i] for i in readable], device, batch_tokens)
+    decoded = generate(_head(model), mean, device)
     seconds = time.perf_counter() - start
     predictions: list = [None] * len(texts)
     for i, row in zip(readable, decoded):
@@ -353,9 +357,10 @@ def predict_records(
     """The reconstruction of each text (of a denoising model: the corrected text), as text and as
     symbols; an empty text or one longer than the decoder holds gets ``output: null`` and an ``error``."""
     limit = _limit(task)
-    lengths = [len(row) for row in tok.encode_texts(tokenizer, inputs)]
+    ids = tok.encode_texts(tokenizer, inputs)
+    lengths = [len(row) for row in ids]
     readable = [i for i, n in enumerate(lengths) if 0 < n <= limit]
-    mean, _ = posteriors(model, tokenizer, [inputs[i] for i in readable], device, batch_tokens)
+    mean, _ = posteriors_of(model, [ids[i] for i in readable], device, batch_tokens)
     decoded = iter(decode_codes(model, tokenizer, labels, mean, device) if readable else [])
     records = []
     for text, n in zip(inputs, lengths):

@@ -52,7 +52,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from convnlp.data import tokenizer as tok
-from convnlp.data.batching import lengths_to_mask, pad, token_batches
+from convnlp.data.batching import pad, token_batches
 from convnlp.decoders import build_decoder, is_autoregressive, output_lengths, search
 from convnlp.errors import UserError
 from convnlp.registry import TASKS, at_least, option
@@ -61,6 +61,7 @@ from convnlp.tasks.shared import (
     dropout_option,
     embedding_dim_option,
     log_scalars,
+    sequence_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -242,14 +243,8 @@ def encode(split, tokenizer, labels: list[str], where: str, task: dict) -> dict[
 
 
 def make_batch(encoded: dict[str, list], indices: list[int]) -> dict[str, torch.Tensor]:
-    ids = [encoded["ids"][i] for i in indices]
-    batch = {"ids": pad(ids, tok.PAD_ID)}
-    batch["mask"] = lengths_to_mask([len(s) for s in ids], batch["ids"].shape[1])
-    if "target" in encoded:
-        targets = [encoded["target"][i] for i in indices]
-        batch["target"] = pad(targets, PAD)  # (B, S)
-        batch["target_lengths"] = torch.as_tensor([len(t) for t in targets], dtype=torch.long)
-    return batch
+    targets = [encoded["target"][i] for i in indices] if "target" in encoded else None
+    return sequence_batch([encoded["ids"][i] for i in indices], targets)
 
 
 def describe(encoded: dict[str, list]) -> str:

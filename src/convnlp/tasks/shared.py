@@ -6,6 +6,10 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 
+import torch
+
+from convnlp.data.batching import lengths_to_mask, pad
+from convnlp.data.tokenizer import PAD_ID
 from convnlp.registry import at_least, fraction, option
 
 
@@ -36,3 +40,14 @@ def count_unseen(
         shown = ", ".join(f"{item} ({n})" for item, n in unseen.most_common(5))
         log.warning("%s: %d %s never seen in training: %s; %s", where, sum(unseen.values()), what, shown, consequence)
     return dict(unseen.most_common())
+
+
+def sequence_batch(ids: list[list[int]], targets: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
+    """A batch of symbol ids (padded, with their mask) and, given, of target label ids (padded with
+    label 0, with their lengths): generation's and the autoencoder's."""
+    batch = {"ids": pad(ids, PAD_ID)}
+    batch["mask"] = lengths_to_mask([len(s) for s in ids], batch["ids"].shape[1])
+    if targets is not None:
+        batch["target"] = pad(targets, 0)  # (B, S)
+        batch["target_lengths"] = torch.as_tensor([len(t) for t in targets], dtype=torch.long)
+    return batch

@@ -102,27 +102,19 @@ def data(cfg: DictConfig, config: dict, env: Environment, run_dir: Path) -> Data
             )
         train_split, distilled = env.sync.from_main((train_split, distilled) if world.main else None)
     tokenizer, labels = start.tokenizer, start.labels
+    # new labels come from the data as given (a teacher's outputs may lack some references' labels)
+    given = (
+        splits["train"] if distilled is None else {"target": list(splits["train"]["target"]) + train_split["target"]}
+    )
     if start.transfer:  # an autoencoder's vocabulary, encoder and embedding; this task's labels
-        labels = task.label_vocabulary(
-            splits["train"]
-            if distilled is None
-            else {"target": list(splits["train"]["target"]) + train_split["target"]},
-            task_cfg,
-            tokenizer,
-        )
+        labels = task.label_vocabulary(given, task_cfg, tokenizer)
         log.info("trainer.init: the embedding and encoder of the autoencoder %s, and its vocabulary", start.init_dir)
     elif start.init_dir is not None:
         resume.check_init_labels(start, task.label_vocabulary(train_split, task_cfg, tokenizer))
         log.info("trainer.init: starting from the weights of %s", start.init_dir)
-    elif start.resume_dir is None:  # from the data as given (a teacher's outputs may lack some references' labels)
+    elif start.resume_dir is None:  # a new run: its vocabulary and labels from the data
         tokenizer = tok.build_from(cfg.tokenizer, task.tokenizer_examples(splits["train"]))
-        labels = task.label_vocabulary(
-            splits["train"]
-            if distilled is None
-            else {"target": list(splits["train"]["target"]) + train_split["target"]},
-            task_cfg,
-            tokenizer,
-        )
+        labels = task.label_vocabulary(given, task_cfg, tokenizer)
         if world.distributed:  # every rank uses rank 0's vocabularies
             text, labels = env.sync.from_main((tokenizer.to_str(), labels) if world.main else None)
             tokenizer = tokenizer if world.main else tok.Tokenizer.from_str(text)
